@@ -1,0 +1,29 @@
+"""Entity assets: hcp_profiles and patient_journeys (unpartitioned, replaced whole)."""
+
+import dagster as dg
+import polars as pl
+
+from e2i_synth.assets.scenario_resource import ScenarioResource
+from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
+from e2i_synth.generators.patient_journeys import generate_patient_journeys
+from e2i_synth.schemas import TABLES
+
+ENTITY_GROUP = "entities"
+
+
+@dg.asset(
+    group_name=ENTITY_GROUP,
+    kinds={"polars", "postgres"},
+    description=TABLES["hcp_profiles"].description,
+)
+def hcp_profiles(scenario: ScenarioResource) -> pl.DataFrame:
+    return generate_hcp_profiles(scenario.load())
+
+
+@dg.asset(
+    group_name=ENTITY_GROUP,
+    kinds={"polars", "postgres"},
+    description=TABLES["patient_journeys"].description,
+)
+def patient_journeys(scenario: ScenarioResource, hcp_profiles: pl.DataFrame) -> pl.DataFrame:
+    return generate_patient_journeys(scenario.load(), hcp_profiles)

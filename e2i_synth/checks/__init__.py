@@ -1,0 +1,1 @@
+"""Asset checks: run in PostgreSQL against the loaded tables, after each load."""

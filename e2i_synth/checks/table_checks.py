@@ -1,0 +1,152 @@
+"""Checks every table gets: its model, primary key, foreign keys and row count, all in PostgreSQL.
+
+They are blocking: a failure stops downstream assets (the rows are already loaded by then;
+keeping bad rows out of the database is the IO manager's validation, before COPY).
+"""
+
+from collections.abc import Callable
+
+import dagster as dg
+from psycopg import sql
+
+from e2i_synth.assets.scenario_resource import ScenarioResource
+from e2i_synth.db.copy import count_rows, read_table
+from e2i_synth.db.metadata import markdown_table
+from e2i_synth.db.resource import Database
+from e2i_synth.scenario import Scenario
+from e2i_synth.schemas import FrameValidationError, TableSpec
+
+ExpectedRows = Callable[[Scenario], int]
+
+
+def schema_check(spec: TableSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=spec.name,
+        name="schema",
+        blocking=True,
+        description=f"{spec.name} as loaded validates against its pandera model",
+    )
+    def _check(database: Database) -> dg.AssetCheckResult:
+        with database.connect() as conn:
+            frame = read_table(conn, spec)
+        try:
+            spec.validate(frame)
+        except FrameValidationError as exc:
+            return dg.AssetCheckResult(
+                passed=False,
+                description=str(exc).splitlines()[0],
+                metadata={
+                    "failure_case_count": exc.failure_cases.height,
+                    "failure_cases": dg.MetadataValue.md(markdown_table(exc.failure_cases)),
+                },
+            )
+        return dg.AssetCheckResult(passed=True, metadata={"rows_validated": frame.height})
+
+    return _check
+
+
+def primary_key_check(spec: TableSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=spec.name,
+        name="primary_key_unique",
+        blocking=True,
+        description=f"({', '.join(spec.primary_key)}) is unique and never null in {spec.name}",
+    )
+    def _check(database: Database) -> dg.AssetCheckResult:
+        key = sql.SQL(", ").join(map(sql.Identifier, spec.primary_key))
+        any_null = sql.SQL(" OR ").join(
+            sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in spec.primary_key
+        )
+        query = sql.SQL(
+            "SELECT count(*) - count(DISTINCT ({key})), count(*) FILTER (WHERE {any_null}) FROM {t}"
+        ).format(key=key, any_null=any_null, t=sql.Identifier(spec.name))
+        with database.connect() as conn:
+            duplicates, nulls = conn.execute(query).fetchone()
+        return dg.AssetCheckResult(
+            passed=duplicates == 0 and nulls == 0,
+            metadata={"duplicate_keys": duplicates, "null_keys": nulls},
+        )
+
+    return _check
+
+
+_FOREIGN_KEYS = """
+SELECT a.attname, parent.relname, pa.attname
+FROM pg_constraint c
+JOIN pg_class child ON child.oid = c.conrelid
+JOIN pg_class parent ON parent.oid = c.confrelid
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1]
+WHERE c.contype = 'f' AND child.relname = %s
+ORDER BY c.conname
+"""
+
+
+def foreign_key_check(spec: TableSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=spec.name,
+        name="foreign_keys",
+        blocking=True,
+        description=f"every foreign key of {spec.name} (read from the catalog) finds its parent",
+    )
+    def _check(database: Database) -> dg.AssetCheckResult:
+        orphans: dict[str, int] = {}
+        with database.connect() as conn:
+            for column, parent, parent_column in conn.execute(_FOREIGN_KEYS, (spec.name,)):
+                query = sql.SQL(
+                    "SELECT count(*) FROM {t} x WHERE x.{c} IS NOT NULL AND NOT EXISTS "
+                    "(SELECT 1 FROM {p} y WHERE y.{pc} = x.{c})"
+                ).format(
+                    t=sql.Identifier(spec.name),
+                    c=sql.Identifier(column),
+                    p=sql.Identifier(parent),
+                    pc=sql.Identifier(parent_column),
+                )
+                orphans[f"{column} -> {parent}.{parent_column}"] = conn.execute(query).fetchone()[0]
+        return dg.AssetCheckResult(
+            passed=not any(orphans.values()),
+            metadata={"foreign_keys": dg.MetadataValue.json(orphans)},
+        )
+
+    return _check
+
+
+def row_count_check(spec: TableSpec, expected: ExpectedRows | None) -> dg.AssetChecksDefinition:
+    """Rows in the table equal rows generated (nothing lost or doubled), and the scale's count."""
+
+    @dg.asset_check(
+        asset=spec.name,
+        name="row_count",
+        blocking=True,
+        description=f"{spec.name} holds every generated row, as many as the scale implies",
+    )
+    def _check(
+        context: dg.AssetCheckExecutionContext, database: Database, scenario: ScenarioResource
+    ) -> dg.AssetCheckResult:
+        with database.connect() as conn:
+            actual = count_rows(conn, spec.name)
+        event = context.instance.get_latest_materialization_event(dg.AssetKey(spec.name))
+        generated = None
+        if event is not None and event.asset_materialization is not None:
+            value = event.asset_materialization.metadata.get("dagster/row_count")
+            generated = value.value if value is not None else None
+        metadata: dict[str, int] = {"rows_in_database": actual}
+        passed = actual > 0
+        if generated is not None:
+            metadata["rows_generated"] = generated
+            passed = passed and actual == generated
+        if expected is not None:
+            metadata["rows_expected_for_scale"] = expected(scenario.load())
+            passed = passed and actual == metadata["rows_expected_for_scale"]
+        return dg.AssetCheckResult(passed=passed, metadata=metadata)
+
+    return _check
+
+
+def table_checks(spec: TableSpec, expected: ExpectedRows | None = None) -> list:
+    return [
+        schema_check(spec),
+        primary_key_check(spec),
+        foreign_key_check(spec),
+        row_count_check(spec, expected),
+    ]

@@ -1,0 +1,120 @@
+"""Forward-only SQL migrations from sql/migrations, applied in order under an advisory lock.
+
+Each file NNN_name.sql runs in its own transaction together with its ledger row
+(e2i_schema_migrations: version, name, checksum). A file whose content changed after it was
+applied is refused: migrations are history, new changes go in a new file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from e2i_synth.db.connection import connect
+
+LEDGER = "e2i_schema_migrations"
+# Arbitrary constant key: every migrate call on any host serialises on it.
+ADVISORY_LOCK_KEY = 0x6532_6953_796E  # "e2iSyn"
+_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+class MigrationError(RuntimeError):
+    """A migration could not be applied; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text()
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def sql_dir() -> Path:
+    """sql/ of the source tree (the package is installed editable, next to it)."""
+    return Path(__file__).resolve().parents[2] / "sql"
+
+
+def discover(folder: Path | None = None) -> list[Migration]:
+    folder = folder or sql_dir() / "migrations"
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _FILE.match(path.name)
+        if not match:
+            raise MigrationError(f"{path.name}: migration files are named NNN_name.sql")
+        found.append(Migration(int(match.group(1)), match.group(2), path))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"two migration files share a version number in {folder}")
+    return found
+
+
+def _ensure_ledger(conn: psycopg.Connection) -> None:
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {LEDGER} (
+            version     integer PRIMARY KEY,
+            name        text NOT NULL,
+            checksum    text NOT NULL,
+            applied_at  timestamp with time zone NOT NULL DEFAULT now())"""
+    )
+
+
+def applied(conn: psycopg.Connection) -> dict[int, tuple[str, str]]:
+    """version -> (name, checksum) of the applied migrations ({} before the first)."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (LEDGER,)).fetchone()[0]
+    if not exists:
+        return {}
+    rows = conn.execute(f"SELECT version, name, checksum FROM {LEDGER} ORDER BY version")
+    return {v: (n, c) for v, n, c in rows}
+
+
+def status(conn: psycopg.Connection, folder: Path | None = None) -> list[tuple[Migration, bool]]:
+    done = applied(conn)
+    return [(m, m.version in done) for m in discover(folder)]
+
+
+def migrate(url: str, folder: Path | None = None) -> list[Migration]:
+    """Apply every pending migration; return those applied by this call."""
+    migrations = discover(folder)
+    newly: list[Migration] = []
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        try:
+            _ensure_ledger(conn)
+            done = applied(conn)
+            for m in migrations:
+                if m.version in done:
+                    name, checksum = done[m.version]
+                    if checksum != m.checksum:
+                        raise MigrationError(
+                            f"{m.path.name} changed after it was applied (checksum "
+                            f"{checksum[:12]} in {LEDGER}, {m.checksum[:12]} on disk); "
+                            "applied migrations are immutable: add a new migration instead"
+                        )
+                    continue
+                try:
+                    with conn.transaction():
+                        conn.execute(m.sql)
+                        conn.execute(
+                            f"INSERT INTO {LEDGER} (version, name, checksum) VALUES (%s, %s, %s)",
+                            (m.version, m.name, m.checksum),
+                        )
+                except psycopg.Error as exc:
+                    raise MigrationError(
+                        f"{m.path.name} failed and was rolled back: {exc}"
+                    ) from exc
+                newly.append(m)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+    return newly

@@ -1,0 +1,35 @@
+"""The Dagster resource for the database: which PostgreSQL, migrated, and connections to it."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+
+from e2i_synth.db import connection, migrate
+
+
+class Database(dg.ConfigurableResource):
+    """An existing PostgreSQL (`url`, from the E2I_DATABASE_URL env var) or the embedded one."""
+
+    url: str | None = None
+    home: str | None = None  # folder holding .e2i/ for the embedded server (default: cwd)
+
+    def url_in_use(self) -> str:
+        return connection.resolve_url(self.url, Path(self.home) if self.home else None)
+
+    def masked_url(self) -> str:
+        return connection.mask_url(self.url_in_use())
+
+    @contextmanager
+    def connect(self, **kwargs) -> Iterator[psycopg.Connection]:
+        with connection.connect(self.url_in_use(), **kwargs) as conn:
+            yield conn
+
+    def migrate(self) -> list[migrate.Migration]:
+        return migrate.migrate(self.url_in_use())
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every run works on a migrated database, even the first one on a new server.
+        self.migrate()

@@ -1,0 +1,34 @@
+"""The one Definitions object: assets, checks, resources (and later jobs and schedules)."""
+
+import os
+
+import dagster as dg
+
+from e2i_synth.assets import entities
+from e2i_synth.assets.scenario_resource import ScenarioResource
+from e2i_synth.checks.entity_checks import ENTITY_CHECKS
+from e2i_synth.db.connection import URL_ENV
+from e2i_synth.db.io_manager import PostgresIOManager
+from e2i_synth.db.resource import Database
+
+ASSETS = dg.load_assets_from_modules([entities])
+CHECKS = [*ENTITY_CHECKS]
+
+
+def database_from_env() -> Database:
+    # The URL (and so any password) is read from the environment by Dagster, never stored.
+    return Database(url=dg.EnvVar(URL_ENV)) if os.environ.get(URL_ENV) else Database()
+
+
+def build_resources(
+    database: Database | None = None, scenario_path: str | None = None, scale: str | None = None
+) -> dict[str, object]:
+    database = database or database_from_env()
+    return {
+        "database": database,
+        "io_manager": PostgresIOManager(database=database),
+        "scenario": ScenarioResource(database=database, path=scenario_path, scale=scale),
+    }
+
+
+defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, resources=build_resources())

@@ -1,0 +1,118 @@
+"""patient_journeys generator: one journey per patient, with a known causal structure.
+
+disease_severity and academic_hcp raise both engagement_score and the probability of
+treatment_initiated; engagement_score adds exactly `causal.true_ate` to that probability per
+point (see scenario.CausalModel). So a naive comparison is biased and a backdoor-adjusted one
+recovers the truth.
+"""
+
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+
+from e2i_synth.domain import DATA_SPLITS, INSURANCE_TYPES
+from e2i_synth.generators.sampling import padded_ids, weighted_choice
+from e2i_synth.scenario import ENGAGEMENT_MAX, SEVERITY_MAX, Scenario
+from e2i_synth.seeds import rng_for
+
+# Cumulative share of the date window given to each split, in time order.
+SPLIT_BOUNDS = (0.60, 0.80, 0.95, 1.00)
+# Typical patient ages per brand: (mean, sd).
+AGE_BY_BRAND = {"Remibrutinib": (42, 14), "Fabhalta": (48, 15), "Kisqali": (58, 11)}
+FEMALE_SHARE = {"Remibrutinib": 0.68, "Fabhalta": 0.55, "Kisqali": 0.99}
+INSURANCE_WEIGHTS = dict(zip(INSURANCE_TYPES, (0.55, 0.25, 0.16, 0.04), strict=True))
+
+
+def split_cutoffs(scenario: Scenario) -> list[date]:
+    """Dates at which train, validation, test and holdout end (exclusive), by journey start."""
+    span = (scenario.end_date - scenario.start_date).days
+    return [scenario.start_date + timedelta(days=round(span * b)) for b in SPLIT_BOUNDS[:-1]]
+
+
+def split_for_dates(start_dates: pl.Expr, scenario: Scenario) -> pl.Expr:
+    """data_split of a journey from its start date; shared by every table that carries a split."""
+    expr = pl.lit(DATA_SPLITS[-1])
+    for cutoff, split in reversed(list(zip(split_cutoffs(scenario), DATA_SPLITS, strict=False))):
+        expr = pl.when(start_dates < cutoff).then(pl.lit(split)).otherwise(expr)
+    return expr
+
+
+def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) -> pl.DataFrame:
+    rng = rng_for(scenario.seed, "patient_journeys")
+    causal = scenario.causal
+    n = scenario.n_patients
+
+    # Busier HCPs treat more of the patients.
+    volume = hcp_profiles["patient_volume_monthly"].to_numpy().astype(float)
+    hcp_idx = rng.choice(hcp_profiles.height, size=n, p=volume / volume.sum())
+    hcps = hcp_profiles[hcp_idx]
+    brand = hcps["brand_focus"].to_numpy()
+    academic = hcps["academic_hcp"].to_numpy()
+
+    span = (scenario.end_date - scenario.start_date).days
+    start_offset = rng.integers(0, span, n)
+    duration = np.minimum(rng.integers(30, 541, n), span - start_offset)
+
+    mean_sd = np.array([AGE_BY_BRAND[b] for b in brand], dtype=float)
+    age = np.clip(np.round(rng.normal(mean_sd[:, 0], mean_sd[:, 1])), 18, 95)
+    female = rng.random(n) < np.array([FEMALE_SHARE[b] for b in brand])
+
+    # Academic centres see the more severe cases.
+    severity = np.round(SEVERITY_MAX * rng.beta(2.2 + 0.8 * academic, 2.6, n), 1)
+    comorbidities = rng.poisson(0.4 + 0.12 * severity + 0.02 * np.maximum(age - 40, 0))
+    prior_treatments = rng.poisson(0.6 + 0.1 * severity)
+
+    engagement = np.round(
+        np.clip(
+            causal.engagement_intercept
+            + causal.severity_on_engagement * severity
+            + causal.academic_on_engagement * academic
+            + rng.normal(0, causal.engagement_noise_sd, n),
+            0,
+            ENGAGEMENT_MAX,
+        ),
+        2,
+    )
+    p_treat = (
+        causal.baseline_probability
+        + causal.true_ate * engagement
+        + causal.severity_on_treatment * severity
+        + causal.academic_on_treatment * academic
+    )
+    initiated = rng.random(n) < p_treat
+    # Time to first prescription: right-skewed, never past the end of the journey.
+    wait = np.minimum(np.round(rng.gamma(2.0, 14.0, n)), duration).astype(np.int32)
+
+    start = pl.lit(scenario.start_date) + pl.duration(days=pl.col("_start_offset"))
+    return (
+        pl.DataFrame(
+            {
+                "patient_id": padded_ids("PAT", n, 7),
+                "hcp_id": hcps["hcp_id"],
+                "brand": brand,
+                "region": hcps["region"],
+                "_start_offset": start_offset,
+                "_duration": duration,
+                "age_at_diagnosis": age.astype(np.int16),
+                "gender": np.where(female, "female", "male"),
+                "insurance_type": weighted_choice(rng, INSURANCE_WEIGHTS, n),
+                "comorbidity_count": comorbidities.astype(np.int16),
+                "prior_treatment_count": prior_treatments.astype(np.int16),
+                "disease_severity": severity,
+                "academic_hcp": academic,
+                "engagement_score": engagement,
+                "treatment_initiated": initiated,
+                "days_to_treatment": pl.Series(wait).zip_with(
+                    pl.Series(initiated), pl.Series([None] * n, dtype=pl.Int32)
+                ),
+            },
+            schema_overrides={"brand": pl.String},
+        )
+        .with_columns(journey_start_date=start.cast(pl.Date))
+        .with_columns(
+            journey_end_date=(pl.col("journey_start_date") + pl.duration(days=pl.col("_duration"))),
+            data_split=split_for_dates(pl.col("journey_start_date"), scenario),
+        )
+        .drop("_start_offset", "_duration")
+    )

@@ -1,0 +1,298 @@
+"""The scenario: everything a generated dataset depends on, validated before anything runs.
+
+A scenario is loaded from YAML (the packaged default or a user file), optionally with a scale
+override, and validated by pydantic. Every error names the field it is about.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from e2i_synth.domain import BRAND_METRICS, BRANDS, COMMON_METRICS, DRIFT_KINDS, FEATURES, REGIONS
+
+# Sizes of the system we replace at scale 1.0 ("full").
+FULL_HCPS = 500
+FULL_PATIENTS = 2_500
+SCALE_PRESETS: dict[str, float] = {"small": 0.1, "full": 1.0}
+ENGAGEMENT_MAX = 10.0
+SEVERITY_MAX = 10.0
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be used; the message names the offending field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CausalModel(_Strict):
+    """How engagement_score affects treatment_initiated, and what confounds it.
+
+    P(treatment_initiated) = baseline_probability + true_ate * engagement_score
+                             + severity_on_treatment * disease_severity
+                             + academic_on_treatment * academic_hcp
+    engagement_score = clip(engagement_intercept + severity_on_engagement * disease_severity
+                            + academic_on_engagement * academic_hcp + noise, 0, 10)
+    A linear probability model keeps the average treatment effect exactly true_ate per point.
+    """
+
+    true_ate: float = Field(0.04, description="change in P(treatment) per engagement point")
+    baseline_probability: float = Field(0.04, ge=0, le=1)
+    severity_on_treatment: float = 0.03
+    academic_on_treatment: float = 0.12
+    engagement_intercept: float = 2.0
+    severity_on_engagement: float = 0.45
+    academic_on_engagement: float = 1.5
+    engagement_noise_sd: float = Field(1.2, gt=0)
+
+    @model_validator(mode="after")
+    def _probabilities_stay_in_unit_interval(self) -> CausalModel:
+        # The extreme probabilities sit at the corners of the covariates' support.
+        lo, hi = self.probability_range()
+        if lo < 0 or hi > 1:
+            raise ValueError(
+                f"true_ate={self.true_ate} with these confounder strengths gives "
+                f"P(treatment_initiated) in [{lo:.3f}, {hi:.3f}]; no probability model allows "
+                "values outside [0, 1] (lower causal.true_ate or the other coefficients)"
+            )
+        return self
+
+    def probability_range(self) -> tuple[float, float]:
+        terms = [
+            (0.0, self.true_ate * ENGAGEMENT_MAX),
+            (0.0, self.severity_on_treatment * SEVERITY_MAX),
+            (0.0, self.academic_on_treatment),
+        ]
+        lo = self.baseline_probability + sum(min(a, b) for a, b in terms)
+        hi = self.baseline_probability + sum(max(a, b) for a, b in terms)
+        return lo, hi
+
+
+class MonitoringWindows(_Strict):
+    """The Drift Monitor's windows over feature_values event timestamps: [start, end)."""
+
+    baseline_start: date = date(2025, 7, 1)
+    baseline_end: date = date(2025, 10, 1)
+    current_start: date = date(2026, 4, 1)
+    current_end: date = date(2026, 7, 1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MonitoringWindows:
+        if not self.baseline_start < self.baseline_end <= self.current_start < self.current_end:
+            raise ValueError(
+                "windows must satisfy baseline_start < baseline_end <= current_start < current_end"
+            )
+        return self
+
+
+class DriftSpec(_Strict):
+    """A planted drift: from `start`, the feature's values change by `kind` and `magnitude`.
+
+    mean_shift: values move by `magnitude` standard deviations of the feature.
+    variance_change: the spread around the mean is multiplied by `magnitude`.
+    category_mix: a share `magnitude` (0-1) of values move to another category.
+    """
+
+    feature: str
+    kind: Literal["mean_shift", "variance_change", "category_mix"]
+    start: date
+    magnitude: float
+
+    @field_validator("feature")
+    @classmethod
+    def _known_feature(cls, value: str) -> str:
+        if value not in FEATURES:
+            raise ValueError(f"unknown feature {value!r}; known: {list(FEATURES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> DriftSpec:
+        value_type = FEATURES[self.feature][1]
+        if self.kind == "category_mix":
+            if value_type not in ("category", "bool"):
+                raise ValueError(
+                    f"kind category_mix needs a categorical feature, {self.feature} is {value_type}"
+                )
+            if not 0 < self.magnitude <= 1:
+                raise ValueError("magnitude of category_mix is a share in (0, 1]")
+        elif value_type in ("category", "bool"):
+            raise ValueError(
+                f"kind {self.kind} needs a numeric feature, {self.feature} is {value_type}"
+            )
+        elif self.kind == "variance_change" and self.magnitude <= 0:
+            raise ValueError("magnitude of variance_change is a positive multiplier of the spread")
+        elif self.kind == "mean_shift" and self.magnitude == 0:
+            raise ValueError("magnitude of mean_shift must not be 0")
+        return self
+
+
+class GapSpec(_Strict):
+    """A planted shortfall: from `start_month`, the series reaches only `achievement_rate` of
+    its target (for example 0.8 = 20% below target)."""
+
+    brand: str
+    region: str
+    metric_name: str
+    start_month: date
+    achievement_rate: float = Field(gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _known_series(self) -> GapSpec:
+        _known("brand", (self.brand,), BRANDS)
+        _known("region", (self.region,), REGIONS)
+        allowed = COMMON_METRICS + BRAND_METRICS[self.brand]
+        if self.metric_name not in allowed:
+            raise ValueError(
+                f"unknown metric_name {self.metric_name!r} for {self.brand}; known: {list(allowed)}"
+            )
+        if self.start_month.day != 1:
+            raise ValueError(f"start_month {self.start_month} must be the first day of a month")
+        return self
+
+
+class Scenario(_Strict):
+    name: str = "default"
+    seed: int = Field(20261126, ge=0)
+    scale: float = Field(1.0, gt=0, description="1.0 = full (500 HCPs, 2,500 patients)")
+    reference_date: date = date(2026, 6, 30)
+    start_date: date = date(2024, 1, 1)
+    end_date: date = date(2026, 6, 30)
+    brands: tuple[str, ...] = BRANDS
+    regions: tuple[str, ...] = REGIONS
+    causal: CausalModel = CausalModel()
+    monitoring: MonitoringWindows = MonitoringWindows()
+    drifts: tuple[DriftSpec, ...] = ()
+    gaps: tuple[GapSpec, ...] = ()
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _scale_preset(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in SCALE_PRESETS:
+            return SCALE_PRESETS[value]
+        return value
+
+    @field_validator("brands")
+    @classmethod
+    def _known_brands(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known("brand", value, BRANDS)
+
+    @field_validator("regions")
+    @classmethod
+    def _known_regions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known("region", value, REGIONS)
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> Scenario:
+        if self.end_date <= self.start_date:
+            raise ValueError(f"end_date {self.end_date} must be after start_date {self.start_date}")
+        if self.end_date > self.reference_date:
+            raise ValueError(
+                f"end_date {self.end_date} must not be after reference_date {self.reference_date}"
+            )
+        for i, drift in enumerate(self.drifts):
+            if not self.monitoring.baseline_end <= drift.start <= self.monitoring.current_start:
+                raise ValueError(
+                    f"drifts.{i}.start {drift.start} must fall between monitoring.baseline_end and "
+                    "monitoring.current_start, so the baseline is clean and the current window drifted"
+                )
+        if len({d.feature for d in self.drifts}) != len(self.drifts):
+            raise ValueError("drifts: at most one drift per feature")
+        for i, gap in enumerate(self.gaps):
+            if gap.brand not in self.brands or gap.region not in self.regions:
+                raise ValueError(
+                    f"gaps.{i}: {gap.brand}/{gap.region} is not in the scenario's brands and regions"
+                )
+            if not self.start_date <= gap.start_month <= self.end_date:
+                raise ValueError(
+                    f"gaps.{i}.start_month {gap.start_month} is outside start_date..end_date"
+                )
+        if self.monitoring.current_end > self.end_date + timedelta(days=1):
+            raise ValueError("monitoring.current_end must not be after end_date + 1 day")
+        if self.monitoring.baseline_start < self.start_date:
+            raise ValueError("monitoring.baseline_start must not be before start_date")
+        return self
+
+    @property
+    def n_hcps(self) -> int:
+        return max(1, round(FULL_HCPS * self.scale))
+
+    @property
+    def n_patients(self) -> int:
+        return max(1, round(FULL_PATIENTS * self.scale))
+
+    def content_hash(self) -> str:
+        """Stable digest of everything that shapes the data."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _known(kind: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    if not values:
+        raise ValueError(f"at least one {kind} is required")
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {kind} {unknown}; known: {list(allowed)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"duplicate {kind} in {list(values)}")
+    return values
+
+
+def default_scenario_text() -> str:
+    return resources.files("e2i_synth.scenarios").joinpath("default.yaml").read_text()
+
+
+def parse_scenario(
+    text: str, source: str = "scenario", scale: float | str | None = None
+) -> Scenario:
+    """Parse and validate scenario YAML; errors name the file and field."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{source}: not valid YAML: {exc}") from exc
+    if data is None:
+        raise ScenarioError(f"{source}: the file is empty")
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
+    if scale is not None:
+        data = {**data, "scale": scale}
+    return build_scenario(data, source)
+
+
+def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_describe(exc, source)) from None
+
+
+def load_scenario(path: str | Path | None = None, scale: float | str | None = None) -> Scenario:
+    """The packaged default scenario, or the YAML file at `path`, with an optional scale."""
+    if path is None:
+        return parse_scenario(default_scenario_text(), "default scenario", scale)
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"scenario file not found: {path}")
+    return parse_scenario(path.read_text(), str(path), scale)
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(scenario)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"{field}: {msg}")
+    return f"{source}: invalid scenario\n  " + "\n  ".join(lines)
