@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from e2i_synth.domain import BRAND_METRICS, BRANDS, COMMON_METRICS, DRIFT_KINDS, FEATURES, REGIONS
+from e2i_synth.domain import BRAND_METRICS, BRANDS, COMMON_METRICS, FEATURES, REGIONS
 
 # Sizes of the system we replace at scale 1.0 ("full").
 FULL_HCPS = 500
@@ -201,15 +201,15 @@ class Scenario(_Strict):
         for i, drift in enumerate(self.drifts):
             if not self.monitoring.baseline_end <= drift.start <= self.monitoring.current_start:
                 raise ValueError(
-                    f"drifts.{i}.start {drift.start} must fall between monitoring.baseline_end and "
-                    "monitoring.current_start, so the baseline is clean and the current window drifted"
+                    f"drifts.{i}.start {drift.start} must fall between monitoring.baseline_end "
+                    "and monitoring.current_start (a clean baseline, a drifted current window)"
                 )
         if len({d.feature for d in self.drifts}) != len(self.drifts):
             raise ValueError("drifts: at most one drift per feature")
         for i, gap in enumerate(self.gaps):
             if gap.brand not in self.brands or gap.region not in self.regions:
                 raise ValueError(
-                    f"gaps.{i}: {gap.brand}/{gap.region} is not in the scenario's brands and regions"
+                    f"gaps.{i}: {gap.brand}/{gap.region} is not among the scenario's brands/regions"
                 )
             if not self.start_date <= gap.start_month <= self.end_date:
                 raise ValueError(

@@ -13,18 +13,22 @@ SCALE_ENV = "E2I_SCALE"
 
 
 class ScenarioResource(dg.ConfigurableResource):
-    """The scenario file `path` (or $E2I_SCENARIO); without one, the scenario the database was
-    last materialized with (so one asset can be rebuilt consistently with the others), else the
-    packaged default. `scale` (or $E2I_SCALE) overrides the file's scale."""
+    """Scenario YAML given inline (`yaml_text`, as the CLI does), else the file `path` (or
+    $E2I_SCENARIO); without either, the scenario the database was last materialized with (so
+    one asset can be rebuilt consistently with the others), else the packaged default.
+    `scale` (or $E2I_SCALE) overrides the scale."""
 
     database: Database
     path: str | None = None
     scale: str | None = None
+    yaml_text: str | None = None
 
     def load(self) -> Scenario:
         path = self.path or os.environ.get(SCENARIO_ENV)
         scale = self.scale or os.environ.get(SCALE_ENV)
         scale_value = _parse_scale(scale) if scale else None
+        if self.yaml_text:
+            return parse_scenario(self.yaml_text, "scenario", scale_value)
         if path:
             return load_scenario(path, scale_value)
         with self.database.connect() as conn:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import warnings
 from functools import cache
 from pathlib import Path
 
@@ -24,7 +25,9 @@ def data_dir(home: Path | None = None) -> Path:
 @cache
 def start_embedded(pgdata: Path) -> str:
     """Start (or reuse) the embedded server for `pgdata` and return its URL."""
-    import pgserver  # imported here: only the embedded path needs it
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import pgserver  # imported here: only the embedded path needs it
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # As root, pgserver runs postgres as a `pgserver` user, which must traverse the folders.

@@ -57,3 +57,20 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         spec = _spec(context.asset_key)
         with self.database.connect() as conn:
             return read_table(conn, spec, _window(context, spec))
+
+
+class DryRunIOManager(dg.ConfigurableIOManager):
+    """Validates frames exactly as PostgresIOManager does, keeps them in memory, writes nothing."""
+
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
+        spec = _spec(context.asset_key)
+        frame = spec.validate(obj)
+        _DRY_RUN_FRAMES[(context.run_id, spec.name)] = frame
+        context.add_output_metadata(output_metadata(spec, frame, frame.height))
+
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+        return _DRY_RUN_FRAMES[(context.upstream_output.run_id, _spec(context.asset_key).name)]
+
+
+# In-process only: dry runs execute in one process (dg.materialize).
+_DRY_RUN_FRAMES: dict[tuple[str, str], pl.DataFrame] = {}

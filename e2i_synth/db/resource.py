@@ -15,9 +15,12 @@ class Database(dg.ConfigurableResource):
 
     url: str | None = None
     home: str | None = None  # folder holding .e2i/ for the embedded server (default: cwd)
+    migrate_on_setup: bool = True  # False for dry runs, which must not touch the database
 
     def url_in_use(self) -> str:
-        return connection.resolve_url(self.url, Path(self.home) if self.home else None)
+        # Outside a Dagster run (the CLI) an EnvVar field is still the variable's name.
+        url = self.url.get_value() if isinstance(self.url, dg.EnvVar) else self.url
+        return connection.resolve_url(url, Path(self.home) if self.home else None)
 
     def masked_url(self) -> str:
         return connection.mask_url(self.url_in_use())
@@ -32,4 +35,5 @@ class Database(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Every run works on a migrated database, even the first one on a new server.
-        self.migrate()
+        if self.migrate_on_setup:
+            self.migrate()

@@ -1,0 +1,102 @@
+"""e2i-synth: the command line. `db ...` manages the database, `materialize` runs the pipeline."""
+
+import argparse
+import sys
+import time
+
+from e2i_synth.db import embedded
+from e2i_synth.db.connection import URL_ENV, DatabaseUnavailable
+from e2i_synth.db.migrate import MigrationError, status
+from e2i_synth.scenario import ScenarioError, load_scenario
+
+
+def _database():
+    from e2i_synth.definitions import database_from_env
+
+    return database_from_env()
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    import os
+
+    db = _database()
+    if args.action == "up":
+        if os.environ.get(URL_ENV):
+            print(f"using {db.masked_url()} ({URL_ENV}); no embedded server to start")
+        else:
+            print(f"embedded PostgreSQL running: {db.masked_url()}")
+        return 0
+    if args.action == "down":
+        stopped = embedded.stop_embedded(embedded.data_dir())
+        print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+        return 0
+    if args.action == "url":
+        print(db.url_in_use() if args.show_password else db.masked_url())
+        return 0
+    if args.action == "migrate":
+        applied = db.migrate()
+        for m in applied:
+            print(f"applied {m.path.name}")
+        print(f"{len(applied)} migration(s) applied; database is up to date")
+        return 0
+    if args.action == "status":
+        with db.connect() as conn:
+            for m, done in status(conn):
+                print(f"{'applied' if done else 'pending':<8} {m.path.name}")
+        return 0
+    raise AssertionError(args.action)
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    from e2i_synth import runner
+
+    scenario = load_scenario(args.scenario, args.scale)  # fails here, before anything runs
+    db = _database()
+    target = "dry run: nothing is written" if args.dry_run else db.masked_url()
+    print(f"scenario {scenario.name} (scale {scenario.scale:g}, seed {scenario.seed}) -> {target}")
+    started = time.perf_counter()
+    summary = runner.materialize(scenario, db, dry_run=args.dry_run, verbose=args.verbose)
+    print(summary.render())
+    print(
+        f"{'succeeded' if summary.success else 'FAILED'} in {time.perf_counter() - started:.1f}s "
+        f"(run {summary.run_id})"
+    )
+    return 0 if summary.success else 1
+
+
+def _scale(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="e2i-synth", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="manage the database (embedded unless $E2I_DATABASE_URL)")
+    db.add_argument("action", choices=["up", "down", "url", "migrate", "status"])
+    db.add_argument("--show-password", action="store_true", help="with url: do not mask it")
+    db.set_defaults(func=cmd_db)
+
+    mat = sub.add_parser("materialize", help="generate, validate, load and check every table")
+    mat.add_argument("--scenario", help="scenario YAML file (default: the packaged scenario)")
+    mat.add_argument("--scale", type=_scale, help="small, full or a factor (overrides the file)")
+    mat.add_argument("--dry-run", action="store_true", help="generate and validate, write nothing")
+    mat.add_argument("--verbose", action="store_true", help="show Dagster's event log")
+    mat.set_defaults(func=cmd_materialize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ScenarioError, MigrationError, DatabaseUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Reference consumers: the queries agents (and our answer-key checks) run on the loaded data."""

@@ -1,0 +1,66 @@
+"""The e2i-synth command line, run against a test database through E2I_DATABASE_URL."""
+
+import psycopg
+import pytest
+
+from e2i_synth.cli import main
+from e2i_synth.db.copy import count_rows
+from e2i_synth.schemas import TABLES
+
+
+@pytest.fixture
+def cli_env(monkeypatch, empty_db_url):
+    monkeypatch.setenv("E2I_DATABASE_URL", empty_db_url)
+    return empty_db_url
+
+
+def _counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        present = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables")}
+        return {t: count_rows(conn, t) for t in TABLES if t in present}
+
+
+def test_db_migrate_then_status(cli_env, capsys):
+    assert main(["db", "status"]) == 0
+    assert "pending" in capsys.readouterr().out
+    assert main(["db", "migrate"]) == 0
+    assert main(["db", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "001_core.sql" in out and "pending" not in out
+
+
+def test_db_url_masks_the_password(monkeypatch, capsys):
+    monkeypatch.setenv("E2I_DATABASE_URL", "postgresql://agent:s3cret@db.example:5432/e2i")
+    assert main(["db", "url"]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret" not in out and "agent:***@db.example" in out
+
+
+def test_bad_scenario_fails_before_anything_is_written(cli_env, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 1\nbrands: [Remibrutinib, Tylenol]\n")
+    assert main(["materialize", "--scenario", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "brands" in err and "Tylenol" in err and str(bad) in err
+    assert _counts(cli_env) == {}  # not even migrated
+
+
+def test_dry_run_validates_everything_and_writes_nothing(cli_env, capsys):
+    assert main(["materialize", "--scale", "small", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "validated" in out and "FAILED" not in out
+    assert _counts(cli_env) == {}
+
+
+def test_materialize_loads_every_table_and_passes_every_check(cli_env, capsys):
+    assert main(["materialize", "--scale", "small"]) == 0
+    out = capsys.readouterr().out
+    assert "FAILED" not in out and "succeeded" in out
+    counts = _counts(cli_env)
+    assert set(counts) == set(TABLES) and all(counts.values())
+    # A second run of the same scenario replaces rows: same counts, no duplicates.
+    assert main(["materialize", "--scale", "small"]) == 0
+    assert _counts(cli_env) == counts
+    # A different scenario replaces the data wholesale.
+    assert main(["materialize", "--scale", "0.2"]) == 0
+    assert _counts(cli_env)["patient_journeys"] == 500

@@ -1,0 +1,101 @@
+"""The Postgres IO manager and COPY loader: atomic replace, reruns, failures, validation first."""
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from e2i_synth.db.copy import LoadError, count_rows, read_table, replace_rows
+from e2i_synth.db.io_manager import PostgresIOManager
+from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
+from e2i_synth.generators.patient_journeys import generate_patient_journeys
+from e2i_synth.scenario import load_scenario
+from e2i_synth.schemas import TABLES
+
+HCP = TABLES["hcp_profiles"]
+PATIENTS = TABLES["patient_journeys"]
+
+
+@pytest.fixture(scope="module")
+def frames() -> tuple[pl.DataFrame, pl.DataFrame]:
+    scenario = load_scenario(scale="small")
+    hcps = generate_hcp_profiles(scenario)
+    return hcps, generate_patient_journeys(scenario, hcps)
+
+
+@pytest.fixture
+def loaded(database, frames):
+    hcps, patients = frames
+    with database.connect() as conn:
+        replace_rows(conn, HCP, [hcps])
+        replace_rows(conn, PATIENTS, [patients])
+    return database
+
+
+def test_round_trip_returns_the_same_typed_frame(loaded, frames):
+    hcps, patients = frames
+    with loaded.connect() as conn:
+        assert read_table(conn, HCP).equals(HCP.validate(hcps).sort("hcp_id"))
+        assert read_table(conn, PATIENTS).equals(PATIENTS.validate(patients).sort("patient_id"))
+
+
+def test_rerun_replaces_rows_without_duplicates(loaded, frames):
+    hcps, patients = frames
+    with loaded.connect() as conn:
+        for _ in range(3):
+            assert replace_rows(conn, PATIENTS, [patients]) == patients.height
+        assert count_rows(conn, "patient_journeys") == patients.height
+        assert read_table(conn, PATIENTS).equals(PATIENTS.validate(patients).sort("patient_id"))
+
+
+def test_failure_midway_through_copy_leaves_previous_version(loaded, frames):
+    _, patients = frames
+    changed = patients.with_columns(engagement_score=pl.lit(0.0))
+
+    def chunks():
+        yield changed.head(100)
+        raise RuntimeError("generator died halfway through the load")
+
+    with loaded.connect() as conn:
+        before = read_table(conn, PATIENTS)
+        with pytest.raises(RuntimeError, match="halfway"):
+            replace_rows(conn, PATIENTS, chunks())
+        assert read_table(conn, PATIENTS).equals(before)
+
+
+def test_database_refusal_rolls_back_and_names_the_table(loaded, frames):
+    _, patients = frames
+    orphans = patients.with_columns(hcp_id=pl.lit("HCP999999"))
+    with loaded.connect() as conn:
+        before = read_table(conn, PATIENTS)
+        with pytest.raises(LoadError, match="patient_journeys.*rolled back"):
+            replace_rows(conn, PATIENTS, [orphans])
+        assert read_table(conn, PATIENTS).equals(before)
+
+
+def test_invalid_frame_never_reaches_the_database(loaded, frames):
+    _, patients = frames
+    bad = patients.with_columns(disease_severity=pl.lit(42.0))
+    manager = PostgresIOManager(database=loaded)
+    context = dg.build_output_context(asset_key=dg.AssetKey("patient_journeys"))
+    with loaded.connect() as conn:
+        before = read_table(conn, PATIENTS)
+    with pytest.raises(dg.Failure, match="disease_severity") as failure:
+        manager.handle_output(context, bad)
+    assert failure.value.metadata["failure_case_count"].value == patients.height
+    with loaded.connect() as conn:
+        assert read_table(conn, PATIENTS).equals(before)
+
+
+def test_handle_output_adds_metadata_and_load_input_reads_back(database, frames):
+    hcps, _ = frames
+    manager = PostgresIOManager(database=database)
+    out = dg.build_output_context(asset_key=dg.AssetKey("hcp_profiles"))
+    manager.handle_output(out, hcps)
+    metadata = out.get_logged_metadata()
+    assert metadata["dagster/row_count"].value == hcps.height
+    assert metadata["dagster/table_name"].text == "public.hcp_profiles"
+    schema = metadata["dagster/column_schema"].schema
+    assert [c.name for c in schema.columns] == HCP.columns
+    assert all(c.description for c in schema.columns)
+    loaded = manager.load_input(dg.build_input_context(asset_key=dg.AssetKey("hcp_profiles")))
+    assert loaded.equals(HCP.validate(hcps).sort("hcp_id"))

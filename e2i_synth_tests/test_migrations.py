@@ -1,0 +1,148 @@
+"""Migrations: order, ledger, checksum refusal, rollback, concurrency, schema.sql and the models."""
+
+import shutil
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from e2i_synth.db.migrate import LEDGER, MigrationError, discover, migrate, sql_dir
+from e2i_synth.schemas import TABLES
+
+
+def _ledger(url: str) -> list[tuple[int, str, str]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            f"SELECT version, name, checksum FROM {LEDGER} ORDER BY version"
+        ).fetchall()
+
+
+def _copy_migrations(tmp_path: Path) -> Path:
+    folder = tmp_path / "migrations"
+    shutil.copytree(sql_dir() / "migrations", folder)
+    return folder
+
+
+def test_migrations_apply_in_order_and_are_recorded_once(empty_db_url):
+    applied = migrate(empty_db_url)
+    files = discover()
+    assert [m.version for m in applied] == sorted(m.version for m in files)
+    assert _ledger(empty_db_url) == [(m.version, m.name, m.checksum) for m in files]
+    assert migrate(empty_db_url) == []  # nothing pending the second time
+    assert len(_ledger(empty_db_url)) == len(files)
+
+
+def test_later_migration_builds_on_earlier_one(empty_db_url, tmp_path):
+    folder = _copy_migrations(tmp_path)
+    (folder / "900_add_column.sql").write_text("ALTER TABLE hcp_profiles ADD COLUMN extra int;")
+    (folder / "901_use_column.sql").write_text("UPDATE hcp_profiles SET extra = 1;")
+    migrate(empty_db_url, folder)
+    assert [v for v, _, _ in _ledger(empty_db_url)][-2:] == [900, 901]
+
+
+def test_changed_migration_is_refused_with_its_name(empty_db_url, tmp_path):
+    folder = _copy_migrations(tmp_path)
+    migrate(empty_db_url, folder)
+    first = sorted(folder.glob("*.sql"))[0]
+    first.write_text(first.read_text() + "\n-- edited after it was applied\n")
+    with pytest.raises(MigrationError, match=first.name):
+        migrate(empty_db_url, folder)
+
+
+def test_failing_migration_rolls_back_and_is_not_recorded(empty_db_url, tmp_path):
+    folder = _copy_migrations(tmp_path)
+    (folder / "900_broken.sql").write_text(
+        "CREATE TABLE half_done (id int); SELECT * FROM no_such_table;"
+    )
+    with pytest.raises(MigrationError, match="900_broken.sql"):
+        migrate(empty_db_url, folder)
+    versions = [v for v, _, _ in _ledger(empty_db_url)]
+    assert 900 not in versions and versions == sorted(m.version for m in discover())
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT to_regclass('half_done')").fetchone()[0] is None
+
+
+def test_concurrent_migrate_applies_each_migration_once(empty_db_url):
+    errors: list[BaseException] = []
+    applied: list[int] = []
+
+    def worker() -> None:
+        try:
+            applied.extend(m.version for m in migrate(empty_db_url))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(applied) == sorted(m.version for m in discover())  # each exactly once overall
+    assert len(_ledger(empty_db_url)) == len(discover())
+
+
+CATALOG_QUERIES = {
+    "columns": """SELECT table_name, column_name, ordinal_position, data_type, is_nullable,
+                         column_default
+                  FROM information_schema.columns WHERE table_schema = 'public'
+                  ORDER BY table_name, ordinal_position""",
+    "constraints": """SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid)
+                      FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+                      WHERE n.nspname = 'public' ORDER BY 1, 2""",
+    "indexes": """SELECT tablename, indexname, indexdef FROM pg_indexes
+                  WHERE schemaname = 'public' ORDER BY 1, 2""",
+    "policies": """SELECT tablename, policyname, roles::text, cmd, qual FROM pg_policies
+                   WHERE schemaname = 'public' ORDER BY 1, 2""",
+    "rls": """SELECT relname, relrowsecurity FROM pg_class c JOIN pg_namespace n
+              ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND relkind = 'r' ORDER BY 1""",
+    "ledger": f"SELECT version, name, checksum FROM {LEDGER} ORDER BY version",
+}
+
+
+def _catalog(url: str) -> dict[str, list[tuple]]:
+    with psycopg.connect(url) as conn:
+        return {name: conn.execute(q).fetchall() for name, q in CATALOG_QUERIES.items()}
+
+
+def test_schema_sql_equals_the_migrated_schema(db_url, server_url):
+    import uuid
+
+    from e2i_synth_tests.conftest import _url_for
+
+    name = f"t_schema_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        fresh = _url_for(server_url, name)
+        with psycopg.connect(fresh, autocommit=True) as conn:
+            conn.execute((sql_dir() / "schema.sql").read_text())
+        migrated, loaded = _catalog(db_url), _catalog(fresh)
+        for part in CATALOG_QUERIES:
+            assert loaded[part] == migrated[part], f"schema.sql differs in {part}: run make schema"
+        assert migrate(fresh) == []  # a fresh install from schema.sql has nothing pending
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_migrated_table_matches_its_pandera_model(db_url, table):
+    spec = TABLES[table]
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            """SELECT column_name, data_type, is_nullable FROM information_schema.columns
+               WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position""",
+            (table,),
+        ).fetchall()
+        pk = conn.execute(
+            """SELECT a.attname FROM pg_index i
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+               WHERE i.indrelid = %s::regclass AND i.indisprimary
+               ORDER BY array_position(i.indkey, a.attnum)""",
+            (table,),
+        ).fetchall()
+    expected = [(c, spec.pg_type(c), "YES" if spec.nullable[c] else "NO") for c in spec.columns]
+    assert rows == expected
+    assert tuple(r[0] for r in pk) == spec.primary_key
