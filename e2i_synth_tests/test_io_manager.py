@@ -99,3 +99,29 @@ def test_handle_output_adds_metadata_and_load_input_reads_back(database, frames)
     assert all(c.description for c in schema.columns)
     loaded = manager.load_input(dg.build_input_context(asset_key=dg.AssetKey("hcp_profiles")))
     assert loaded.equals(HCP.validate(hcps).sort("hcp_id"))
+
+
+def test_concurrent_replacements_leave_exactly_one_copy(loaded, frames):
+    import threading
+
+    _, patients = frames
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def load() -> None:
+        try:
+            with loaded.connect() as conn:
+                barrier.wait()
+                replace_rows(conn, PATIENTS, [patients])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with loaded.connect() as conn:
+        assert count_rows(conn, "patient_journeys") == patients.height
+        assert read_table(conn, PATIENTS).equals(PATIENTS.validate(patients).sort("patient_id"))

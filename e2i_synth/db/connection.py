@@ -34,7 +34,8 @@ def mask_url(url: str) -> str:
 def connect(url: str, **kwargs) -> psycopg.Connection:
     """A psycopg connection; connection errors are re-raised without the password."""
     try:
-        return psycopg.connect(url, connect_timeout=10, **kwargs)
+        # UTC sessions: partition windows and timestamps compare the same way everywhere.
+        return psycopg.connect(url, connect_timeout=10, options="-c TimeZone=UTC", **kwargs)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(
             f"cannot connect to {mask_url(url)}: {_scrub(str(exc), url)}"

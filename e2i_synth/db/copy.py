@@ -43,6 +43,21 @@ def _window_filter(
     )
 
 
+def _serialise_replacements(
+    cur: psycopg.Cursor, spec: TableSpec, window: tuple[datetime, datetime] | None
+) -> None:
+    """Two loads of the same table (or the same window) run one after the other, so the second
+    deletes the first's rows instead of adding to them. Readers are never blocked."""
+    if window is None:
+        lock = sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
+            sql.Identifier(spec.name)
+        )
+        cur.execute(lock)
+    else:
+        key = f"{spec.name}:{window[0].isoformat()}:{window[1].isoformat()}"
+        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+
+
 def replace_rows(
     conn: psycopg.Connection,
     spec: TableSpec,
@@ -56,6 +71,7 @@ def replace_rows(
     rows = 0
     try:
         with conn.transaction(), conn.cursor() as cur:
+            _serialise_replacements(cur, spec, window)
             delete = sql.SQL("DELETE FROM {table}").format(table=table) + _window_filter(
                 spec, window
             )
@@ -70,6 +86,17 @@ def replace_rows(
                         piece.write_csv(buffer, include_header=False)
                         copy.write(buffer.getvalue())
                         rows += piece.height
+            # Every copied row must land inside the replaced window: a row outside it would
+            # survive the next replacement of its own window and be doubled.
+            count = sql.SQL("SELECT count(*) FROM {table}").format(table=table)
+            cur.execute(count + _window_filter(spec, window), params)
+            in_window = cur.fetchone()[0]
+            if in_window != rows:
+                where = f"partition window {window[0]} .. {window[1]}" if window else "table"
+                raise LoadError(
+                    f"loading {spec.name}: copied {rows} rows but the {where} holds {in_window}; "
+                    "rolled back, the previous rows are intact"
+                )
             # Deferred foreign keys are checked here, still inside the transaction.
             cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
     except psycopg.Error as exc:
