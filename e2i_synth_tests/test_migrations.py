@@ -97,6 +97,11 @@ CATALOG_QUERIES = {
                    WHERE schemaname = 'public' ORDER BY 1, 2""",
     "rls": """SELECT relname, relrowsecurity FROM pg_class c JOIN pg_namespace n
               ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND relkind = 'r' ORDER BY 1""",
+    "grants": """SELECT table_name, grantee, privilege_type FROM information_schema.role_table_grants
+                  WHERE table_schema = 'public' AND grantee <> current_user ORDER BY 1, 2, 3""",
+    "functions": """SELECT p.proname, pg_get_functiondef(p.oid) FROM pg_proc p
+                     JOIN pg_namespace n ON n.oid = p.pronamespace
+                     WHERE n.nspname = 'public' ORDER BY 1""",
     "ledger": f"SELECT version, name, checksum FROM {LEDGER} ORDER BY version",
 }
 

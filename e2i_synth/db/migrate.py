@@ -8,6 +8,7 @@ applied is refused: migrations are history, new changes go in a new file.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ from e2i_synth.db.connection import connect
 LEDGER = "e2i_schema_migrations"
 # Arbitrary constant key: every migrate call on any host serialises on it.
 ADVISORY_LOCK_KEY = 0x6532_6953_796E  # "e2iSyn"
+READER_ROLE_ENV = "E2I_READER_ROLE"
+DEFAULT_READER_ROLE = "e2i_reader"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 
@@ -84,11 +88,21 @@ def status(conn: psycopg.Connection, folder: Path | None = None) -> list[tuple[M
     return [(m, m.version in done) for m in discover(folder)]
 
 
+def reader_role() -> str:
+    """Name of the read-only role for agents ($E2I_READER_ROLE, default e2i_reader)."""
+    role = os.environ.get(READER_ROLE_ENV) or DEFAULT_READER_ROLE
+    if not _IDENTIFIER.match(role):
+        raise MigrationError(f"{READER_ROLE_ENV}={role!r} is not a lower-case SQL identifier")
+    return role
+
+
 def migrate(url: str, folder: Path | None = None) -> list[Migration]:
     """Apply every pending migration; return those applied by this call."""
     migrations = discover(folder)
     newly: list[Migration] = []
+    role = reader_role()
     with connect(url, autocommit=True) as conn:
+        conn.execute("SELECT set_config('e2i.reader_role', %s, false)", (role,))
         conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
         try:
             _ensure_ledger(conn)
