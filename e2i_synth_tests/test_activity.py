@@ -1,0 +1,282 @@
+"""treatment_events, ml_predictions and triggers: generator rules at full scale, determinism,
+window additivity, and the load through Dagster with every check passing."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from scipy.stats import mannwhitneyu
+
+from e2i_synth.assets import activity, entities
+from e2i_synth.checks.activity_checks import ACTIVITY_CHECKS, treatment_events_journey_rules
+from e2i_synth.checks.entity_checks import ENTITY_CHECKS
+from e2i_synth.db.copy import count_rows, read_table
+from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
+from e2i_synth.generators.ml_predictions import generate_ml_predictions
+from e2i_synth.generators.patient_journeys import generate_patient_journeys, split_for_dates
+from e2i_synth.generators.treatment_events import generate_treatment_events
+from e2i_synth.generators.triggers import generate_triggers
+from e2i_synth.scenario import Scenario, load_scenario
+from e2i_synth.schemas import TABLES
+from e2i_synth.schemas.treatment_events import EVENT_TYPES, TREATMENT_EVENT_TYPES
+from e2i_synth.schemas.triggers import STATUSES
+from e2i_synth_tests.pipeline import failed_checks, run
+
+
+def _generate(scenario: Scenario) -> dict[str, pl.DataFrame]:
+    hcps = generate_hcp_profiles(scenario)
+    patients = generate_patient_journeys(scenario, hcps)
+    window = (scenario.start_date, scenario.end_date + timedelta(days=1))
+    return {
+        "hcp_profiles": hcps,
+        "patient_journeys": patients,
+        "treatment_events": generate_treatment_events(scenario, patients),
+        "ml_predictions": generate_ml_predictions(scenario, hcps, patients, *window),
+        "triggers": generate_triggers(scenario, hcps, patients, *window),
+    }
+
+
+@pytest.fixture(scope="module")
+def full() -> dict[str, pl.DataFrame]:
+    return _generate(load_scenario(scale="full"))
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Scenario:
+    return load_scenario(scale="full")
+
+
+def _with_patient(frame: pl.DataFrame, patients: pl.DataFrame) -> pl.DataFrame:
+    return frame.join(
+        patients.select(
+            "patient_id",
+            pl.col("hcp_id").alias("patient_hcp"),
+            pl.col("brand").alias("patient_brand"),
+            pl.col("data_split").alias("patient_split"),
+            "journey_start_date",
+            "journey_end_date",
+            "treatment_initiated",
+            "days_to_treatment",
+        ),
+        on="patient_id",
+        how="left",
+    )
+
+
+@pytest.mark.parametrize("table", ["treatment_events", "ml_predictions", "triggers"])
+def test_frames_validate_against_their_models(full, table):
+    spec = TABLES[table]
+    assert spec.validate(full[table]).height == full[table].height
+
+
+def test_treatment_events_follow_the_journeys(full):
+    patients = full["patient_journeys"]
+    events = _with_patient(full["treatment_events"], patients)
+    assert 15_000 < events.height < 40_000
+    assert set(events["event_type"]) == set(EVENT_TYPES)
+
+    # Inside the journey, with the patient's HCP, brand and split.
+    assert events.filter(
+        (pl.col("event_date") < pl.col("journey_start_date"))
+        | (pl.col("event_date") > pl.col("journey_end_date"))
+        | (pl.col("hcp_id") != pl.col("patient_hcp"))
+        | (pl.col("brand") != pl.col("patient_brand"))
+        | (pl.col("data_split") != pl.col("patient_split"))
+        | (
+            pl.col("days_from_diagnosis")
+            != (pl.col("event_date") - pl.col("journey_start_date")).dt.total_days()
+        )
+    ).is_empty()
+
+    # Exactly one diagnosis per patient, on journey_start_date.
+    diagnoses = events.filter(pl.col("event_type") == "diagnosis")
+    assert diagnoses.height == patients.height
+    assert diagnoses["patient_id"].n_unique() == patients.height
+    assert (diagnoses["event_date"] == diagnoses["journey_start_date"]).all()
+
+    treatment = events.filter(pl.col("event_type").is_in(TREATMENT_EVENT_TYPES))
+    assert treatment["treatment_initiated"].all()
+
+    # The first prescription of every initiated patient is on start + days_to_treatment.
+    first_rx = (
+        events.filter(pl.col("event_type") == "prescription")
+        .group_by("patient_id")
+        .agg(pl.col("event_date").min().alias("first_rx"), pl.len().alias("prescriptions"))
+    )
+    initiated = patients.filter("treatment_initiated").join(first_rx, on="patient_id", how="left")
+    assert initiated["first_rx"].null_count() == 0
+    expected = pl.col("journey_start_date") + pl.duration(days=pl.col("days_to_treatment"))
+    assert initiated.filter(pl.col("first_rx") != expected).is_empty()
+
+    # Refills after the first prescription; a discontinuation or switch ends the therapy.
+    timeline = treatment.join(first_rx, on="patient_id").with_columns(
+        last_treatment=pl.col("event_date").max().over("patient_id"),
+        treatment_events=pl.len().over(["patient_id", "event_date"]),
+    )
+    refills = timeline.filter(pl.col("event_type") == "refill")
+    assert (refills["event_date"] > refills["first_rx"]).all()
+    stops = timeline.filter(pl.col("event_type").is_in(["discontinuation", "switch"]))
+    assert stops.height > 0
+    assert stops["patient_id"].n_unique() == stops.height  # at most one stop per patient
+    assert (stops["event_date"] == stops["last_treatment"]).all()
+    assert (stops["treatment_events"] == 1).all()  # nothing else on the stop's day
+
+    # No duplicate (patient, date, type); ids follow (patient, date, type order).
+    assert events.select("patient_id", "event_date", "event_type").is_unique().all()
+    order = events.with_columns(
+        _rank=pl.col("event_type").replace_strict({t: i for i, t in enumerate(EVENT_TYPES)})
+    ).sort("patient_id", "event_date", "_rank")
+    assert order["event_id"].to_list() == sorted(events["event_id"].to_list())
+
+
+def test_ml_predictions_relate_to_the_journeys(full, scenario):
+    patients = full["patient_journeys"]
+    predictions = full["ml_predictions"]
+    assert 8_000 <= predictions.height <= 15_000
+    assert set(predictions["prediction_type"]) == {
+        "treatment_propensity",
+        "churn_risk",
+        "next_best_action",
+    }
+    day = pl.col("prediction_timestamp").dt.date()
+    assert predictions.filter((day < scenario.start_date) | (day > scenario.end_date)).is_empty()
+
+    patient_rows = _with_patient(predictions.filter(pl.col("entity_type") == "patient"), patients)
+    assert patient_rows.filter(
+        (day < pl.col("journey_start_date"))
+        | (day > pl.col("journey_end_date"))
+        | (pl.col("hcp_id") != pl.col("patient_hcp"))
+        | (pl.col("data_split") != pl.col("patient_split"))
+    ).is_empty()
+    # Every patient is scored for propensity on the day of diagnosis.
+    at_diagnosis = patient_rows.filter(
+        (pl.col("prediction_type") == "treatment_propensity")
+        & (day == pl.col("journey_start_date"))
+    )
+    assert at_diagnosis["patient_id"].n_unique() == patients.height
+
+    hcp_rows = predictions.filter(pl.col("entity_type") == "hcp")
+    assert hcp_rows.height > 0
+    assert (
+        hcp_rows["data_split"] == hcp_rows.select(split_for_dates(day, scenario)).to_series()
+    ).all()
+    assert hcp_rows["recommended_action"].null_count() == 0
+
+    propensity = patient_rows.filter(pl.col("prediction_type") == "treatment_propensity")
+    treated = propensity["treatment_initiated"].to_numpy()
+    scores = propensity["score"].to_numpy()
+    u = mannwhitneyu(scores[treated], scores[~treated]).statistic
+    auc = u / (treated.sum() * (~treated).sum())
+    assert 0.70 <= auc <= 0.85, auc
+
+
+def test_triggers_follow_their_patients_and_lifecycle(full, scenario):
+    patients = full["patient_journeys"]
+    triggers = full["triggers"]
+    assert 3_000 <= triggers.height <= 6_000
+    assert set(triggers["status"]) == set(STATUSES)
+    day = pl.col("created_at").dt.date()
+
+    patient_rows = _with_patient(triggers.filter(pl.col("patient_id").is_not_null()), patients)
+    assert patient_rows.filter(
+        (pl.col("hcp_id") != pl.col("patient_hcp"))
+        | (pl.col("brand") != pl.col("patient_brand"))
+        | (pl.col("data_split") != pl.col("patient_split"))
+        | (day < pl.col("journey_start_date"))
+        | (day > pl.col("journey_end_date"))
+    ).is_empty()
+    # No therapy-related trigger for a patient before therapy, nor after diagnosis for new ones.
+    on_therapy = patient_rows.filter(
+        pl.col("trigger_type").is_in(["refill_gap", "competitive_switch_risk"])
+    )
+    assert on_therapy["treatment_initiated"].all()
+    hcp_rows = triggers.filter(pl.col("patient_id").is_null())
+    assert (
+        hcp_rows["data_split"] == hcp_rows.select(split_for_dates(day, scenario)).to_series()
+    ).all()
+
+    # Nothing is observed after the end of the scenario.
+    cutoff = pl.lit(scenario.end_date + timedelta(days=1)).cast(pl.Datetime("us", "UTC"))
+    lifecycle = ["created_at", "delivered_at", "viewed_at", "resolved_at"]
+    assert triggers.filter(pl.any_horizontal(pl.col(c) > cutoff for c in lifecycle)).is_empty()
+    ordered = triggers.select(
+        (pl.col("delivered_at") >= pl.col("created_at")).fill_null(True)
+        & (pl.col("viewed_at") >= pl.col("delivered_at")).fill_null(True)
+        & (pl.col("resolved_at") >= pl.coalesce("viewed_at", "delivered_at")).fill_null(True)
+    ).to_series()
+    assert ordered.all()
+
+
+def test_small_scale_still_has_hundreds_of_rows():
+    frames = _generate(load_scenario(scale="small"))
+    for table in ("treatment_events", "ml_predictions", "triggers"):
+        assert frames[table].height >= 300, table
+
+
+def test_same_scenario_gives_identical_frames():
+    first, second = _generate(load_scenario(scale="small")), _generate(load_scenario(scale="small"))
+    for table in ("treatment_events", "ml_predictions", "triggers"):
+        assert_frame_equal(first[table], second[table])
+    other = load_scenario(scale="small").model_copy(update={"seed": 7})
+    assert not _generate(other)["ml_predictions"].equals(first["ml_predictions"])
+
+
+@pytest.mark.parametrize(
+    ("generate", "column"),
+    [(generate_ml_predictions, "prediction_timestamp"), (generate_triggers, "created_at")],
+)
+def test_a_window_is_the_union_of_its_parts(full, scenario, generate, column):
+    hcps, patients = full["hcp_profiles"], full["patient_journeys"]
+    a, b, c = date(2025, 3, 1), date(2025, 3, 17), date(2025, 5, 1)
+    whole = generate(scenario, hcps, patients, a, c)
+    parts = pl.concat(
+        [generate(scenario, hcps, patients, a, b), generate(scenario, hcps, patients, b, c)]
+    )
+    assert whole.height > 0
+    assert_frame_equal(whole, parts)
+    # The same rows as the full range restricted to the window (ids included).
+    start, end = (pl.lit(d).cast(pl.Datetime("us", "UTC")) for d in (a, c))
+    everything = full["ml_predictions" if column == "prediction_timestamp" else "triggers"]
+    assert_frame_equal(whole, everything.filter((pl.col(column) >= start) & (pl.col(column) < end)))
+    # A window outside the scenario is empty but typed.
+    empty = generate(scenario, hcps, patients, date(2030, 1, 1), date(2030, 2, 1))
+    assert empty.is_empty() and empty.schema == whole.schema
+
+
+ASSETS = dg.load_assets_from_modules([entities, activity])
+ACTIVITY_TABLES = ("treatment_events", "ml_predictions", "triggers")
+
+
+def test_activity_loads_with_every_check_passing(database):
+    result = run(database, ASSETS, [*ENTITY_CHECKS, *ACTIVITY_CHECKS], scale="small")
+    assert result.success
+    assert failed_checks(result) == []
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == len(ENTITY_CHECKS) + len(ACTIVITY_CHECKS)
+    auc = next(e for e in evaluations if e.check_name == "propensity_auc").metadata["auc"].value
+    assert 0.6 <= auc <= 0.95
+
+    generated = _generate(load_scenario(scale="small"))
+    with database.connect() as conn:
+        for table in ACTIVITY_TABLES:
+            assert count_rows(conn, table) == generated[table].height, table
+            loaded = read_table(conn, TABLES[table])
+            assert_frame_equal(loaded, generated[table].sort(TABLES[table].primary_key))
+
+        # A rule check catches what the constraints cannot: a refill moved before the journey.
+        conn.execute(
+            """UPDATE treatment_events e SET event_date = j.journey_start_date - 1
+               FROM patient_journeys j
+               WHERE j.patient_id = e.patient_id AND e.event_id = (
+                   SELECT min(event_id) FROM treatment_events WHERE event_type = 'refill')"""
+        )
+        conn.commit()
+    broken = treatment_events_journey_rules(database=database)
+    assert not broken.passed
+    violations = broken.metadata["violations_by_rule"].value
+    assert violations["event_inside_journey"] == 1
+    assert violations["refill_after_first_prescription"] == 1
+    assert violations["event_id_in_event_order"] > 0
+    assert broken.metadata["violation_count"].value == sum(violations.values())
