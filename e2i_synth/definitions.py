@@ -4,15 +4,18 @@ import os
 
 import dagster as dg
 
-from e2i_synth.assets import entities
+from e2i_synth.assets import activity, entities, feature_store, metrics
 from e2i_synth.assets.scenario_resource import ScenarioResource
+from e2i_synth.checks.activity_checks import ACTIVITY_CHECKS
 from e2i_synth.checks.entity_checks import ENTITY_CHECKS
+from e2i_synth.checks.feature_store_checks import FEATURE_STORE_CHECKS
+from e2i_synth.checks.metrics_checks import METRICS_CHECKS
 from e2i_synth.db.connection import URL_ENV
 from e2i_synth.db.io_manager import PostgresIOManager
 from e2i_synth.db.resource import Database
 
-ASSETS = dg.load_assets_from_modules([entities])
-CHECKS = [*ENTITY_CHECKS]
+ASSETS = dg.load_assets_from_modules([entities, feature_store, metrics, activity])
+CHECKS = [*ENTITY_CHECKS, *FEATURE_STORE_CHECKS, *METRICS_CHECKS, *ACTIVITY_CHECKS]
 
 
 def database_from_env() -> Database:

@@ -1,6 +1,16 @@
 """One pandera model per table; TABLES is the registry the loader, checks and tests read."""
 
-from e2i_synth.schemas import hcp_profiles, patient_journeys
+from e2i_synth.schemas import (
+    business_metrics,
+    feature_groups,
+    feature_values,
+    features,
+    hcp_profiles,
+    ml_predictions,
+    patient_journeys,
+    treatment_events,
+    triggers,
+)
 from e2i_synth.schemas.base import FrameValidationError, TableSpec
 
 TABLES: dict[str, TableSpec] = {
@@ -8,6 +18,13 @@ TABLES: dict[str, TableSpec] = {
     for spec in (
         hcp_profiles.SPEC,
         patient_journeys.SPEC,
+        business_metrics.SPEC,
+        feature_groups.SPEC,
+        features.SPEC,
+        feature_values.SPEC,
+        treatment_events.SPEC,
+        ml_predictions.SPEC,
+        triggers.SPEC,
     )
 }
 
