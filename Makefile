@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SCALE ?= small
 
-.PHONY: install run test lint format db-up db-down dev bench schema clean
+.PHONY: install run test lint format db-up db-down dev bench schema docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,3 +46,7 @@ schema: $(STAMP)
 clean:
 	-$(BIN)/e2i-synth db down
 	rm -rf .e2i .tmp_dagster_home_* .pytest_cache
+
+# README's table reference, from the pandera models.
+docs: $(STAMP)
+	$(BIN)/python -m e2i_synth.docs

@@ -4,9 +4,10 @@ import os
 
 import dagster as dg
 
-from e2i_synth.assets import activity, entities, feature_store, metrics
+from e2i_synth.assets import activity, answer_key, entities, feature_store, metrics
 from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.checks.activity_checks import ACTIVITY_CHECKS
+from e2i_synth.checks.answer_key_checks import ANSWER_KEY_CHECKS
 from e2i_synth.checks.entity_checks import ENTITY_CHECKS
 from e2i_synth.checks.feature_store_checks import FEATURE_STORE_CHECKS
 from e2i_synth.checks.metrics_checks import METRICS_CHECKS
@@ -14,8 +15,14 @@ from e2i_synth.db.connection import URL_ENV
 from e2i_synth.db.io_manager import PostgresIOManager
 from e2i_synth.db.resource import Database
 
-ASSETS = dg.load_assets_from_modules([entities, feature_store, metrics, activity])
-CHECKS = [*ENTITY_CHECKS, *FEATURE_STORE_CHECKS, *METRICS_CHECKS, *ACTIVITY_CHECKS]
+ASSETS = dg.load_assets_from_modules([entities, activity, metrics, feature_store, answer_key])
+CHECKS = [
+    *ENTITY_CHECKS,
+    *ACTIVITY_CHECKS,
+    *METRICS_CHECKS,
+    *FEATURE_STORE_CHECKS,
+    *ANSWER_KEY_CHECKS,
+]
 
 
 def database_from_env() -> Database:

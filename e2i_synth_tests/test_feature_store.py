@@ -23,7 +23,6 @@ from e2i_synth.checks.feature_store_checks import (
 )
 from e2i_synth.db.copy import count_rows, read_table, replace_rows
 from e2i_synth.domain import FEATURE_GROUPS, FEATURES
-from e2i_synth.generators.drift_stats import drift_statistics
 from e2i_synth.generators.feature_store import (
     FRESHNESS_HOURS,
     INSURANCE_TIERS,
@@ -42,6 +41,7 @@ from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
 from e2i_synth.generators.patient_journeys import generate_patient_journeys, split_for_dates
 from e2i_synth.scenario import ENGAGEMENT_MAX, Scenario, load_scenario
 from e2i_synth.schemas import TABLES
+from e2i_synth.stats.drift import drift_statistics
 from e2i_synth_tests.pipeline import failed_checks, run
 
 KEY = ["feature_id", "entity_values", "event_timestamp"]

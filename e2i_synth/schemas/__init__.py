@@ -5,6 +5,7 @@ from e2i_synth.schemas import (
     feature_groups,
     feature_values,
     features,
+    ground_truth,
     hcp_profiles,
     ml_predictions,
     patient_journeys,
@@ -18,13 +19,14 @@ TABLES: dict[str, TableSpec] = {
     for spec in (
         hcp_profiles.SPEC,
         patient_journeys.SPEC,
+        treatment_events.SPEC,
+        ml_predictions.SPEC,
+        triggers.SPEC,
         business_metrics.SPEC,
         feature_groups.SPEC,
         features.SPEC,
         feature_values.SPEC,
-        treatment_events.SPEC,
-        ml_predictions.SPEC,
-        triggers.SPEC,
+        ground_truth.SPEC,
     )
 }
 

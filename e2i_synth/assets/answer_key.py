@@ -1,0 +1,32 @@
+"""The ground_truth asset: the answer key, materialized with the data it describes."""
+
+from importlib.metadata import version
+
+import dagster as dg
+import polars as pl
+
+from e2i_synth.assets.scenario_resource import ScenarioResource
+from e2i_synth.generators.ground_truth import generate_ground_truth
+from e2i_synth.schemas import TABLES
+
+
+@dg.asset(
+    group_name="answer_key",
+    kinds={"polars", "postgres"},
+    description=TABLES["ground_truth"].description,
+)
+def ground_truth(
+    scenario: ScenarioResource,
+    patient_journeys: pl.DataFrame,
+    features: pl.DataFrame,
+    feature_values: pl.DataFrame,
+    business_metrics: pl.DataFrame,
+) -> pl.DataFrame:
+    return generate_ground_truth(
+        scenario.load(),
+        patient_journeys,
+        features,
+        feature_values,
+        business_metrics,
+        package_version=version("e2i-synth"),
+    )
