@@ -55,12 +55,18 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     target = "dry run: nothing is written" if args.dry_run else db.masked_url()
     print(f"scenario {scenario.name} (scale {scenario.scale:g}, seed {scenario.seed}) -> {target}")
     started = time.perf_counter()
-    summary = runner.materialize(scenario, db, dry_run=args.dry_run, verbose=args.verbose)
-    print(summary.render())
-    print(
-        f"{'succeeded' if summary.success else 'FAILED'} in {time.perf_counter() - started:.1f}s "
-        f"(run {summary.run_id})"
+    summary = runner.materialize(
+        scenario,
+        db,
+        dry_run=args.dry_run,
+        verbose=args.verbose,
+        chunk_days=args.chunk_days,
+        progress=lambda line: print(line, flush=True),
     )
+    print(summary.render())
+    elapsed = time.perf_counter() - started
+    verdict = "succeeded" if summary.success else "FAILED"
+    print(f"{verdict} in {elapsed:.1f}s ({len(summary.run_ids)} Dagster runs)")
     return 0 if summary.success else 1
 
 
@@ -85,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--scale", type=_scale, help="small, full or a factor (overrides the file)")
     mat.add_argument("--dry-run", action="store_true", help="generate and validate, write nothing")
     mat.add_argument("--verbose", action="store_true", help="show Dagster's event log")
+    mat.add_argument(
+        "--chunk-days",
+        type=int,
+        help="load daily partitions this many days per run (bounds memory at large scale)",
+    )
     mat.set_defaults(func=cmd_materialize)
     return parser
 

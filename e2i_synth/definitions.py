@@ -1,4 +1,4 @@
-"""The one Definitions object: assets, checks, resources (and later jobs and schedules)."""
+"""The one Definitions object: assets, checks, resources, jobs and schedules."""
 
 import os
 
@@ -14,6 +14,7 @@ from e2i_synth.checks.metrics_checks import METRICS_CHECKS
 from e2i_synth.db.connection import URL_ENV
 from e2i_synth.db.io_manager import PostgresIOManager
 from e2i_synth.db.resource import Database
+from e2i_synth.jobs import JOBS, SCHEDULES
 
 ASSETS = dg.load_assets_from_modules([entities, activity, metrics, feature_store, answer_key])
 CHECKS = [
@@ -41,4 +42,10 @@ def build_resources(
     }
 
 
-defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, resources=build_resources())
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=CHECKS,
+    jobs=JOBS,
+    schedules=SCHEDULES,
+    resources=build_resources(),
+)

@@ -1,17 +1,23 @@
-"""Materialize the whole pipeline in one Dagster run and summarise it per table.
+"""Materialize the whole pipeline in dependency order and summarise it per table.
 
-Used by the CLI (`e2i-synth materialize`); the UI and `dagster asset materialize` run the same
-assets from e2i_synth.definitions.
+Dagster runs one PartitionsDefinition per run, so the pipeline runs in stages: the tables with
+no time axis, then each partitioned family as one backfill run over the scenario's window (or
+several, `chunk_days` at a time, to bound memory), then what depends on them (the answer key).
+Used by the CLI (`e2i-synth materialize`) and the tests; the UI and `dagster asset materialize`
+run the same assets from e2i_synth.definitions.
 """
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import dagster as dg
 
+from e2i_synth.assets.partitions import DAY_FORMAT, partition_range, range_tags
 from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.db.active_scenario import activate
-from e2i_synth.db.io_manager import DryRunIOManager
+from e2i_synth.db.io_manager import DryRunIOManager, clear_dry_run
 from e2i_synth.db.resource import Database
 from e2i_synth.definitions import ASSETS, CHECKS, build_resources
 from e2i_synth.scenario import Scenario
@@ -25,107 +31,215 @@ class TableSummary:
     table: str
     rows: int | None = None
     seconds: float | None = None
+    partitions: int = 0
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
     status: str = "not run"
 
 
 @dataclass
+class Stage:
+    name: str
+    assets: list[dg.AssetsDefinition]
+    partitions: dg.PartitionsDefinition | None = None
+
+    @property
+    def keys(self) -> list[dg.AssetKey]:
+        return [key for a in self.assets for key in a.keys]
+
+
+@dataclass
 class RunSummary:
     success: bool
-    run_id: str
+    run_ids: list[str]
     tables: list[TableSummary]
-    error: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return self.run_ids[-1] if self.run_ids else ""
 
     def render(self) -> str:
-        lines = [f"{'table':<20} {'status':<10} {'rows':>10} {'seconds':>8}  checks"]
+        lines = [f"{'table':<18} {'status':<10} {'rows':>10} {'parts':>6} {'seconds':>8}  checks"]
         for t in self.tables:
-            rows = "-" if t.rows is None else f"{t.rows:,}"
-            secs = "-" if t.seconds is None else f"{t.seconds:.2f}"
-            checks = f"{t.checks_passed} passed"
-            if t.checks_failed:
-                checks += f", FAILED: {', '.join(t.checks_failed)}"
-            lines.append(f"{t.table:<20} {t.status:<10} {rows:>10} {secs:>8}  {checks}")
+            lines.append(_table_line(t))
         total = sum(t.rows or 0 for t in self.tables)
-        lines.append(f"{'total':<20} {'':<10} {total:>10,}")
-        if self.error:
-            lines.append(f"error: {self.error}")
+        lines.append(f"{'total':<18} {'':<10} {total:>10,}")
+        lines += [f"error: {e}" for e in self.errors]
         return "\n".join(lines)
+
+
+def _table_line(t: TableSummary) -> str:
+    rows = "-" if t.rows is None else f"{t.rows:,}"
+    secs = "-" if t.seconds is None else f"{t.seconds:.2f}"
+    parts = str(t.partitions) if t.partitions else "-"
+    checks = f"{t.checks_passed} passed"
+    if t.checks_failed:
+        checks += f", FAILED: {', '.join(t.checks_failed)}"
+    return f"{t.table:<18} {t.status:<10} {rows:>10} {parts:>6} {secs:>8}  {checks}"
 
 
 def instance() -> dg.DagsterInstance:
     """The persistent instance when DAGSTER_HOME is set (runs show in the UI), else ephemeral."""
-    return (
-        dg.DagsterInstance.get()
-        if os.environ.get("DAGSTER_HOME")
-        else dg.DagsterInstance.ephemeral()
-    )
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def stages(assets: Sequence[dg.AssetsDefinition] = ASSETS) -> list[Stage]:
+    """Unpartitioned assets first, then one stage per partitions definition, then the
+    unpartitioned assets that read partitioned ones."""
+    by_key = {key: a for a in assets for key in a.keys}
+    partitioned = {k for k, a in by_key.items() if a.partitions_def is not None}
+    upstream = {k: set(a.asset_deps.get(k, ())) for k, a in by_key.items()}
+
+    def reads_partitioned(key: dg.AssetKey, seen: frozenset = frozenset()) -> bool:
+        return any(
+            dep in partitioned or (dep in by_key and reads_partitioned(dep, seen | {key}))
+            for dep in upstream[key] - seen
+        )
+
+    first = [a for a in assets if a.partitions_def is None and not reads_partitioned(a.key)]
+    last = [a for a in assets if a.partitions_def is None and reads_partitioned(a.key)]
+    result = [Stage("tables without a time axis", first)]
+    families: dict[str, Stage] = {}
+    for a in assets:
+        if a.partitions_def is not None:
+            name = f"{type(a.partitions_def).__name__.removesuffix('PartitionsDefinition')}"
+            families.setdefault(name, Stage(f"{name.lower()} partitions", [], a.partitions_def))
+            families[name].assets.append(a)
+    result += list(families.values())
+    if last:
+        result.append(Stage("tables reading partitioned ones", last))
+    return [s for s in result if s.assets]
+
+
+def _chunks(
+    partitions: dg.PartitionsDefinition, first: str, last: str, chunk_days: int | None
+) -> list[tuple[str, str]]:
+    """[first, last] split into runs of at most chunk_days days (daily) or whole (otherwise)."""
+    if not chunk_days or not isinstance(partitions, dg.DailyPartitionsDefinition):
+        return [(first, last)]
+    start = datetime.strptime(first, DAY_FORMAT).date()
+    end = datetime.strptime(last, DAY_FORMAT).date()
+    spans = []
+    while start <= end:
+        stop = min(end, start + timedelta(days=chunk_days - 1))
+        spans.append((start.strftime(DAY_FORMAT), stop.strftime(DAY_FORMAT)))
+        start = stop + timedelta(days=1)
+    return spans
 
 
 def materialize(
-    scenario: Scenario, database: Database, dry_run: bool = False, verbose: bool = False
+    scenario: Scenario,
+    database: Database,
+    dry_run: bool = False,
+    verbose: bool = False,
+    chunk_days: int | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+    run_instance: dg.DagsterInstance | None = None,
 ) -> RunSummary:
-    """Generate, validate and (unless dry_run) load every table with all checks, in one run."""
+    """Generate, validate and (unless dry_run) load every table with all checks."""
     scenario_yaml = scenario.to_yaml()
     if dry_run:
         database = Database(url=database.url, home=database.home, migrate_on_setup=False)
-        resources = {
-            "database": database,
-            "io_manager": DryRunIOManager(),
-            "scenario": ScenarioResource(database=database, yaml_text=scenario_yaml),
-        }
-        targets = ASSETS  # the checks query PostgreSQL, which a dry run does not touch
+        resources = {"database": database, "io_manager": DryRunIOManager()}
+        checks: list = []  # the checks query PostgreSQL, which a dry run does not touch
+        clear_dry_run()
     else:
         database.migrate()
         with database.connect() as conn:
             activate(conn, scenario.content_hash(), scenario_yaml, list(TABLES))
         resources = build_resources(database)
-        resources["scenario"] = ScenarioResource(database=database, yaml_text=scenario_yaml)
-        targets = [*ASSETS, *CHECKS]
-    result = dg.materialize(
-        targets,
-        resources=resources,
-        instance=instance(),
-        raise_on_error=False,
-        run_config=None if verbose else QUIET,
-        tags={"e2i/scenario": scenario.name, "e2i/dry_run": str(dry_run).lower()},
-    )
-    return summarise(result)
+        checks = CHECKS
+    resources["scenario"] = ScenarioResource(database=database, yaml_text=scenario_yaml)
+    run_instance = run_instance or instance()
+    summary = RunSummary(success=True, run_ids=[], tables=[])
+    tables: dict[str, TableSummary] = {}
+    plan = stages()
+    for number, stage in enumerate(plan, 1):
+        spans: list[tuple[str, str] | None] = [None]
+        if stage.partitions is not None:
+            spans = _chunks(
+                stage.partitions, *partition_range(stage.partitions, scenario), chunk_days
+            )
+        for span in spans:
+            label = f"[{number}/{len(plan)}] {stage.name}" + (
+                f" {span[0]}..{span[1]}" if span else ""
+            )
+            progress(f"{label}: {', '.join(k.path[-1] for k in stage.keys)}")
+            result = dg.materialize(
+                [*ASSETS, *checks],
+                selection=stage.keys,
+                resources=resources,
+                instance=run_instance,
+                raise_on_error=False,
+                run_config=None if verbose else QUIET,
+                tags={
+                    "e2i/scenario": scenario.name,
+                    "e2i/dry_run": str(dry_run).lower(),
+                    **(range_tags(*span) if span else {}),
+                },
+            )
+            summary.run_ids.append(result.run_id)
+            for run_table in _collect(result, dry_run).values():
+                progress("    " + _table_line(run_table))
+                _fold(tables, run_table)
+            if not result.success or any(t.checks_failed for t in tables.values()):
+                summary.success = False
+                summary.errors += _errors(result)
+                summary.tables = list(tables.values())
+                return summary
+    summary.tables = list(tables.values())
+    return summary
 
 
-def summarise(result: dg.ExecuteInProcessResult) -> RunSummary:
-    tables = {name: TableSummary(name) for name in TABLES}
-    done = "validated" if result.dagster_run.tags.get("e2i/dry_run") == "true" else "loaded"
+def _collect(result: dg.ExecuteInProcessResult, dry_run: bool) -> dict[str, TableSummary]:
+    """One run's events, per table."""
+    tables: dict[str, TableSummary] = {}
+
+    def table(name: str) -> TableSummary:
+        return tables.setdefault(name, TableSummary(name))
+
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
+        t = table(mat.asset_key.path[-1])
+        t.status = "validated" if dry_run else "loaded"
+        t.partitions += 1 if mat.partition else 0
         rows = mat.metadata.get("dagster/row_count")
-        table = tables[mat.asset_key.path[-1]]
-        table.rows = (table.rows or 0) + (rows.value if rows is not None else 0)
-        table.status = done
+        # A backfill run reports its one load once per partition: count it once.
+        t.rows = rows.value if rows is not None else 0
     for event in result.get_step_success_events():
-        if event.step_key in tables:
-            tables[event.step_key].seconds = event.event_specific_data.duration_ms / 1000
+        if event.step_key in TABLES:
+            table(event.step_key).seconds = event.event_specific_data.duration_ms / 1000
     for key in result.get_failed_step_keys():
-        if key in tables:
-            tables[key].status = "FAILED"
+        if key in TABLES:
+            table(key).status = "FAILED"
     for event in result.get_step_skipped_events():
-        if event.step_key in tables:
-            tables[event.step_key].status = "skipped"
+        if event.step_key in TABLES:
+            table(event.step_key).status = "skipped"
     for evaluation in result.get_asset_check_evaluations():
-        table = tables[evaluation.asset_key.path[-1]]
+        t = table(evaluation.asset_key.path[-1])
         if evaluation.passed:
-            table.checks_passed += 1
+            t.checks_passed += 1
         else:
-            table.checks_failed.append(evaluation.check_name)
-    error = None
-    failures = result.get_step_failure_events()
-    if failures:
-        error = "; ".join(
-            f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[0]}"
-            for e in failures
-        )
-    ran = [
-        t for t in tables.values() if t.status != "not run" or t.checks_passed or t.checks_failed
+            t.checks_failed.append(evaluation.check_name)
+    return tables
+
+
+def _fold(total: dict[str, TableSummary], run: TableSummary) -> None:
+    """Add one run's figures for a table to the table's totals over all runs."""
+    t = total.setdefault(run.table, TableSummary(run.table))
+    t.status = run.status if t.status in ("not run", "loaded", "validated") else t.status
+    t.rows = (t.rows or 0) + (run.rows or 0) if run.rows is not None else t.rows
+    t.seconds = (t.seconds or 0) + (run.seconds or 0) if run.seconds is not None else t.seconds
+    t.partitions += run.partitions
+    t.checks_passed += run.checks_passed
+    t.checks_failed += run.checks_failed
+
+
+def _errors(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [
+        f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[0]}"
+        for e in result.get_step_failure_events()
     ]
-    success = result.success and not any(t.checks_failed for t in ran)
-    return RunSummary(success=success, run_id=result.run_id, tables=ran, error=error)

@@ -1,11 +1,32 @@
-"""Test helper: materialize assets with their checks through real Dagster, into a test database."""
+"""Test helper: materialize assets with their checks through real Dagster, into a test database.
 
-from __future__ import annotations
+Like the CLI, it runs one stage per partitions definition (tables without a time axis, then each
+partitioned family over the scenario's whole window, then what reads them).
+"""
+
+from dataclasses import dataclass
 
 import dagster as dg
 
+from e2i_synth.assets.partitions import partition_range, range_tags
 from e2i_synth.db.resource import Database
 from e2i_synth.definitions import build_resources
+from e2i_synth.runner import stages
+
+
+@dataclass
+class StagedResult:
+    results: list[dg.ExecuteInProcessResult]
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.results)
+
+    def get_asset_check_evaluations(self) -> list:
+        return [e for r in self.results for e in r.get_asset_check_evaluations()]
+
+    def get_asset_materialization_events(self) -> list:
+        return [e for r in self.results for e in r.get_asset_materialization_events()]
 
 
 def run(
@@ -15,18 +36,28 @@ def run(
     scenario_path: str | None = None,
     scale: str | None = "small",
     instance: dg.DagsterInstance | None = None,
-    **kwargs,
-) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [*assets, *checks],
-        resources=build_resources(database, scenario_path=scenario_path, scale=scale),
-        instance=instance or dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-        **kwargs,
-    )
+) -> StagedResult:
+    resources = build_resources(database, scenario_path=scenario_path, scale=scale)
+    scenario = resources["scenario"].load()
+    instance = instance or dg.DagsterInstance.ephemeral()
+    results = []
+    for stage in stages(assets):
+        tags = range_tags(*partition_range(stage.partitions, scenario)) if stage.partitions else {}
+        result = dg.materialize(
+            [*assets, *checks],
+            selection=stage.keys,
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+            tags=tags,
+        )
+        results.append(result)
+        if not result.success:
+            break
+    return StagedResult(results)
 
 
-def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+def failed_checks(result: StagedResult) -> list[str]:
     return [
         f"{e.asset_key.to_user_string()}:{e.check_name} {dict(e.metadata)}"
         for e in result.get_asset_check_evaluations()

@@ -1,14 +1,13 @@
-"""Feature store assets: feature_groups, features and feature_values (unpartitioned for now).
+"""Feature store assets: feature_groups and features (replaced whole), feature_values (daily).
 
-feature_values is generated for [start_date, end_date + 1 day); the generator already works per
-day, so daily partitions only need to pass their window instead.
+feature_values is generated day by day from per-day seeds, so any partition window gives the
+same rows for each of its days.
 """
-
-from datetime import timedelta
 
 import dagster as dg
 import polars as pl
 
+from e2i_synth.assets.partitions import DAILY, window_dates
 from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.generators.feature_store import generate_feature_groups, generate_features
 from e2i_synth.generators.feature_values import generate_feature_values
@@ -39,19 +38,16 @@ def features(scenario: ScenarioResource, feature_groups: pl.DataFrame) -> pl.Dat
     group_name=FEATURE_STORE_GROUP,
     kinds={"polars", "postgres"},
     description=TABLES["feature_values"].description,
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def feature_values(
+    context: dg.AssetExecutionContext,
     scenario: ScenarioResource,
     hcp_profiles: pl.DataFrame,
     patient_journeys: pl.DataFrame,
     features: pl.DataFrame,
 ) -> pl.DataFrame:
-    loaded = scenario.load()
     return generate_feature_values(
-        loaded,
-        hcp_profiles,
-        patient_journeys,
-        features,
-        loaded.start_date,
-        loaded.end_date + timedelta(days=1),
+        scenario.load(), hcp_profiles, patient_journeys, features, *window_dates(context)
     )

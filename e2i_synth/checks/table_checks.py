@@ -5,6 +5,7 @@ keeping bad rows out of the database is the IO manager's validation, before COPY
 """
 
 from collections.abc import Callable
+from datetime import datetime
 
 import dagster as dg
 from psycopg import sql
@@ -112,35 +113,48 @@ def foreign_key_check(spec: TableSpec) -> dg.AssetChecksDefinition:
 
 
 def row_count_check(spec: TableSpec, expected: ExpectedRows | None) -> dg.AssetChecksDefinition:
-    """Rows in the table equal rows generated (nothing lost or doubled), and the scale's count."""
+    """The rows of the last load are all in the table, no more and no fewer (nothing lost or
+    doubled); for tables replaced whole, also as many as the scenario's scale implies."""
 
     @dg.asset_check(
         asset=spec.name,
         name="row_count",
         blocking=True,
-        description=f"{spec.name} holds every generated row, as many as the scale implies",
+        description=f"{spec.name} holds every row of its last load"
+        + (", as many as the scale implies" if expected else ""),
     )
     def _check(
         context: dg.AssetCheckExecutionContext, database: Database, scenario: ScenarioResource
     ) -> dg.AssetCheckResult:
+        metadata = _last_load_metadata(context, spec)
+        window = None
+        if "e2i/window_start" in metadata:
+            window = tuple(
+                datetime.fromisoformat(metadata[k].value)
+                for k in ("e2i/window_start", "e2i/window_end")
+            )
         with database.connect() as conn:
-            actual = count_rows(conn, spec.name)
-        event = context.instance.get_latest_materialization_event(dg.AssetKey(spec.name))
-        generated = None
-        if event is not None and event.asset_materialization is not None:
-            value = event.asset_materialization.metadata.get("dagster/row_count")
-            generated = value.value if value is not None else None
-        metadata: dict[str, int] = {"rows_in_database": actual}
-        passed = actual > 0
-        if generated is not None:
-            metadata["rows_generated"] = generated
-            passed = passed and actual == generated
-        if expected is not None:
-            metadata["rows_expected_for_scale"] = expected(scenario.load())
-            passed = passed and actual == metadata["rows_expected_for_scale"]
-        return dg.AssetCheckResult(passed=passed, metadata=metadata)
+            actual = count_rows(conn, spec.name, window, spec.partition_column)
+        result: dict[str, object] = {"rows_in_database": actual}
+        passed = True
+        if window is not None:
+            result["window"] = f"{window[0].isoformat()} .. {window[1].isoformat()}"
+        if "dagster/row_count" in metadata:
+            result["rows_loaded"] = metadata["dagster/row_count"].value
+            passed = actual == result["rows_loaded"]
+        if expected is not None and window is None:
+            result["rows_expected_for_scale"] = expected(scenario.load())
+            passed = passed and actual == result["rows_expected_for_scale"]
+        return dg.AssetCheckResult(passed=passed and actual > 0, metadata=result)
 
     return _check
+
+
+def _last_load_metadata(context: dg.AssetCheckExecutionContext, spec: TableSpec) -> dict:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(spec.name))
+    if event is None or event.asset_materialization is None:
+        return {}
+    return dict(event.asset_materialization.metadata)
 
 
 def table_checks(spec: TableSpec, expected: ExpectedRows | None = None) -> list:

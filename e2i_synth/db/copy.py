@@ -150,6 +150,15 @@ def _csv_schema(spec: TableSpec) -> dict[str, pl.DataType]:
     }
 
 
-def count_rows(conn: psycopg.Connection, table: str) -> int:
+def count_rows(
+    conn: psycopg.Connection,
+    table: str,
+    window: tuple[datetime, datetime] | None = None,
+    column: str | None = None,
+) -> int:
+    """Rows in the table, or in [start, end) of its partition column."""
     query = sql.SQL("SELECT count(*) FROM {t}").format(t=sql.Identifier(table))
-    return conn.execute(query).fetchone()[0]
+    if window is None:
+        return conn.execute(query).fetchone()[0]
+    query += sql.SQL(" WHERE {c} >= %s AND {c} < %s").format(c=sql.Identifier(column))
+    return conn.execute(query, window).fetchone()[0]

@@ -49,9 +49,14 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                     "failure_case_count": exc.failure_cases.height,
                 },
             ) from exc
+        window = _window(context, spec)
         with self.database.connect() as conn:
-            rows = replace_rows(conn, spec, [frame], _window(context, spec))
-        context.add_output_metadata(output_metadata(spec, frame, rows))
+            rows = replace_rows(conn, spec, [frame], window)
+        metadata = output_metadata(spec, frame, rows)
+        if window is not None:  # what this load replaced: the row-count check re-counts it
+            metadata["e2i/window_start"] = window[0].isoformat()
+            metadata["e2i/window_end"] = window[1].isoformat()
+        context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         spec = _spec(context.asset_key)
@@ -65,12 +70,17 @@ class DryRunIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
         spec = _spec(context.asset_key)
         frame = spec.validate(obj)
-        _DRY_RUN_FRAMES[(context.run_id, spec.name)] = frame
+        _DRY_RUN_FRAMES[spec.name] = frame
         context.add_output_metadata(output_metadata(spec, frame, frame.height))
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
-        return _DRY_RUN_FRAMES[(context.upstream_output.run_id, _spec(context.asset_key).name)]
+        return _DRY_RUN_FRAMES[_spec(context.asset_key).name]
 
 
-# In-process only: dry runs execute in one process (dg.materialize).
-_DRY_RUN_FRAMES: dict[tuple[str, str], pl.DataFrame] = {}
+# In-process only: a dry run's stages execute in this process (dg.materialize), one after the
+# other, and later stages read what earlier ones produced.
+_DRY_RUN_FRAMES: dict[str, pl.DataFrame] = {}
+
+
+def clear_dry_run() -> None:
+    _DRY_RUN_FRAMES.clear()

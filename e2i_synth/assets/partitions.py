@@ -1,0 +1,58 @@
+"""Time partitions of the time-series tables, and the partition keys of a scenario's window.
+
+Daily: ml_predictions, triggers, feature_values (rows carry a timestamp and arrive every day).
+Monthly: business_metrics (one row per series and month). Everything else is an entity or
+catalogue table with no time axis, replaced whole.
+
+The partitions start at the start_date of the scenario Dagster loads by default ($E2I_SCENARIO
+or the packaged default) and run up to yesterday, so the nightly schedule always has a new day.
+"""
+
+import os
+from datetime import date
+
+import dagster as dg
+
+from e2i_synth.scenario import Scenario, load_scenario
+
+DAY_FORMAT = "%Y-%m-%d"
+
+
+def _definitions_start() -> date:
+    return load_scenario(os.environ.get("E2I_SCENARIO") or None).start_date
+
+
+PARTITIONS_START = _definitions_start()
+DAILY = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START.strftime(DAY_FORMAT))
+MONTHLY = dg.MonthlyPartitionsDefinition(
+    start_date=PARTITIONS_START.replace(day=1).strftime(DAY_FORMAT)
+)
+
+
+def partition_range(partitions: dg.PartitionsDefinition, scenario: Scenario) -> tuple[str, str]:
+    """First and last partition keys covering the scenario's days [start_date, end_date]."""
+    if scenario.start_date < PARTITIONS_START:
+        raise ValueError(
+            f"start_date {scenario.start_date} is before the partitions' start {PARTITIONS_START}; "
+            "set E2I_SCENARIO to this scenario file so Dagster's partitions follow it"
+        )
+    if partitions == MONTHLY:
+        return (
+            scenario.start_date.replace(day=1).strftime(DAY_FORMAT),
+            scenario.end_date.replace(day=1).strftime(DAY_FORMAT),
+        )
+    return scenario.start_date.strftime(DAY_FORMAT), scenario.end_date.strftime(DAY_FORMAT)
+
+
+def window_dates(context: dg.AssetExecutionContext) -> tuple[date, date]:
+    """The run's partition window as [start, end) dates (one partition or a backfill range)."""
+    window = context.partition_time_window
+    return window.start.date(), window.end.date()
+
+
+def range_tags(start_key: str, end_key: str) -> dict[str, str]:
+    """Run tags that make one run materialize every partition from start_key to end_key."""
+    return {
+        "dagster/asset_partition_range_start": start_key,
+        "dagster/asset_partition_range_end": end_key,
+    }
