@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SCALE ?= small
+# Dagster reads ./dagster.yaml: run history in the project's PostgreSQL, artifacts in .e2i/.
+export DAGSTER_HOME := $(CURDIR)
 
 .PHONY: install run test lint format db-up db-down dev bench schema docs clean
 
@@ -32,6 +34,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format e2i_synth e2i_synth_tests bench
 	$(BIN)/ruff check --fix e2i_synth e2i_synth_tests bench
+
+# The UI at http://127.0.0.1:3000 with the daemon (schedules), on the same database.
+dev: $(STAMP)
+	$(BIN)/e2i-synth db up
+	$(BIN)/dagster dev -m e2i_synth.definitions -h 127.0.0.1 -p 3000
 
 db-up: $(STAMP)
 	$(BIN)/e2i-synth db up

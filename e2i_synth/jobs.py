@@ -1,30 +1,37 @@
-"""Jobs and schedules: the nightly refresh of the daily tables, the monthly metrics close."""
+"""Jobs and schedules: the nightly feature-store refresh, and the monthly close."""
 
 import dagster as dg
 
-DAILY_ASSETS = dg.AssetSelection.assets("ml_predictions", "triggers", "feature_values")
-MONTHLY_ASSETS = dg.AssetSelection.assets("business_metrics")
+DAILY_ASSETS = dg.AssetSelection.assets("feature_values")
+MONTHLY_ASSETS = dg.AssetSelection.assets("ml_predictions", "triggers", "business_metrics")
 
 # Asset jobs include the checks of their assets, so each refresh is validated as it lands.
 daily_refresh = dg.define_asset_job(
     "daily_refresh",
     selection=DAILY_ASSETS,
-    description="The new day's partitions of ml_predictions, triggers and feature_values.",
+    description="The new day's partition of feature_values.",
 )
-monthly_metrics = dg.define_asset_job(
-    "monthly_metrics",
+monthly_close = dg.define_asset_job(
+    "monthly_close",
     selection=MONTHLY_ASSETS,
-    description="The month just closed of business_metrics.",
+    description="The month just closed of ml_predictions, triggers and business_metrics.",
 )
 
 # 02:00 UTC every night: materialize yesterday's partition (the newest complete day).
+# On by default: it runs whenever the Dagster daemon does (`make dev` starts one).
 nightly_refresh = dg.build_schedule_from_partitioned_job(
-    daily_refresh, hour_of_day=2, name="nightly_refresh"
+    daily_refresh,
+    hour_of_day=2,
+    name="nightly_refresh",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 # 03:00 UTC on the 1st: the month that just ended.
-monthly_metrics_close = dg.build_schedule_from_partitioned_job(
-    monthly_metrics, hour_of_day=3, name="monthly_metrics_close"
+monthly_close_schedule = dg.build_schedule_from_partitioned_job(
+    monthly_close,
+    hour_of_day=3,
+    name="monthly_close_schedule",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
-JOBS = [daily_refresh, monthly_metrics]
-SCHEDULES = [nightly_refresh, monthly_metrics_close]
+JOBS = [daily_refresh, monthly_close]
+SCHEDULES = [nightly_refresh, monthly_close_schedule]

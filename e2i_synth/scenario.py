@@ -206,6 +206,8 @@ class Scenario(_Strict):
                 )
         if len({d.feature for d in self.drifts}) != len(self.drifts):
             raise ValueError("drifts: at most one drift per feature")
+        if len({(g.brand, g.region, g.metric_name) for g in self.gaps}) != len(self.gaps):
+            raise ValueError("gaps: at most one gap per brand/region/metric_name series")
         for i, gap in enumerate(self.gaps):
             if gap.brand not in self.brands or gap.region not in self.regions:
                 raise ValueError(

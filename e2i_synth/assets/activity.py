@@ -1,13 +1,15 @@
-"""Activity assets: treatment_events (replaced whole), ml_predictions and triggers (daily).
+"""Activity assets: treatment_events (replaced whole), ml_predictions and triggers (monthly).
 
 ml_predictions and triggers are generated day by day from per-day seeds, so one partition, a
-backfill range or the whole window give the same rows for each day.
+backfill range or the whole window give the same rows for each day. They are partitioned by
+month, not day: a few hundred rows a month at full scale do not pay for Dagster's bookkeeping
+of a partition per day (two events per partition and asset).
 """
 
 import dagster as dg
 import polars as pl
 
-from e2i_synth.assets.partitions import DAILY, window_dates
+from e2i_synth.assets.partitions import MONTHLY, window_dates
 from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.generators.ml_predictions import generate_ml_predictions
 from e2i_synth.generators.treatment_events import generate_treatment_events
@@ -31,7 +33,7 @@ def treatment_events(scenario: ScenarioResource, patient_journeys: pl.DataFrame)
     group_name=ACTIVITY_GROUP,
     kinds={"polars", "postgres"},
     description=TABLES["ml_predictions"].description,
-    partitions_def=DAILY,
+    partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def ml_predictions(
@@ -49,7 +51,7 @@ def ml_predictions(
     group_name=ACTIVITY_GROUP,
     kinds={"polars", "postgres"},
     description=TABLES["triggers"].description,
-    partitions_def=DAILY,
+    partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def triggers(

@@ -1,8 +1,10 @@
 """Time partitions of the time-series tables, and the partition keys of a scenario's window.
 
-Daily: ml_predictions, triggers, feature_values (rows carry a timestamp and arrive every day).
-Monthly: business_metrics (one row per series and month). Everything else is an entity or
-catalogue table with no time axis, replaced whole.
+Daily: feature_values, the feature store's stream (the Drift Monitor compares windows of days,
+and the nightly refresh adds each new day). Monthly: business_metrics (one row per series and
+month), and ml_predictions and triggers (a few hundred rows a month at full scale: a partition
+per day would cost more in Dagster bookkeeping than the rows themselves). Everything else is an
+entity or catalogue table with no time axis, replaced whole.
 
 The partitions start at the start_date of the scenario Dagster loads by default ($E2I_SCENARIO
 or the packaged default) and run up to yesterday, so the nightly schedule always has a new day.

@@ -11,6 +11,7 @@ from e2i_synth.consumers.drift import drift_report
 from e2i_synth.consumers.gaps import achievement_by_series
 from e2i_synth.db.metadata import markdown_table
 from e2i_synth.db.resource import Database
+from e2i_synth.domain import FEATURES
 from e2i_synth.schemas import TABLES
 
 NAIVE_BIAS_MIN = 0.30  # the naive estimate is off by at least 30% of the true effect
@@ -58,7 +59,7 @@ def drift_recovered(database: Database, scenario: ScenarioResource) -> dg.AssetC
     false_alarms = report.filter(~pl.col("planted") & pl.col("drifted"))["feature"].to_list()
     allowed = 1 if planted else 0
     return dg.AssetCheckResult(
-        passed=not missed and len(false_alarms) <= allowed and report.height == 15,
+        passed=not missed and len(false_alarms) <= allowed and report.height == len(FEATURES),
         metadata={
             "missed_planted": missed,
             "unplanted_flagged": false_alarms,
@@ -111,7 +112,7 @@ def gaps_recovered(database: Database, scenario: ScenarioResource) -> dg.AssetCh
 
 
 ANSWER_KEY_CHECKS = [
-    *table_checks(TABLES["ground_truth"], expected=lambda s: 2 + 15 + len(s.gaps)),
+    *table_checks(TABLES["ground_truth"], expected=lambda s: 2 + len(FEATURES) + len(s.gaps)),
     causal_effect_recovered,
     drift_recovered,
     gaps_recovered,
