@@ -10,11 +10,10 @@ run the same assets from e2i_synth.definitions.
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 import dagster as dg
 
-from e2i_synth.assets.partitions import DAY_FORMAT, partition_range, range_tags
+from e2i_synth.assets.partitions import partition_range, range_tags
 from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.db.active_scenario import activate
 from e2i_synth.db.io_manager import DryRunIOManager, clear_dry_run
@@ -117,17 +116,18 @@ def stages(assets: Sequence[dg.AssetsDefinition] = ASSETS) -> list[Stage]:
 def _chunks(
     partitions: dg.PartitionsDefinition, first: str, last: str, chunk_days: int | None
 ) -> list[tuple[str, str]]:
-    """[first, last] split into runs of at most chunk_days days (daily) or whole (otherwise)."""
-    if not chunk_days or not isinstance(partitions, dg.DailyPartitionsDefinition):
+    """[first, last] as runs of about chunk_days days each (a month counts 30), or one run."""
+    keys = partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
+    if not chunk_days:
         return [(first, last)]
-    start = datetime.strptime(first, DAY_FORMAT).date()
-    end = datetime.strptime(last, DAY_FORMAT).date()
-    spans = []
-    while start <= end:
-        stop = min(end, start + timedelta(days=chunk_days - 1))
-        spans.append((start.strftime(DAY_FORMAT), stop.strftime(DAY_FORMAT)))
-        start = stop + timedelta(days=1)
-    return spans
+    days_per_key = 30 if isinstance(partitions, dg.MonthlyPartitionsDefinition) else 1
+    size = max(1, chunk_days // days_per_key)
+    return [(keys[i], keys[min(i + size, len(keys)) - 1]) for i in range(0, len(keys), size)]
+
+
+def default_chunk_days(scenario: Scenario) -> int | None:
+    """Above scale 20, backfill 90 days per run: the rows of a run stay in the low millions."""
+    return 90 if scenario.scale > 20 else None
 
 
 def materialize(
@@ -154,6 +154,7 @@ def materialize(
         checks = CHECKS
     resources["scenario"] = ScenarioResource(database=database, yaml_text=scenario_yaml)
     run_instance = run_instance or instance()
+    chunk_days = chunk_days or default_chunk_days(scenario)
     summary = RunSummary(success=True, run_ids=[], tables=[])
     tables: dict[str, TableSummary] = {}
     plan = stages()

@@ -11,8 +11,9 @@ import polars as pl
 
 from e2i_synth.assets.partitions import MONTHLY, window_dates
 from e2i_synth.assets.scenario_resource import ScenarioResource
+from e2i_synth.frames import FrameStream
 from e2i_synth.generators.ml_predictions import generate_ml_predictions
-from e2i_synth.generators.treatment_events import generate_treatment_events
+from e2i_synth.generators.treatment_events import iter_treatment_events
 from e2i_synth.generators.triggers import generate_triggers
 from e2i_synth.schemas import TABLES
 
@@ -25,8 +26,9 @@ ACTIVITY_GROUP = "activity"
     description=TABLES["treatment_events"].description,
     deps=["hcp_profiles"],
 )
-def treatment_events(scenario: ScenarioResource, patient_journeys: pl.DataFrame) -> pl.DataFrame:
-    return generate_treatment_events(scenario.load(), patient_journeys)
+def treatment_events(scenario: ScenarioResource, patient_journeys: pl.DataFrame) -> FrameStream:
+    # Streamed block by block: about ten events per patient, too many to hold at large scales.
+    return FrameStream(iter_treatment_events(scenario.load(), patient_journeys))
 
 
 @dg.asset(

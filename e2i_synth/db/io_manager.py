@@ -4,6 +4,7 @@ handle_output validates against the table's model first (an invalid frame never 
 database), then replaces the asset, or exactly its partition's time window, in one transaction.
 """
 
+from collections.abc import Iterator
 from datetime import datetime
 
 import dagster as dg
@@ -12,6 +13,7 @@ import polars as pl
 from e2i_synth.db.copy import read_table, replace_rows
 from e2i_synth.db.metadata import markdown_table, output_metadata
 from e2i_synth.db.resource import Database
+from e2i_synth.frames import FrameStream, frames_of
 from e2i_synth.schemas import TABLES, FrameValidationError, TableSpec
 
 
@@ -33,26 +35,40 @@ def _window(
     return window.start, window.end
 
 
+def _validate(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame checked against its model, or a Failure carrying the failure cases."""
+    try:
+        return spec.validate(frame)
+    except FrameValidationError as exc:
+        raise dg.Failure(
+            description=str(exc),
+            metadata={
+                "table": spec.name,
+                "failure_cases": dg.MetadataValue.md(markdown_table(exc.failure_cases)),
+                "failure_case_count": exc.failure_cases.height,
+            },
+        ) from exc
+
+
 class PostgresIOManager(dg.ConfigurableIOManager):
     database: dg.ResourceDependency[Database]
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | FrameStream) -> None:
         spec = _spec(context.asset_key)
-        try:
-            frame = spec.validate(obj)
-        except FrameValidationError as exc:
-            raise dg.Failure(
-                description=str(exc),
-                metadata={
-                    "table": spec.name,
-                    "failure_cases": dg.MetadataValue.md(markdown_table(exc.failure_cases)),
-                    "failure_case_count": exc.failure_cases.height,
-                },
-            ) from exc
         window = _window(context, spec)
+        first: list[pl.DataFrame] = []
+
+        def validated() -> Iterator[pl.DataFrame]:
+            for frame in frames_of(obj):
+                checked = _validate(spec, frame)
+                if not first:
+                    first.append(checked)
+                yield checked
+
         with self.database.connect() as conn:
-            rows = replace_rows(conn, spec, [frame], window)
-        metadata = output_metadata(spec, frame, rows)
+            rows = replace_rows(conn, spec, validated(), window)
+        sample = first[0] if first else pl.DataFrame(schema=spec.polars_schema)
+        metadata = output_metadata(spec, sample, rows)
         if window is not None:  # what this load replaced: the row-count check re-counts it
             metadata["e2i/window_start"] = window[0].isoformat()
             metadata["e2i/window_end"] = window[1].isoformat()
@@ -67,9 +83,9 @@ class PostgresIOManager(dg.ConfigurableIOManager):
 class DryRunIOManager(dg.ConfigurableIOManager):
     """Validates frames exactly as PostgresIOManager does, keeps them in memory, writes nothing."""
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | FrameStream) -> None:
         spec = _spec(context.asset_key)
-        frame = spec.validate(obj)
+        frame = pl.concat([_validate(spec, f) for f in frames_of(obj)])
         _DRY_RUN_FRAMES[spec.name] = frame
         context.add_output_metadata(output_metadata(spec, frame, frame.height))
 

@@ -8,6 +8,7 @@ that falls inside the journey is recorded as a switch to a competitor or a disco
 which is then their last treatment event. Product, NDC and CPT codes are illustrative.
 """
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -100,10 +101,31 @@ LAPSE_SHARE = 0.06  # refills after a longer lapse (15-45 days late)
 STOP_GRACE_DAYS = 30  # a stop is recorded up to this long after the last supply ran out
 
 
-def generate_treatment_events(scenario: Scenario, patient_journeys: pl.DataFrame) -> pl.DataFrame:
-    rng = rng_for(scenario.seed, TABLE)
+# Patients are generated in blocks of this many (in patient_id order), each block from its own
+# seed, so large scales stream in bounded memory. The size is a constant: changing it changes
+# the rows.
+PATIENT_BLOCK = 20_000
+
+
+def iter_treatment_events(
+    scenario: Scenario, patient_journeys: pl.DataFrame
+) -> Iterator[pl.DataFrame]:
+    """The events of each block of patients in turn; event_ids run on across blocks."""
     # Key order, so the result does not depend on how the input was read.
     patients = patient_journeys.sort("patient_id")
+    offset = 0
+    for block, start in enumerate(range(0, patients.height, PATIENT_BLOCK)):
+        rng = rng_for(scenario.seed, TABLE, block)
+        frame = _block_events(rng, patients.slice(start, PATIENT_BLOCK), offset)
+        offset += frame.height
+        yield frame
+
+
+def generate_treatment_events(scenario: Scenario, patient_journeys: pl.DataFrame) -> pl.DataFrame:
+    return pl.concat(list(iter_treatment_events(scenario, patient_journeys)))
+
+
+def _block_events(rng: np.random.Generator, patients: pl.DataFrame, offset: int) -> pl.DataFrame:
     n = patients.height
     duration = (
         (patients["journey_end_date"] - patients["journey_start_date"]).dt.total_days().to_numpy()
@@ -156,7 +178,7 @@ def generate_treatment_events(scenario: Scenario, patient_journeys: pl.DataFrame
         .unique(["_p", "_day", "_code"], keep="first", maintain_order=True)
         .sort("_p", "_day", "_code")
     )
-    return _describe_events(rng, events, patients, icd10)
+    return _describe_events(rng, events, patients, icd10, offset)
 
 
 def _fills_and_stops(
@@ -202,7 +224,11 @@ def _fills_and_stops(
 
 
 def _describe_events(
-    rng: np.random.Generator, events: pl.DataFrame, patients: pl.DataFrame, icd10: np.ndarray
+    rng: np.random.Generator,
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    icd10: np.ndarray,
+    offset: int,
 ) -> pl.DataFrame:
     """The claim columns of each (patient, day, event code), in event order."""
     m = events.height
@@ -263,7 +289,9 @@ def _describe_events(
         .join(_product_table(), on="_product_key", how="left", maintain_order="left")
         .join(_medical_cost_table(), on="event_type", how="left", maintain_order="left")
         .with_columns(
-            event_id=pl.format("EVT{}", pl.int_range(1, m + 1).cast(pl.String).str.zfill(8)),
+            event_id=pl.format(
+                "EVT{}", pl.int_range(offset + 1, offset + m + 1).cast(pl.String).str.zfill(8)
+            ),
             claim_type=pl.when(medical)
             .then(pl.lit("medical"))
             .when(dispensing)
