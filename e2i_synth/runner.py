@@ -159,19 +159,22 @@ def materialize(
     tables: dict[str, TableSummary] = {}
     plan = stages()
     for number, stage in enumerate(plan, 1):
-        spans: list[tuple[str, str] | None] = [None]
-        if stage.partitions is not None:
-            spans = _chunks(
-                stage.partitions, *partition_range(stage.partitions, scenario), chunk_days
-            )
-        for span in spans:
-            label = f"[{number}/{len(plan)}] {stage.name}" + (
-                f" {span[0]}..{span[1]}" if span else ""
-            )
-            progress(f"{label}: {', '.join(k.path[-1] for k in stage.keys)}")
+        # One run per table when there is no time axis (progress table by table), one run
+        # per chunk of partitions otherwise (its tables are independent of each other).
+        runs: list[tuple[list[dg.AssetKey], tuple[str, str] | None]]
+        if stage.partitions is None:
+            runs = [([key], None) for key in stage.keys]
+        else:
+            first, last = partition_range(stage.partitions, scenario)
+            spans = _chunks(stage.partitions, first, last, chunk_days)
+            runs = [(stage.keys, span) for span in spans]
+        for keys, span in runs:
+            label = f"[{number}/{len(plan)}] {stage.name}"
+            label += f" {span[0]}..{span[1]}" if span else ""
+            progress(f"{label}: {', '.join(k.path[-1] for k in keys)}")
             result = dg.materialize(
                 [*ASSETS, *checks],
-                selection=stage.keys,
+                selection=keys,
                 resources=resources,
                 instance=run_instance,
                 raise_on_error=False,

@@ -8,7 +8,7 @@ until commit, a failure anywhere rolls back to it, and a rerun never doubles row
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 import polars as pl
@@ -107,22 +107,53 @@ def replace_rows(
     return rows
 
 
+READ_PAGE_ROWS = 500_000
+
+
+def iter_table(
+    conn: psycopg.Connection,
+    spec: TableSpec,
+    window: tuple[datetime, datetime] | None = None,
+    page_rows: int = READ_PAGE_ROWS,
+) -> Iterator[pl.DataFrame]:
+    """The table (or one window of it) in key order, a page of frames at a time.
+
+    Keyset pages (`WHERE key > last key ORDER BY key LIMIT n`, through the primary key index)
+    keep memory bounded by the page, whatever the table's size.
+    """
+    pk = sql.SQL(", ").join(map(sql.Identifier, spec.primary_key))
+    base = sql.SQL("SELECT {columns} FROM {table}").format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, spec.columns)),
+        table=sql.Identifier(spec.name),
+    ) + _window_filter(spec, window, inline=True)
+    last: tuple | None = None
+    while True:
+        query = base
+        if last is not None:
+            after = sql.SQL("({pk}) > ({values})").format(
+                pk=pk, values=sql.SQL(", ").join(map(sql.Literal, last))
+            )
+            query += sql.SQL(" AND " if window else " WHERE ") + after
+        query += sql.SQL(" ORDER BY {pk} LIMIT {n}").format(pk=pk, n=sql.Literal(page_rows))
+        page = _copy_out(conn, spec, query)
+        if page.height:
+            yield page
+        if page.height < page_rows:
+            return
+        last = page.select(spec.primary_key).row(-1)
+
+
 def read_table(
     conn: psycopg.Connection,
     spec: TableSpec,
     window: tuple[datetime, datetime] | None = None,
 ) -> pl.DataFrame:
     """The table (or one window of it) as a polars frame typed by its model, in key order."""
-    query = (
-        sql.SQL("SELECT {columns} FROM {table}").format(
-            columns=sql.SQL(", ").join(map(sql.Identifier, spec.columns)),
-            table=sql.Identifier(spec.name),
-        )
-        + _window_filter(spec, window, inline=True)
-        + sql.SQL(" ORDER BY {pk}").format(
-            pk=sql.SQL(", ").join(map(sql.Identifier, spec.primary_key))
-        )
-    )
+    pages = list(iter_table(conn, spec, window))
+    return pl.concat(pages) if pages else pl.DataFrame(schema=spec.polars_schema)
+
+
+def _copy_out(conn: psycopg.Connection, spec: TableSpec, query: sql.Composable) -> pl.DataFrame:
     copy_sql = sql.SQL("COPY ({query}) TO STDOUT (FORMAT csv, HEADER)").format(query=query)
     buffer = io.BytesIO()
     with conn.cursor() as cur, cur.copy(copy_sql) as copy:
