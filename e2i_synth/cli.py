@@ -61,6 +61,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         verbose=args.verbose,
         chunk_days=args.chunk_days,
+        parallel=args.parallel,
         progress=lambda line: print(line, flush=True),
     )
     print(summary.render())
@@ -91,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--scale", type=_scale, help="small, full or a factor (overrides the file)")
     mat.add_argument("--dry-run", action="store_true", help="generate and validate, write nothing")
     mat.add_argument("--verbose", action="store_true", help="show Dagster's event log")
+    mat.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run each chunk's tables in parallel processes (Dagster's multiprocess executor; "
+        "needs DAGSTER_HOME, which make sets)",
+    )
     mat.add_argument(
         "--chunk-days",
         type=int,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.execution.execution_result import ExecutionResult
 
 from e2i_synth.assets.partitions import partition_range, range_tags
 from e2i_synth.assets.scenario_resource import ScenarioResource
@@ -130,6 +131,46 @@ def default_chunk_days(scenario: Scenario) -> int | None:
     return 90 if scenario.scale > 20 else None
 
 
+# Jobs of e2i_synth.definitions that the executor's processes rebuild (reconstructable needs
+# module-level functions without arguments).
+def daily_refresh_job() -> dg.JobDefinition:
+    from e2i_synth.definitions import defs
+
+    return defs.resolve_job_def("daily_refresh")
+
+
+def monthly_close_job() -> dg.JobDefinition:
+    from e2i_synth.definitions import defs
+
+    return defs.resolve_job_def("monthly_close")
+
+
+_PARTITIONED_JOBS = {"Daily": daily_refresh_job, "Monthly": monthly_close_job}
+
+
+def _run_parallel(
+    stage: Stage,
+    tags: dict[str, str],
+    run_instance: dg.DagsterInstance,
+    verbose: bool,
+) -> ExecutionResult:
+    """One run on Dagster's multiprocess executor: each asset and check in its own process.
+
+    The processes build their resources from e2i_synth.definitions, so they use the database
+    from the environment and the scenario recorded in it (materialize() activated it)."""
+    run_config = {"execution": {"config": {"multiprocess": {"max_concurrent": os.cpu_count()}}}}
+    if not verbose:
+        run_config.update(QUIET)
+    family = type(stage.partitions).__name__.removesuffix("PartitionsDefinition")
+    return dg.execute_job(
+        dg.reconstructable(_PARTITIONED_JOBS[family]),
+        instance=run_instance,
+        run_config=run_config,
+        tags=tags,
+        asset_selection=stage.keys,
+    )
+
+
 def materialize(
     scenario: Scenario,
     database: Database,
@@ -138,8 +179,15 @@ def materialize(
     chunk_days: int | None = None,
     progress: Callable[[str], None] = lambda line: None,
     run_instance: dg.DagsterInstance | None = None,
+    parallel: bool = False,
 ) -> RunSummary:
-    """Generate, validate and (unless dry_run) load every table with all checks."""
+    """Generate, validate and (unless dry_run) load every table with all checks.
+
+    With `parallel` (needs a persistent instance, DAGSTER_HOME, and the database from the
+    environment), the tables of each partition chunk run in parallel processes on Dagster's
+    multiprocess executor; otherwise every run executes in this process."""
+    if parallel and (dry_run or run_instance is None and not os.environ.get("DAGSTER_HOME")):
+        raise ValueError("parallel runs need DAGSTER_HOME (a persistent instance) and no dry run")
     scenario_yaml = scenario.to_yaml()
     if dry_run:
         database = Database(url=database.url, home=database.home, migrate_on_setup=False)
@@ -172,19 +220,23 @@ def materialize(
             label = f"[{number}/{len(plan)}] {stage.name}"
             label += f" {span[0]}..{span[1]}" if span else ""
             progress(f"{label}: {', '.join(k.path[-1] for k in keys)}")
-            result = dg.materialize(
-                [*ASSETS, *checks],
-                selection=keys,
-                resources=resources,
-                instance=run_instance,
-                raise_on_error=False,
-                run_config=None if verbose else QUIET,
-                tags={
-                    "e2i/scenario": scenario.name,
-                    "e2i/dry_run": str(dry_run).lower(),
-                    **(range_tags(*span) if span else {}),
-                },
-            )
+            tags = {
+                "e2i/scenario": scenario.name,
+                "e2i/dry_run": str(dry_run).lower(),
+                **(range_tags(*span) if span else {}),
+            }
+            if parallel and stage.partitions is not None:
+                result = _run_parallel(stage, tags, run_instance, verbose)
+            else:
+                result = dg.materialize(
+                    [*ASSETS, *checks],
+                    selection=keys,
+                    resources=resources,
+                    instance=run_instance,
+                    raise_on_error=False,
+                    run_config=None if verbose else QUIET,
+                    tags=tags,
+                )
             summary.run_ids.append(result.run_id)
             for run_table in _collect(result, dry_run).values():
                 progress("    " + _table_line(run_table))
@@ -198,7 +250,7 @@ def materialize(
     return summary
 
 
-def _collect(result: dg.ExecuteInProcessResult, dry_run: bool) -> dict[str, TableSummary]:
+def _collect(result: ExecutionResult, dry_run: bool) -> dict[str, TableSummary]:
     """One run's events, per table."""
     tables: dict[str, TableSummary] = {}
 
@@ -242,7 +294,7 @@ def _fold(total: dict[str, TableSummary], run: TableSummary) -> None:
     t.checks_failed += run.checks_failed
 
 
-def _errors(result: dg.ExecuteInProcessResult) -> list[str]:
+def _errors(result: ExecutionResult) -> list[str]:
     return [
         f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[0]}"
         for e in result.get_step_failure_events()
