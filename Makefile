@@ -7,7 +7,7 @@ SCALE ?= small
 # Dagster reads ./dagster.yaml: run history in the project's PostgreSQL, artifacts in .e2i/.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install run test lint format db-up db-down dev bench schema docs clean
+.PHONY: install run test lint format db-up db-down dev bench schema docs clean screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,21 +24,25 @@ run: $(STAMP)
 
 # The whole suite against a real PostgreSQL (embedded, started by the tests).
 test: $(STAMP)
-	$(BIN)/ruff check e2i_synth e2i_synth_tests bench
-	$(BIN)/ruff format --check e2i_synth e2i_synth_tests bench
+	$(BIN)/ruff check e2i_synth e2i_synth_tests bench tools
+	$(BIN)/ruff format --check e2i_synth e2i_synth_tests bench tools
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check e2i_synth e2i_synth_tests bench
+	$(BIN)/ruff check e2i_synth e2i_synth_tests bench tools
 
 format: $(STAMP)
-	$(BIN)/ruff format e2i_synth e2i_synth_tests bench
-	$(BIN)/ruff check --fix e2i_synth e2i_synth_tests bench
+	$(BIN)/ruff format e2i_synth e2i_synth_tests bench tools
+	$(BIN)/ruff check --fix e2i_synth e2i_synth_tests bench tools
 
 # The UI at http://127.0.0.1:3000 with the daemon (schedules), on the same database.
 dev: $(STAMP)
 	$(BIN)/e2i-synth db up
 	$(BIN)/dagster dev -m e2i_synth.definitions -h 127.0.0.1 -p 3000
+
+# Loading benchmark: pipeline vs server-side COPY vs pandas to_sql, ~1M rows (bench/README.md).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 db-up: $(STAMP)
 	$(BIN)/e2i-synth db up
@@ -57,3 +61,9 @@ clean:
 # README's table reference, from the pandera models.
 docs: $(STAMP)
 	$(BIN)/python -m e2i_synth.docs
+
+# docs/asset-graph.png: the UI's asset lineage graph, by headless Chromium (installed if missing),
+# from a webserver on 127.0.0.1:3333 over this project's instance (materialized first if needed).
+screenshot: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	$(BIN)/python tools/screenshot.py --port 3333 --scale $(SCALE) --out docs/asset-graph.png
