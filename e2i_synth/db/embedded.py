@@ -22,12 +22,18 @@ def data_dir(home: Path | None = None) -> Path:
     return (home or project_home()) / ".e2i" / "pgdata"
 
 
+def _import_pgserver():
+    """pgserver, imported only where the embedded server is used."""
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import pgserver
+    return pgserver
+
+
 @cache
 def start_embedded(pgdata: Path) -> str:
     """Start (or reuse) the embedded server for `pgdata` and return its URL."""
-    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        warnings.simplefilter("ignore")
-        import pgserver  # imported here: only the embedded path needs it
+    pgserver = _import_pgserver()
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # As root, pgserver runs postgres as a `pgserver` user, which must traverse the folders.
@@ -43,7 +49,7 @@ def stop_embedded(pgdata: Path) -> bool:
     """Stop the embedded server if it runs; True if it was running."""
     if not (pgdata / "postmaster.pid").exists():
         return False
-    import pgserver
+    pgserver = _import_pgserver()
 
     pg_ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
     cmd = [str(pg_ctl), "-D", str(pgdata), "-m", "fast", "-w", "stop"]
