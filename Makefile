@@ -7,7 +7,7 @@ SCALE ?= small
 # Dagster reads ./dagster.yaml: run history in the project's PostgreSQL, artifacts in .e2i/.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install run test lint format db-up db-down dev bench schema docs clean screenshot
+.PHONY: install run test soak lint format db-up db-down dev bench schema docs clean screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(STAMP)
 	$(BIN)/ruff check e2i_synth e2i_synth_tests bench tools
 	$(BIN)/ruff format --check e2i_synth e2i_synth_tests bench tools
 	$(BIN)/pytest
+
+# Slow reliability tests (minutes): SIGKILL during a 1M-row COPY, a server crash mid-load.
+soak: $(STAMP)
+	E2I_SOAK=1 $(BIN)/pytest -q e2i_synth_tests/soak
 
 lint: $(STAMP)
 	$(BIN)/ruff check e2i_synth e2i_synth_tests bench tools

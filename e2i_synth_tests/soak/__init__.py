@@ -1,0 +1,1 @@
+"""Slow reliability tests (crash safety under SIGKILL at scale): run with `make soak`."""
