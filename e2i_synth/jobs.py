@@ -5,15 +5,21 @@ import dagster as dg
 DAILY_ASSETS = dg.AssetSelection.assets("feature_values")
 MONTHLY_ASSETS = dg.AssetSelection.assets("ml_predictions", "triggers", "business_metrics")
 
+# A database outage during a scheduled refresh is retried: loads are atomic, so a retry
+# replaces the partition again and never doubles it.
+RETRY = dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL)
+
 # Asset jobs include the checks of their assets, so each refresh is validated as it lands.
 daily_refresh = dg.define_asset_job(
     "daily_refresh",
     selection=DAILY_ASSETS,
+    op_retry_policy=RETRY,
     description="The new day's partition of feature_values.",
 )
 monthly_close = dg.define_asset_job(
     "monthly_close",
     selection=MONTHLY_ASSETS,
+    op_retry_policy=RETRY,
     description="The month just closed of ml_predictions, triggers and business_metrics.",
 )
 

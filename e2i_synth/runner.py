@@ -23,6 +23,7 @@ from e2i_synth.definitions import ASSETS, CHECKS, build_resources
 from e2i_synth.scenario import Scenario
 from e2i_synth.schemas import TABLES
 
+MATERIALIZE_LOCK_KEY = 0x6532_694D_6174  # "e2iMat"
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -188,6 +189,30 @@ def materialize(
     multiprocess executor; otherwise every run executes in this process."""
     if parallel and (dry_run or run_instance is None and not os.environ.get("DAGSTER_HOME")):
         raise ValueError("parallel runs need DAGSTER_HOME (a persistent instance) and no dry run")
+    if dry_run:
+        return _materialize(
+            scenario, database, dry_run, verbose, chunk_days, progress, run_instance, parallel
+        )
+    # One full materialization at a time per database: a second one (of another scenario)
+    # would empty the tables under the first one's later stages. The lock is a session lock
+    # on a connection of its own, released when it closes (also if this process dies).
+    with database.connect(autocommit=True) as lock:
+        lock.execute("SELECT pg_advisory_lock(%s)", (MATERIALIZE_LOCK_KEY,))
+        return _materialize(
+            scenario, database, dry_run, verbose, chunk_days, progress, run_instance, parallel
+        )
+
+
+def _materialize(
+    scenario: Scenario,
+    database: Database,
+    dry_run: bool,
+    verbose: bool,
+    chunk_days: int | None,
+    progress: Callable[[str], None],
+    run_instance: dg.DagsterInstance | None,
+    parallel: bool,
+) -> RunSummary:
     scenario_yaml = scenario.to_yaml()
     if dry_run:
         database = Database(url=database.url, home=database.home, migrate_on_setup=False)

@@ -22,6 +22,7 @@ from e2i_synth.domain import BRAND_METRICS, BRANDS, COMMON_METRICS, FEATURES, RE
 FULL_HCPS = 500
 FULL_PATIENTS = 2_500
 SCALE_PRESETS: dict[str, float] = {"small": 0.1, "full": 1.0}
+MAX_SCALE = 1000.0  # 2.5 million patients: beyond it, memory and time are not bounded
 ENGAGEMENT_MAX = 10.0
 SEVERITY_MAX = 10.0
 
@@ -161,8 +162,11 @@ class GapSpec(_Strict):
 
 class Scenario(_Strict):
     name: str = "default"
-    seed: int = Field(20261126, ge=0)
-    scale: float = Field(1.0, gt=0, description="1.0 = full (500 HCPs, 2,500 patients)")
+    # strict: YAML 1.1 reads `yes`/`true` as booleans, which must not pass for 1.
+    seed: int = Field(20261126, ge=0, strict=True)
+    scale: float = Field(
+        1.0, gt=0, le=MAX_SCALE, strict=True, description="1.0 = full (500 HCPs, 2,500 patients)"
+    )
     reference_date: date = date(2026, 6, 30)
     start_date: date = date(2024, 1, 1)
     end_date: date = date(2026, 6, 30)
@@ -251,6 +255,21 @@ def _known(kind: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> tupl
     return values
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, but a key given twice is an error (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def default_scenario_text() -> str:
     return resources.files("e2i_synth.scenarios").joinpath("default.yaml").read_text()
 
@@ -260,7 +279,7 @@ def parse_scenario(
 ) -> Scenario:
     """Parse and validate scenario YAML; errors name the file and field."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{source}: not valid YAML: {exc}") from exc
     if data is None:
@@ -286,7 +305,11 @@ def load_scenario(path: str | Path | None = None, scale: float | str | None = No
     path = Path(path)
     if not path.is_file():
         raise ScenarioError(f"scenario file not found: {path}")
-    return parse_scenario(path.read_text(), str(path), scale)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ScenarioError(f"{path}: cannot be read as UTF-8 text: {exc}") from None
+    return parse_scenario(text, str(path), scale)
 
 
 def _describe(exc: ValidationError, source: str) -> str:

@@ -25,18 +25,24 @@ def resolve_url(url: str | None = None, home: Path | None = None) -> str:
     return embedded.start_embedded(embedded.data_dir(home))
 
 
+_DSN_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)")
+
+
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***."""
+    """The URL (or keyword DSN) with any password replaced by ***."""
     masked = re.sub(r"(://[^:/@]*:)[^@]*(@)", r"\1***\2", url)
-    return re.sub(r"(password=)[^&\s]*", r"\1***", masked)
+    return _DSN_PASSWORD.sub(r"\1***", masked)
 
 
 def connect(url: str, **kwargs) -> psycopg.Connection:
     """A psycopg connection; connection errors are re-raised without the password."""
     try:
         # UTC sessions: partition windows and timestamps compare the same way everywhere.
-        return psycopg.connect(url, connect_timeout=10, options="-c TimeZone=UTC", **kwargs)
-    except psycopg.OperationalError as exc:
+        # The server checks every second that we are still there, so a killed loader's session
+        # (and its locks) end at once instead of after its commit-time checks.
+        options = "-c TimeZone=UTC -c client_connection_check_interval=1000"
+        return psycopg.connect(url, connect_timeout=10, options=options, **kwargs)
+    except psycopg.Error as exc:  # also unparsable URLs, whose message quotes the bad token
         raise DatabaseUnavailable(
             f"cannot connect to {mask_url(url)}: {_scrub(str(exc), url)}"
         ) from None
@@ -47,7 +53,10 @@ class DatabaseUnavailable(RuntimeError):
 
 
 def _scrub(message: str, url: str) -> str:
-    password = re.search(r"://[^:/@]*:([^@]*)@", url)
-    if password and password.group(1):
-        message = message.replace(password.group(1), "***")
+    """The message without the URL's password, however the URL spells it."""
+    secrets = [m.group(1) for m in re.finditer(r"://[^:/@]*:([^@]*)@", url)]
+    for m in _DSN_PASSWORD.finditer(url):
+        secrets += [m.group(2), m.group(2).strip("'")]
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        message = message.replace(secret, "***")
     return message

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
@@ -58,6 +59,84 @@ def _serialise_replacements(
         cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
 
 
+@dataclass(frozen=True)
+class _ForeignKey:
+    name: str
+    table: str  # referencing table, as regclass text (quoted where needed)
+    columns: tuple[str, ...]
+    ref_table: str  # referenced table, as regclass text
+    ref_columns: tuple[str, ...]
+    on_delete: str  # pg_constraint.confdeltype: a = no action, r = restrict, c = cascade...
+
+
+_FOREIGN_KEYS = """
+SELECT c.conname, c.conrelid::regclass::text, c.confrelid::regclass::text,
+       array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i),
+       array(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i),
+       c.confdeltype::text
+FROM pg_constraint c
+WHERE c.contype = 'f' AND %s::regclass IN (c.conrelid, c.confrelid)
+ORDER BY c.conname"""
+
+
+def _set_based_foreign_keys(cur: psycopg.Cursor, spec: TableSpec) -> list[_ForeignKey]:
+    """The foreign keys from and to the table, when a whole-table load may check them in one
+    query each instead of one trigger call per row: the session may set
+    session_replication_role (superuser, or PG15+ GRANT SET ON PARAMETER). Else []."""
+    if cur.execute("SELECT current_setting('is_superuser')").fetchone()[0] != "on":
+        if cur.connection.info.server_version < 150000:
+            return []
+        query = "SELECT has_parameter_privilege('session_replication_role', 'SET')"
+        if not cur.execute(query).fetchone()[0]:
+            return []
+    cur.execute(_FOREIGN_KEYS, (spec.name,))
+    return [_ForeignKey(n, t, tuple(c), r, tuple(rc), d) for n, t, r, c, rc, d in cur]
+
+
+def _check_foreign_keys(cur: psycopg.Cursor, spec: TableSpec, fks: list[_ForeignKey]) -> None:
+    """One anti-join per foreign key (MATCH SIMPLE: rows with a null key column pass); the
+    error reads like PostgreSQL's own."""
+    for fk in fks:
+        query = sql.SQL(
+            "SELECT count(*), min(concat_ws(', ', {key})) FROM {t} AS t WHERE {not_null} "
+            "AND NOT EXISTS (SELECT 1 FROM {ref} AS r WHERE {match})"
+        ).format(
+            key=sql.SQL(", ").join(
+                sql.SQL("t.{}::text").format(sql.Identifier(c)) for c in fk.columns
+            ),
+            t=sql.SQL(fk.table),
+            ref=sql.SQL(fk.ref_table),
+            not_null=sql.SQL(" AND ").join(
+                sql.SQL("t.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns
+            ),
+            match=sql.SQL(" AND ").join(
+                sql.SQL("r.{} = t.{}").format(sql.Identifier(r), sql.Identifier(c))
+                for c, r in zip(fk.columns, fk.ref_columns, strict=True)
+            ),
+        )
+        missing, key = cur.execute(query).fetchone()
+        if not missing:
+            continue
+        if fk.table == spec.name:
+            problem = (
+                f'insert or update on table "{fk.table}" violates foreign key constraint '
+                f'"{fk.name}" Key ({", ".join(fk.columns)})=({key}) is not present in table '
+                f'"{fk.ref_table}"'
+            )
+        else:
+            problem = (
+                f'update or delete on table "{fk.ref_table}" violates foreign key constraint '
+                f'"{fk.name}" on table "{fk.table}" Key ({", ".join(fk.ref_columns)})=({key}) '
+                f'is still referenced from table "{fk.table}"'
+            )
+        raise LoadError(
+            f"loading {spec.name} failed and was rolled back; the previous rows are intact: "
+            f"{problem} ({missing} rows)"
+        )
+
+
 def replace_rows(
     conn: psycopg.Connection,
     spec: TableSpec,
@@ -72,10 +151,27 @@ def replace_rows(
     try:
         with conn.transaction(), conn.cursor() as cur:
             _serialise_replacements(cur, spec, window)
+            # A whole-table load checks its foreign keys set-based (one anti-join each) instead
+            # of one trigger call per row (~7 us a row, 40% of a 1M-row load): the row triggers
+            # are off for the DELETE and COPY, and writers of the tables on the other side of
+            # each key wait until commit (readers never do). A key into this table with an
+            # ON DELETE action keeps its triggers for the DELETE.
+            fks = _set_based_foreign_keys(cur, spec) if window is None else []
+            inbound = [fk for fk in fks if fk.ref_table == spec.name]
+            skip_delete_triggers = all(fk.on_delete in ("a", "r") for fk in inbound)
+            if not skip_delete_triggers:
+                fks = [fk for fk in fks if fk.table == spec.name]
+            for other in sorted({fk.table for fk in fks} | {fk.ref_table for fk in fks}):
+                if other != spec.name:
+                    cur.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.SQL(other)))
+            if fks and skip_delete_triggers:
+                cur.execute("SET LOCAL session_replication_role = replica")
             delete = sql.SQL("DELETE FROM {table}").format(table=table) + _window_filter(
                 spec, window
             )
             cur.execute(delete, params)
+            if fks and not skip_delete_triggers:
+                cur.execute("SET LOCAL session_replication_role = replica")
             copy_sql = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT csv)").format(
                 table=table, columns=columns
             )
@@ -86,6 +182,8 @@ def replace_rows(
                         piece.write_csv(buffer, include_header=False)
                         copy.write(buffer.getvalue())
                         rows += piece.height
+            if fks:
+                cur.execute("SET LOCAL session_replication_role = origin")
             # Every copied row must land inside the replaced window: a row outside it would
             # survive the next replacement of its own window and be doubled.
             count = sql.SQL("SELECT count(*) FROM {table}").format(table=table)
@@ -98,6 +196,7 @@ def replace_rows(
                     "rolled back, the previous rows are intact"
                 )
             # Deferred foreign keys are checked here, still inside the transaction.
+            _check_foreign_keys(cur, spec, fks)
             cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
     except psycopg.Error as exc:
         raise LoadError(

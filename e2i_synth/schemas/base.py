@@ -62,6 +62,7 @@ class TableSpec:
 
     def validate(self, frame: pl.DataFrame) -> pl.DataFrame:
         """The frame in model column order, or FrameValidationError naming table and fields."""
+        _reject_non_finite(self.name, frame)
         try:
             validated = self.model.validate(frame, lazy=True)
         except SchemaErrors as exc:
@@ -72,6 +73,25 @@ class TableSpec:
             cases = pl.DataFrame({"check": [str(exc.check)], "failure_case": [str(exc)]})
             raise FrameValidationError(self.name, cases, f"{self.name}: {exc}") from None
         return validated.select(self.columns)
+
+
+def _reject_non_finite(table: str, frame: pl.DataFrame) -> None:
+    """inf and NaN are never data here; pandera lets NaN pass as null in nullable columns, and
+    PostgreSQL would store them as 'Infinity' / 'NaN'."""
+    floats = [c for c, t in frame.schema.items() if t.is_float()]
+    bad = frame.select(
+        (pl.col(c).is_not_null() & ~pl.col(c).is_finite()).sum().alias(c) for c in floats
+    )
+    counts = {c: bad[c][0] for c in floats if bad[c][0]}
+    if counts:
+        cases = pl.DataFrame(
+            {
+                "column": list(counts),
+                "check": ["is_finite"] * len(counts),
+                "failure_case": [f"{n} non-finite value(s)" for n in counts.values()],
+            }
+        )
+        raise FrameValidationError(table, cases, _summarise(table, cases))
 
 
 def _summarise(table: str, cases: pl.DataFrame) -> str:
