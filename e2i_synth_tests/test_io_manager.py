@@ -76,10 +76,13 @@ def test_invalid_frame_never_reaches_the_database(loaded, frames):
     _, patients = frames
     bad = patients.with_columns(disease_severity=pl.lit(42.0))
     manager = PostgresIOManager(database=loaded)
-    context = dg.build_output_context(asset_key=dg.AssetKey("patient_journeys"))
     with loaded.connect() as conn:
         before = read_table(conn, PATIENTS)
-    with pytest.raises(dg.Failure, match="disease_severity") as failure:
+    # Entered as a context manager: its cleanup then runs here, not at garbage collection.
+    with (
+        dg.build_output_context(asset_key=dg.AssetKey("patient_journeys")) as context,
+        pytest.raises(dg.Failure, match="disease_severity") as failure,
+    ):
         manager.handle_output(context, bad)
     assert failure.value.metadata["failure_case_count"].value == patients.height
     with loaded.connect() as conn:
@@ -89,15 +92,16 @@ def test_invalid_frame_never_reaches_the_database(loaded, frames):
 def test_handle_output_adds_metadata_and_load_input_reads_back(database, frames):
     hcps, _ = frames
     manager = PostgresIOManager(database=database)
-    out = dg.build_output_context(asset_key=dg.AssetKey("hcp_profiles"))
-    manager.handle_output(out, hcps)
-    metadata = out.get_logged_metadata()
+    with dg.build_output_context(asset_key=dg.AssetKey("hcp_profiles")) as out:
+        manager.handle_output(out, hcps)
+        metadata = out.get_logged_metadata()
     assert metadata["dagster/row_count"].value == hcps.height
     assert metadata["dagster/table_name"].text == "public.hcp_profiles"
     schema = metadata["dagster/column_schema"].schema
     assert [c.name for c in schema.columns] == HCP.columns
     assert all(c.description for c in schema.columns)
-    loaded = manager.load_input(dg.build_input_context(asset_key=dg.AssetKey("hcp_profiles")))
+    with dg.build_input_context(asset_key=dg.AssetKey("hcp_profiles")) as context:
+        loaded = manager.load_input(context)
     assert loaded.equals(HCP.validate(hcps).sort("hcp_id"))
 
 
