@@ -308,7 +308,7 @@ def load_scenario(path: str | Path | None = None, scale: float | str | None = No
     try:
         text = path.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as exc:
-        raise ScenarioError(f"{path}: cannot be read as UTF-8 text: {exc}") from None
+        raise ScenarioError(f"{path}: not valid UTF-8 text: {exc}") from None
     return parse_scenario(text, str(path), scale)
 
 
