@@ -46,6 +46,7 @@ from e2i_synth.generators.triggers import generate_triggers
 from e2i_synth.scenario import Scenario, load_scenario
 from e2i_synth.schemas import TABLES
 from e2i_synth_tests.conftest import _url_for
+from e2i_synth_tests.servers import start_server
 
 HCPS = TABLES["hcp_profiles"]
 PATIENTS = TABLES["patient_journeys"]
@@ -335,26 +336,7 @@ def test_a_second_materialize_waits_for_the_first_and_tables_never_mix(database,
 
 # --- 3. Database outage -------------------------------------------------------------------------
 
-START_SERVER = """
-import sys
-from pathlib import Path
-from e2i_synth.db.embedded import start_embedded
-print(start_embedded(Path(sys.argv[1])))
-"""
 OUTAGE_PASSWORD = "S3cr3t-outage-7f3a"  # trust auth ignores it; it must never be shown
-
-
-def _start_server(pgdata: Path) -> str:
-    """Start the dedicated server in a fresh process, as `e2i-synth db up` does (a second
-    start_embedded in this process would not restart it: see the xfail test below)."""
-    done = subprocess.run(
-        [sys.executable, "-c", START_SERVER, str(pgdata)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return done.stdout.strip().splitlines()[-1]
 
 
 def _with_password(url: str, password: str, user: str = "postgres") -> str:
@@ -376,7 +358,7 @@ def own_pgdata() -> Iterator[Path]:
 @pytest.fixture
 def own_db(own_pgdata) -> str:
     """A new, migrated database on the dedicated (running) server; its URL carries a password."""
-    server = _start_server(own_pgdata)
+    server = start_server(own_pgdata)
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
@@ -439,7 +421,7 @@ def test_outage_during_a_load_leaves_the_previous_rows_and_a_retry_succeeds(own_
     assert OUTAGE_PASSWORD not in str(outcome)
     assert seconds < ERROR_WITHIN
     # Back up: exactly the previous version, nothing of the interrupted load.
-    assert _start_server(own_pgdata)
+    assert start_server(own_pgdata)
     with connect(own_db) as conn:
         assert read_table(conn, HCPS).equals(HCPS.validate(previous).sort("hcp_id"))
         # The retry loads the new version once; a second retry does not double it.
@@ -476,7 +458,7 @@ def test_a_job_with_a_retry_policy_rides_out_an_outage(own_db, own_pgdata, scena
         while not finished.is_set():
             events = [e for r in instance.get_runs() for e in instance.all_logs(r.run_id)]
             if any(e.dagster_event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY for e in events):
-                _start_server(own_pgdata)
+                start_server(own_pgdata)
                 return
             time.sleep(0.05)
 

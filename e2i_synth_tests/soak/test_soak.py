@@ -35,6 +35,7 @@ from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
 from e2i_synth.generators.patient_journeys import generate_patient_journeys
 from e2i_synth.scenario import load_scenario
 from e2i_synth.schemas import TABLES
+from e2i_synth_tests.servers import start_server
 
 pytestmark = pytest.mark.soak
 
@@ -227,25 +228,6 @@ def test_sigkilled_loader_leaves_exactly_the_previous_version(db_url, versions):
 
 # --- the server crashes (immediate shutdown: no checkpoint, WAL recovery on restart) ---
 
-START_SERVER = """
-import sys
-from pathlib import Path
-from e2i_synth.db.embedded import start_embedded
-print(start_embedded(Path(sys.argv[1])))
-"""
-
-
-def _start_server(pgdata: Path) -> str:
-    """Start (or restart) the server in a fresh process, as `e2i-synth db up` does."""
-    done = subprocess.run(
-        [sys.executable, "-c", START_SERVER, str(pgdata)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return done.stdout.strip().splitlines()[-1]
-
 
 def _crash_server(pgdata: Path) -> None:
     """pg_ctl stop -m immediate: the server exits at once, as on a power cut."""
@@ -270,7 +252,7 @@ def own_server() -> Iterator[Path]:
 
 
 def test_server_crash_during_copy_recovers_the_previous_version(own_server, versions):
-    url = _start_server(own_server)
+    url = start_server(own_server)
     migrate(url)
     with connect(url) as conn:
         replace_rows(conn, HCPS, [versions.hcps])
@@ -286,7 +268,7 @@ def test_server_crash_during_copy_recovers_the_previous_version(own_server, vers
     # The loader failed with a clear error: its server went away, nothing was committed.
     assert loader.returncode != 0
     assert b"LoadError: loading patient_journeys failed and was rolled back" in err
-    assert _start_server(own_server) == url
+    assert start_server(own_server) == url
     recovered = time.monotonic() - crashed
     assert _state(url) == previous
     assert _load_previous(url, versions) == previous  # and loads work again
