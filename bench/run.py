@@ -52,7 +52,12 @@ from psycopg.copy import QueuedLibpqWriter
 
 from e2i_synth.db import embedded
 from e2i_synth.db.connection import URL_ENV, connect, mask_url
-from e2i_synth.db.copy import COPY_CHUNK_ROWS, replace_rows
+from e2i_synth.db.copy import (
+    COPY_CHUNK_ROWS,
+    check_foreign_keys,
+    foreign_keys,
+    replace_rows,
+)
 from e2i_synth.db.migrate import migrate
 from e2i_synth.generators import hcp_profiles as hcp_profiles_module
 from e2i_synth.generators import patient_journeys as patient_journeys_module
@@ -314,75 +319,6 @@ def csv_blocks_in_thread(
         worker.join()
 
 
-@dataclass(frozen=True)
-class ForeignKey:
-    name: str
-    table: str  # the referencing table (regclass text)
-    columns: tuple[str, ...]
-    ref_table: str  # the referenced table (regclass text)
-    ref_columns: tuple[str, ...]
-    on_delete: str  # pg_constraint.confdeltype: a = no action, r = restrict, c = cascade, ...
-
-
-def foreign_keys(cur: psycopg.Cursor, table: str) -> list[ForeignKey]:
-    """Every foreign key from or to `table`."""
-    cur.execute(
-        """SELECT c.conname, c.conrelid::regclass::text, c.confrelid::regclass::text,
-                  array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
-                        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n
-                        ORDER BY k.i),
-                  array(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
-                        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n
-                        ORDER BY k.i),
-                  c.confdeltype::text
-           FROM pg_constraint c
-           WHERE c.contype = 'f' AND %s::regclass IN (c.conrelid, c.confrelid)
-           ORDER BY c.conname""",
-        (table,),
-    )
-    return [
-        ForeignKey(name, src, tuple(cols), ref, tuple(refs), on_delete)
-        for name, src, ref, cols, refs, on_delete in cur
-    ]
-
-
-def check_foreign_keys_set_based(cur: psycopg.Cursor, loaded: str, fks: list[ForeignKey]) -> None:
-    """One anti-join per foreign key (MATCH SIMPLE: a row with a null key column passes),
-    raising with the message PostgreSQL's own check gives (table, constraint, a missing key)."""
-    for fk in fks:
-        key = sql.SQL(", ").join(
-            sql.SQL("t.{}::text").format(sql.Identifier(c)) for c in fk.columns
-        )
-        query = sql.SQL(
-            "SELECT count(*), min(concat_ws(', ', {key})) FROM {t} AS t WHERE {not_null} "
-            "AND NOT EXISTS (SELECT 1 FROM {ref} AS r WHERE {match})"
-        ).format(
-            key=key,
-            t=sql.SQL(fk.table),  # regclass text: already quoted as needed
-            not_null=sql.SQL(" AND ").join(
-                sql.SQL("t.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns
-            ),
-            ref=sql.SQL(fk.ref_table),  # regclass text: already quoted as needed
-            match=sql.SQL(" AND ").join(
-                sql.SQL("r.{} = t.{}").format(sql.Identifier(r), sql.Identifier(c))
-                for c, r in zip(fk.columns, fk.ref_columns, strict=True)
-            ),
-        )
-        missing, example = cur.execute(query).fetchone()
-        if missing and fk.table == loaded:
-            raise RuntimeError(
-                f'insert or update on table "{fk.table}" violates foreign key constraint '
-                f'"{fk.name}": Key ({", ".join(fk.columns)})=({example}) is not present in '
-                f'table "{fk.ref_table}" ({missing} rows)'
-            )
-        if missing:
-            raise RuntimeError(
-                f'update or delete on table "{fk.ref_table}" violates foreign key constraint '
-                f'"{fk.name}" on table "{fk.table}": Key ({", ".join(fk.ref_columns)})='
-                f'({example}) is still referenced from table "{fk.table}" ({missing} rows)'
-            )
-
-
 def instrumented_load(
     conn: psycopg.Connection,
     spec: TableSpec,
@@ -450,7 +386,7 @@ def instrumented_load(
         lap("count")
         if landed != rows:
             raise RuntimeError(f"copied {rows} rows but {landed} landed")
-        check_foreign_keys_set_based(cur, spec.name, fks)
+        check_foreign_keys(cur, spec, fks)  # the loader's own set-based check
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
         lap("fk_check")
     lap("commit")

@@ -60,7 +60,7 @@ def _serialise_replacements(
 
 
 @dataclass(frozen=True)
-class _ForeignKey:
+class ForeignKey:
     name: str
     table: str  # referencing table, as regclass text (quoted where needed)
     columns: tuple[str, ...]
@@ -81,7 +81,7 @@ WHERE c.contype = 'f' AND %s::regclass IN (c.conrelid, c.confrelid)
 ORDER BY c.conname"""
 
 
-def _set_based_foreign_keys(cur: psycopg.Cursor, spec: TableSpec) -> list[_ForeignKey]:
+def _set_based_foreign_keys(cur: psycopg.Cursor, spec: TableSpec) -> list[ForeignKey]:
     """The foreign keys from and to the table, when a whole-table load may check them in one
     query each instead of one trigger call per row: the session may set
     session_replication_role (superuser, or PG15+ GRANT SET ON PARAMETER). Else []."""
@@ -91,11 +91,16 @@ def _set_based_foreign_keys(cur: psycopg.Cursor, spec: TableSpec) -> list[_Forei
         query = "SELECT has_parameter_privilege('session_replication_role', 'SET')"
         if not cur.execute(query).fetchone()[0]:
             return []
-    cur.execute(_FOREIGN_KEYS, (spec.name,))
-    return [_ForeignKey(n, t, tuple(c), r, tuple(rc), d) for n, t, r, c, rc, d in cur]
+    return foreign_keys(cur, spec.name)
 
 
-def _check_foreign_keys(cur: psycopg.Cursor, spec: TableSpec, fks: list[_ForeignKey]) -> None:
+def foreign_keys(cur: psycopg.Cursor, table: str) -> list[ForeignKey]:
+    """Every foreign key from or to `table`, from the catalog."""
+    cur.execute(_FOREIGN_KEYS, (table,))
+    return [ForeignKey(n, t, tuple(c), r, tuple(rc), d) for n, t, r, c, rc, d in cur]
+
+
+def check_foreign_keys(cur: psycopg.Cursor, spec: TableSpec, fks: list[ForeignKey]) -> None:
     """One anti-join per foreign key (MATCH SIMPLE: rows with a null key column pass); the
     error reads like PostgreSQL's own."""
     for fk in fks:
@@ -196,7 +201,7 @@ def replace_rows(
                     "rolled back, the previous rows are intact"
                 )
             # Deferred foreign keys are checked here, still inside the transaction.
-            _check_foreign_keys(cur, spec, fks)
+            check_foreign_keys(cur, spec, fks)
             cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
     except psycopg.Error as exc:
         raise LoadError(
