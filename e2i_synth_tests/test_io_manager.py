@@ -105,6 +105,27 @@ def test_handle_output_adds_metadata_and_load_input_reads_back(database, frames)
     assert loaded.equals(HCP.validate(hcps).sort("hcp_id"))
 
 
+def test_load_input_reads_only_the_columns_an_input_asks_for(loaded, frames):
+    _, patients = frames
+    manager = PostgresIOManager(database=loaded)
+    wanted = {"columns": ["engagement_score", "treatment_initiated"]}
+    with dg.build_input_context(
+        asset_key=dg.AssetKey("patient_journeys"), definition_metadata=wanted
+    ) as context:
+        projected = manager.load_input(context)
+    # In model order, with the key (read in key order, so consumers need not re-sort).
+    assert projected.columns == ["patient_id", "engagement_score", "treatment_initiated"]
+    expected = PATIENTS.validate(patients).sort("patient_id").select(projected.columns)
+    assert projected.equals(expected)
+    with (
+        dg.build_input_context(
+            asset_key=dg.AssetKey("patient_journeys"), definition_metadata={"columns": ["nope"]}
+        ) as context,
+        pytest.raises(KeyError, match="patient_journeys has no column.*nope"),
+    ):
+        manager.load_input(context)
+
+
 def test_concurrent_replacements_leave_exactly_one_copy(loaded, frames):
     import threading
 

@@ -9,11 +9,12 @@ of a partition per day (two events per partition and asset).
 import dagster as dg
 import polars as pl
 
+from e2i_synth.assets.inputs import reading
 from e2i_synth.assets.partitions import MONTHLY, window_dates
 from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.frames import FrameStream
-from e2i_synth.generators.ml_predictions import generate_ml_predictions
-from e2i_synth.generators.treatment_events import iter_treatment_events
+from e2i_synth.generators import ml_predictions as predictions_generator
+from e2i_synth.generators import treatment_events as events_generator
 from e2i_synth.generators.triggers import generate_triggers
 from e2i_synth.schemas import TABLES
 
@@ -25,10 +26,11 @@ ACTIVITY_GROUP = "activity"
     kinds={"polars", "postgres"},
     description=TABLES["treatment_events"].description,
     deps=["hcp_profiles"],
+    ins=reading(patient_journeys=events_generator.PATIENT_COLUMNS),
 )
 def treatment_events(scenario: ScenarioResource, patient_journeys: pl.DataFrame) -> FrameStream:
     # Streamed block by block: about ten events per patient, too many to hold at large scales.
-    return FrameStream(iter_treatment_events(scenario.load(), patient_journeys))
+    return FrameStream(events_generator.iter_treatment_events(scenario.load(), patient_journeys))
 
 
 @dg.asset(
@@ -37,6 +39,10 @@ def treatment_events(scenario: ScenarioResource, patient_journeys: pl.DataFrame)
     description=TABLES["ml_predictions"].description,
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    ins=reading(
+        hcp_profiles=predictions_generator.HCP_COLUMNS,
+        patient_journeys=predictions_generator.PATIENT_COLUMNS,
+    ),
 )
 def ml_predictions(
     context: dg.AssetExecutionContext,
@@ -44,7 +50,7 @@ def ml_predictions(
     hcp_profiles: pl.DataFrame,
     patient_journeys: pl.DataFrame,
 ) -> pl.DataFrame:
-    return generate_ml_predictions(
+    return predictions_generator.generate_ml_predictions(
         scenario.load(), hcp_profiles, patient_journeys, *window_dates(context)
     )
 
@@ -55,6 +61,10 @@ def ml_predictions(
     description=TABLES["triggers"].description,
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    ins=reading(
+        hcp_profiles=predictions_generator.HCP_COLUMNS,
+        patient_journeys=predictions_generator.PATIENT_COLUMNS,
+    ),
 )
 def triggers(
     context: dg.AssetExecutionContext,

@@ -5,15 +5,22 @@ from importlib.metadata import version
 import dagster as dg
 import polars as pl
 
+from e2i_synth.assets.inputs import reading
 from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.generators.ground_truth import generate_ground_truth
 from e2i_synth.schemas import TABLES
+from e2i_synth.stats.causal import ADJUSTMENT_SET, OUTCOME, TREATMENT
+from e2i_synth.stats.drift import OBSERVED_COLUMNS
 
 
 @dg.asset(
     group_name="answer_key",
     kinds={"polars", "postgres"},
     description=TABLES["ground_truth"].description,
+    ins=reading(
+        patient_journeys=(TREATMENT, OUTCOME, *ADJUSTMENT_SET),
+        feature_values=OBSERVED_COLUMNS,
+    ),
 )
 def ground_truth(
     scenario: ScenarioResource,

@@ -7,10 +7,11 @@ same rows for each of its days.
 import dagster as dg
 import polars as pl
 
+from e2i_synth.assets.inputs import reading
 from e2i_synth.assets.partitions import DAILY, window_dates
 from e2i_synth.assets.scenario_resource import ScenarioResource
+from e2i_synth.generators import feature_values as values_generator
 from e2i_synth.generators.feature_store import generate_feature_groups, generate_features
-from e2i_synth.generators.feature_values import generate_feature_values
 from e2i_synth.schemas import TABLES
 
 FEATURE_STORE_GROUP = "feature_store"
@@ -40,6 +41,10 @@ def features(scenario: ScenarioResource, feature_groups: pl.DataFrame) -> pl.Dat
     description=TABLES["feature_values"].description,
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    ins=reading(
+        hcp_profiles=values_generator.HCP_COLUMNS,
+        patient_journeys=values_generator.PATIENT_COLUMNS,
+    ),
 )
 def feature_values(
     context: dg.AssetExecutionContext,
@@ -48,6 +53,6 @@ def feature_values(
     patient_journeys: pl.DataFrame,
     features: pl.DataFrame,
 ) -> pl.DataFrame:
-    return generate_feature_values(
+    return values_generator.generate_feature_values(
         scenario.load(), hcp_profiles, patient_journeys, features, *window_dates(context)
     )

@@ -8,7 +8,7 @@ until commit, a failure anywhere rolls back to it, and a rerun never doubles row
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -219,15 +219,18 @@ def iter_table(
     spec: TableSpec,
     window: tuple[datetime, datetime] | None = None,
     page_rows: int = READ_PAGE_ROWS,
+    columns: Sequence[str] | None = None,
 ) -> Iterator[pl.DataFrame]:
-    """The table (or one window of it) in key order, a page of frames at a time.
+    """The table (or one window of it) in key order, a page of frames at a time; only
+    `columns` (and the key) when given.
 
     Keyset pages (`WHERE key > last key ORDER BY key LIMIT n`, through the primary key index)
     keep memory bounded by the page, whatever the table's size.
     """
+    schema = _read_schema(spec, columns)
     pk = sql.SQL(", ").join(map(sql.Identifier, spec.primary_key))
     base = sql.SQL("SELECT {columns} FROM {table}").format(
-        columns=sql.SQL(", ").join(map(sql.Identifier, spec.columns)),
+        columns=sql.SQL(", ").join(map(sql.Identifier, schema)),
         table=sql.Identifier(spec.name),
     ) + _window_filter(spec, window, inline=True)
     last: tuple | None = None
@@ -239,7 +242,7 @@ def iter_table(
             )
             query += sql.SQL(" AND " if window else " WHERE ") + after
         query += sql.SQL(" ORDER BY {pk} LIMIT {n}").format(pk=pk, n=sql.Literal(page_rows))
-        page = _copy_out(conn, spec, query)
+        page = _copy_out(conn, schema, query)
         if page.height:
             yield page
         if page.height < page_rows:
@@ -251,37 +254,52 @@ def read_table(
     conn: psycopg.Connection,
     spec: TableSpec,
     window: tuple[datetime, datetime] | None = None,
+    columns: Sequence[str] | None = None,
 ) -> pl.DataFrame:
-    """The table (or one window of it) as a polars frame typed by its model, in key order."""
-    pages = list(iter_table(conn, spec, window))
-    return pl.concat(pages) if pages else pl.DataFrame(schema=spec.polars_schema)
+    """The table (or one window of it) as a polars frame typed by its model, in key order;
+    only `columns` (and the key) when given."""
+    pages = list(iter_table(conn, spec, window, columns=columns))
+    return pl.concat(pages) if pages else pl.DataFrame(schema=_read_schema(spec, columns))
 
 
-def _copy_out(conn: psycopg.Connection, spec: TableSpec, query: sql.Composable) -> pl.DataFrame:
+def _read_schema(spec: TableSpec, columns: Sequence[str] | None) -> dict[str, pl.DataType]:
+    """The model's types of the columns to read, in model order; the key always among them."""
+    if columns is None:
+        return spec.polars_schema
+    unknown = sorted(set(columns) - set(spec.columns))
+    if unknown:
+        raise KeyError(f"{spec.name} has no column(s) {', '.join(unknown)}")
+    wanted = set(columns) | set(spec.primary_key)
+    return {c: t for c, t in spec.polars_schema.items() if c in wanted}
+
+
+def _copy_out(
+    conn: psycopg.Connection, schema: dict[str, pl.DataType], query: sql.Composable
+) -> pl.DataFrame:
     copy_sql = sql.SQL("COPY ({query}) TO STDOUT (FORMAT csv, HEADER)").format(query=query)
     buffer = io.BytesIO()
     with conn.cursor() as cur, cur.copy(copy_sql) as copy:
         for block in copy:
             buffer.write(block)
     buffer.seek(0)
-    frame = pl.read_csv(buffer, schema=_csv_schema(spec))
+    frame = pl.read_csv(buffer, schema=_csv_schema(schema))
     return frame.with_columns(
-        [pl.col(c) == "t" for c, t in spec.polars_schema.items() if t == pl.Boolean]
-        + [pl.col(c).str.to_date() for c, t in spec.polars_schema.items() if t == pl.Date]
+        [pl.col(c) == "t" for c, t in schema.items() if t == pl.Boolean]
+        + [pl.col(c).str.to_date() for c, t in schema.items() if t == pl.Date]
         + [
             pl.col(c).str.to_datetime(time_zone=t.time_zone, time_unit=t.time_unit)
-            for c, t in spec.polars_schema.items()
+            for c, t in schema.items()
             if isinstance(t, pl.Datetime)
         ]
     )
 
 
-def _csv_schema(spec: TableSpec) -> dict[str, pl.DataType]:
+def _csv_schema(schema: dict[str, pl.DataType]) -> dict[str, pl.DataType]:
     # Parsed after reading: PostgreSQL writes booleans as t/f, and polars 2 no longer casts
     # strings to dates or timestamps.
     return {
         c: (pl.String() if t in (pl.Date, pl.Boolean) or isinstance(t, pl.Datetime) else t)
-        for c, t in spec.polars_schema.items()
+        for c, t in schema.items()
     }
 
 

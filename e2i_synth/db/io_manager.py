@@ -75,9 +75,12 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+        # `columns` in the input's metadata (dg.AssetIn(metadata=...)), as in Dagster's
+        # DbIOManager: a consumer reads only what it uses, which bounds memory at scale.
         spec = _spec(context.asset_key)
+        columns = (context.definition_metadata or {}).get("columns")
         with self.database.connect() as conn:
-            return read_table(conn, spec, _window(context, spec))
+            return read_table(conn, spec, _window(context, spec), columns)
 
 
 class DryRunIOManager(dg.ConfigurableIOManager):
@@ -90,7 +93,9 @@ class DryRunIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(output_metadata(spec, frame, frame.height))
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
-        return _DRY_RUN_FRAMES[_spec(context.asset_key).name]
+        frame = _DRY_RUN_FRAMES[_spec(context.asset_key).name]
+        columns = (context.definition_metadata or {}).get("columns")
+        return frame if columns is None else frame.select(columns)
 
 
 # In-process only: a dry run's stages execute in this process (dg.materialize), one after the

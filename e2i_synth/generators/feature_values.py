@@ -31,6 +31,7 @@ import polars as pl
 from e2i_synth.domain import FEATURES
 from e2i_synth.generators.feature_store import INSURANCE_TIERS
 from e2i_synth.generators.patient_journeys import split_for_dates
+from e2i_synth.generators.sampling import in_key_order
 from e2i_synth.scenario import ENGAGEMENT_MAX, DriftSpec, Scenario
 from e2i_synth.schemas.feature_values import SPEC, STALE_WINDOWS
 from e2i_synth.seeds import rng_for
@@ -186,14 +187,34 @@ class _Source:
     splits: np.ndarray | None  # data_split per entity (patients only)
 
 
+# The columns of the inputs the feature values derive from (the asset reads only these).
+HCP_COLUMNS = ("hcp_id", "specialty", "years_experience", "academic_hcp", "patient_volume_monthly")
+PATIENT_COLUMNS = (
+    "patient_id",
+    "brand",
+    "data_split",
+    "insurance_type",
+    "journey_start_date",
+    "journey_end_date",
+    "age_at_diagnosis",
+    "comorbidity_count",
+    "prior_treatment_count",
+    "disease_severity",
+    "academic_hcp",
+    "engagement_score",
+    "treatment_initiated",
+    "days_to_treatment",
+)
+
+
 def _sources(
     scenario: Scenario,
     hcp_profiles: pl.DataFrame,
     patient_journeys: pl.DataFrame,
     categories: dict[str, list],
 ) -> dict[str, _Source]:
-    hcps = hcp_profiles.sort("hcp_id")
-    patients = patient_journeys.sort("patient_id")
+    hcps = in_key_order(hcp_profiles, HCP_COLUMNS, "hcp_id")
+    patients = in_key_order(patient_journeys, PATIENT_COLUMNS, "patient_id")
     causal = causal_features(scenario, patients)
     brands = brand_performance(scenario, patients)
 

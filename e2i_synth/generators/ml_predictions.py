@@ -21,6 +21,7 @@ import polars as pl
 from scipy.special import ndtri
 
 from e2i_synth.generators.patient_journeys import split_for_dates
+from e2i_synth.generators.sampling import in_key_order
 from e2i_synth.scenario import Scenario
 from e2i_synth.schemas.ml_predictions import NEXT_BEST_ACTIONS, PREDICTION_MODELS, SPEC
 from e2i_synth.seeds import rng_for
@@ -75,17 +76,37 @@ class Population:
         return self.hcps.height
 
 
+# The columns of the inputs that predictions and triggers derive from (their assets read only
+# these).
+PATIENT_COLUMNS = (
+    "patient_id",
+    "hcp_id",
+    "brand",
+    "data_split",
+    "insurance_type",
+    "journey_start_date",
+    "journey_end_date",
+    "comorbidity_count",
+    "disease_severity",
+    "academic_hcp",
+    "engagement_score",
+    "treatment_initiated",
+    "days_to_treatment",
+)
+HCP_COLUMNS = ("hcp_id", "brand_focus", "decile", "digital_engagement", "kol_flag", "academic_hcp")
+
+
 def population(
     scenario: Scenario, hcp_profiles: pl.DataFrame, patient_journeys: pl.DataFrame
 ) -> Population:
     # Key order, so the result does not depend on how the inputs were read.
-    patients = patient_journeys.sort("patient_id")
+    patients = in_key_order(patient_journeys, PATIENT_COLUMNS, "patient_id")
     start = patients["journey_start_date"].cast(pl.Int64).to_numpy()
     days = patients["days_to_treatment"].fill_null(0).cast(pl.Int64).to_numpy()
     initiated = patients["treatment_initiated"].to_numpy()
     return Population(
         patients=patients,
-        hcps=hcp_profiles.sort("hcp_id"),
+        hcps=in_key_order(hcp_profiles, HCP_COLUMNS, "hcp_id"),
         start=start,
         end=patients["journey_end_date"].cast(pl.Int64).to_numpy(),
         first_rx=np.where(initiated, start + days, NEVER),

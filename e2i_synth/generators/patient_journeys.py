@@ -46,17 +46,24 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
     # Busier HCPs treat more of the patients.
     volume = hcp_profiles["patient_volume_monthly"].to_numpy().astype(float)
     hcp_idx = rng.choice(hcp_profiles.height, size=n, p=volume / volume.sum())
-    hcps = hcp_profiles[hcp_idx]
-    brand = hcps["brand_focus"].to_numpy()
+    # Only the columns used: gathering whole HCP rows for millions of patients costs GBs.
+    hcps = hcp_profiles.select("hcp_id", "brand_focus", "academic_hcp", "region")[hcp_idx]
+    # Per-brand parameters looked up in polars: a numpy object array of millions of brand
+    # strings would cost more memory than the whole table.
+    brand = hcps["brand_focus"]
     academic = hcps["academic_hcp"].to_numpy()
+
+    def by_brand(values: dict[str, float]) -> np.ndarray:
+        return brand.replace_strict(values, return_dtype=pl.Float64).to_numpy()
 
     span = (scenario.end_date - scenario.start_date).days
     start_offset = rng.integers(0, span, n)
     duration = np.minimum(rng.integers(30, 541, n), span - start_offset)
 
-    mean_sd = np.array([AGE_BY_BRAND[b] for b in brand], dtype=float)
-    age = np.clip(np.round(rng.normal(mean_sd[:, 0], mean_sd[:, 1])), 18, 95)
-    female = rng.random(n) < np.array([FEMALE_SHARE[b] for b in brand])
+    age_mean = by_brand({b: m for b, (m, _) in AGE_BY_BRAND.items()})
+    age_sd = by_brand({b: sd for b, (_, sd) in AGE_BY_BRAND.items()})
+    age = np.clip(np.round(rng.normal(age_mean, age_sd)), 18, 95)
+    female = rng.random(n) < by_brand(FEMALE_SHARE)
 
     # Academic centres see the more severe cases.
     severity = np.round(SEVERITY_MAX * rng.beta(2.2 + 0.8 * academic, 2.6, n), 1)
@@ -95,7 +102,9 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
                 "_start_offset": start_offset,
                 "_duration": duration,
                 "age_at_diagnosis": age.astype(np.int16),
-                "gender": np.where(female, "female", "male"),
+                "gender": pl.Series(female).replace_strict(
+                    {True: "female", False: "male"}, return_dtype=pl.String
+                ),
                 "insurance_type": weighted_choice(rng, INSURANCE_WEIGHTS, n),
                 "comorbidity_count": comorbidities.astype(np.int16),
                 "prior_treatment_count": prior_treatments.astype(np.int16),
@@ -103,16 +112,16 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
                 "academic_hcp": academic,
                 "engagement_score": engagement,
                 "treatment_initiated": initiated,
-                "days_to_treatment": pl.Series(wait).zip_with(
-                    pl.Series(initiated), pl.Series([None] * n, dtype=pl.Int32)
-                ),
+                "_wait": wait,
             },
-            schema_overrides={"brand": pl.String},
         )
-        .with_columns(journey_start_date=start.cast(pl.Date))
+        .with_columns(
+            days_to_treatment=pl.when("treatment_initiated").then("_wait"),
+            journey_start_date=start.cast(pl.Date),
+        )
         .with_columns(
             journey_end_date=(pl.col("journey_start_date") + pl.duration(days=pl.col("_duration"))),
             data_split=split_for_dates(pl.col("journey_start_date"), scenario),
         )
-        .drop("_start_offset", "_duration")
+        .drop("_start_offset", "_duration", "_wait")
     )

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-from e2i_synth.generators.sampling import weighted_choice
+from e2i_synth.generators.sampling import in_key_order, weighted_choice
 from e2i_synth.scenario import Scenario
 from e2i_synth.schemas.treatment_events import (
     DISPENSING_EVENT_TYPES,
@@ -107,12 +107,27 @@ STOP_GRACE_DAYS = 30  # a stop is recorded up to this long after the last supply
 PATIENT_BLOCK = 20_000
 
 
+# The columns of patient_journeys the events derive from (the asset reads only these).
+PATIENT_COLUMNS = (
+    "patient_id",
+    "hcp_id",
+    "brand",
+    "insurance_type",
+    "data_split",
+    "journey_start_date",
+    "journey_end_date",
+    "disease_severity",
+    "treatment_initiated",
+    "days_to_treatment",
+)
+
+
 def iter_treatment_events(
     scenario: Scenario, patient_journeys: pl.DataFrame
 ) -> Iterator[pl.DataFrame]:
     """The events of each block of patients in turn; event_ids run on across blocks."""
     # Key order, so the result does not depend on how the input was read.
-    patients = patient_journeys.sort("patient_id")
+    patients = in_key_order(patient_journeys, PATIENT_COLUMNS, "patient_id")
     offset = 0
     for block, start in enumerate(range(0, patients.height, PATIENT_BLOCK)):
         rng = rng_for(scenario.seed, TABLE, block)

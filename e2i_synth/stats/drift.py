@@ -27,6 +27,8 @@ PSI_THRESHOLD = 0.2
 KS_ALPHA = 0.01
 # Share given to an empty bin, so PSI stays finite.
 PSI_FLOOR = 1e-4
+# The columns of feature_values the statistics read.
+OBSERVED_COLUMNS = ("feature_id", "value", "event_timestamp")
 
 
 def _utc(day: date) -> datetime:
@@ -82,7 +84,7 @@ def drift_statistics(
             _utc(windows.current_start), _utc(windows.current_end), closed="left"
         ),
     }
-    observed = feature_values.select("feature_id", "value", "event_timestamp")
+    observed = feature_values.select(OBSERVED_COLUMNS)
     rows = []
     for feature in features.sort("feature_id").iter_rows(named=True):
         own = observed.filter(pl.col("feature_id") == feature["feature_id"])
