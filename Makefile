@@ -7,7 +7,7 @@ SCALE ?= small
 # Dagster reads ./dagster.yaml: run history in the project's PostgreSQL, artifacts in .e2i/.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install run test soak lint format db-up db-down dev bench schema docs clean screenshot
+.PHONY: install run test soak lint format db-up db-down dev bench bench-scale schema docs clean screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ dev: $(STAMP)
 # Loading benchmark: pipeline vs server-side COPY vs pandas to_sql, ~1M rows (bench/README.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Scale benchmark: the whole CLI at each of SCALES, time per row against the first, peak memory.
+SCALES ?= 10 1000
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale $(SCALES)
 
 db-up: $(STAMP)
 	$(BIN)/e2i-synth db up

@@ -62,12 +62,15 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         chunk_days=args.chunk_days,
         parallel=args.parallel,
+        isolate=args.isolate,
         progress=lambda line: print(line, flush=True),
     )
     print(summary.render())
     elapsed = time.perf_counter() - started
     verdict = "succeeded" if summary.success else "FAILED"
-    print(f"{verdict} in {elapsed:.1f}s ({len(summary.run_ids)} Dagster runs)")
+    runs, processes = len(summary.run_ids), len(summary.processes)
+    where = "this process" if processes == 1 else f"{processes} processes"
+    print(f"{verdict} in {elapsed:.1f}s ({runs} Dagster runs in {where})")
     return 0 if summary.success else 1
 
 
@@ -102,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-days",
         type=int,
         help="load daily partitions this many days per run (bounds memory at large scale)",
+    )
+    mat.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        help="run each Dagster run in a fresh process, so memory does not build up from run "
+        "to run (default: on above scale 20)",
     )
     mat.set_defaults(func=cmd_materialize)
     return parser

@@ -9,7 +9,11 @@ run the same assets from e2i_synth.definitions.
 
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
+from multiprocessing import get_context
 
 import dagster as dg
 from dagster._core.execution.execution_result import ExecutionResult
@@ -55,6 +59,7 @@ class RunSummary:
     run_ids: list[str]
     tables: list[TableSummary]
     errors: list[str] = field(default_factory=list)
+    processes: set[int] = field(default_factory=set)  # pids that executed the runs
 
     @property
     def run_id(self) -> str:
@@ -172,6 +177,23 @@ def _run_parallel(
     )
 
 
+@dataclass
+class RunOutcome:
+    """What the runner keeps of one Dagster run (picklable: isolated runs send it back)."""
+
+    run_id: str
+    success: bool
+    tables: dict[str, TableSummary]
+    errors: list[str]
+    pid: int = field(default_factory=os.getpid)  # the process that executed the run
+
+
+def default_isolate(scenario: Scenario) -> bool:
+    """Above scale 20, every run executes in a fresh process: the memory a run's frames
+    leave fragmented in a long-lived process would otherwise add up from run to run."""
+    return scenario.scale > 20
+
+
 def materialize(
     scenario: Scenario,
     database: Database,
@@ -181,26 +203,41 @@ def materialize(
     progress: Callable[[str], None] = lambda line: None,
     run_instance: dg.DagsterInstance | None = None,
     parallel: bool = False,
+    isolate: bool | None = None,
 ) -> RunSummary:
     """Generate, validate and (unless dry_run) load every table with all checks.
 
     With `parallel` (needs a persistent instance, DAGSTER_HOME, and the database from the
     environment), the tables of each partition chunk run in parallel processes on Dagster's
-    multiprocess executor; otherwise every run executes in this process."""
+    multiprocess executor. With `isolate` (default: above scale 20; never for dry runs, whose
+    stages hand frames to each other in memory) each run executes in a fresh child process,
+    on the instance from DAGSTER_HOME or an ephemeral one; otherwise every run executes in
+    this process, on `run_instance`."""
     if parallel and (dry_run or run_instance is None and not os.environ.get("DAGSTER_HOME")):
         raise ValueError("parallel runs need DAGSTER_HOME (a persistent instance) and no dry run")
+    if isolate is None:
+        isolate = default_isolate(scenario)
+    isolate = isolate and not dry_run
+    run = partial(
+        _materialize,
+        scenario,
+        database,
+        dry_run,
+        verbose,
+        chunk_days,
+        progress,
+        run_instance,
+        parallel,
+        isolate,
+    )
     if dry_run:
-        return _materialize(
-            scenario, database, dry_run, verbose, chunk_days, progress, run_instance, parallel
-        )
+        return run()
     # One full materialization at a time per database: a second one (of another scenario)
     # would empty the tables under the first one's later stages. The lock is a session lock
     # on a connection of its own, released when it closes (also if this process dies).
     with database.connect(autocommit=True) as lock:
         lock.execute("SELECT pg_advisory_lock(%s)", (MATERIALIZE_LOCK_KEY,))
-        return _materialize(
-            scenario, database, dry_run, verbose, chunk_days, progress, run_instance, parallel
-        )
+        return run()
 
 
 def _materialize(
@@ -212,6 +249,7 @@ def _materialize(
     progress: Callable[[str], None],
     run_instance: dg.DagsterInstance | None,
     parallel: bool,
+    isolate: bool,
 ) -> RunSummary:
     scenario_yaml = scenario.to_yaml()
     if dry_run:
@@ -231,54 +269,131 @@ def _materialize(
     summary = RunSummary(success=True, run_ids=[], tables=[])
     tables: dict[str, TableSummary] = {}
     plan = stages()
-    for number, stage in enumerate(plan, 1):
-        # One run per table when there is no time axis (progress table by table), one run
-        # per chunk of partitions otherwise (its tables are independent of each other).
-        runs: list[tuple[list[dg.AssetKey], tuple[str, str] | None]]
-        if stage.partitions is None:
-            runs = [([key], None) for key in stage.keys]
-        else:
-            first, last = partition_range(stage.partitions, scenario)
-            spans = _chunks(stage.partitions, first, last, chunk_days)
-            runs = [(stage.keys, span) for span in spans]
-        for index, (keys, span) in enumerate(runs):
-            # A chunked backfill checks its tables once, with its last chunk and over whole
-            # tables: checking after every chunk would re-read what is already checked, and
-            # cost would grow with the square of the chunk count. (Each chunk's load has
-            # validated its frames and counted its window inside its transaction.)
-            with_checks = span is None or index == len(runs) - 1
-            label = f"[{number}/{len(plan)}] {stage.name}"
-            label += f" {span[0]}..{span[1]}" if span else ""
-            progress(f"{label}: {', '.join(k.path[-1] for k in keys)}")
-            tags = {
-                "e2i/scenario": scenario.name,
-                "e2i/dry_run": str(dry_run).lower(),
-                **(range_tags(*span) if span else {}),
-            }
-            if parallel and stage.partitions is not None:
-                result = _run_parallel(stage, tags, run_instance, verbose)
+    # A new process per task (max_tasks_per_child=1), started fresh (spawn).
+    children = (
+        ProcessPoolExecutor(1, mp_context=get_context("spawn"), max_tasks_per_child=1)
+        if isolate
+        else None
+    )
+    try:
+        for number, stage in enumerate(plan, 1):
+            # One run per table when there is no time axis (progress table by table), one run
+            # per chunk of partitions otherwise (its tables are independent of each other).
+            runs: list[tuple[list[dg.AssetKey], tuple[str, str] | None]]
+            if stage.partitions is None:
+                runs = [([key], None) for key in stage.keys]
             else:
-                selection = dg.AssetSelection.assets(*keys)
-                result = dg.materialize(
-                    [*ASSETS, *checks],
-                    selection=selection if with_checks else selection.without_checks(),
-                    resources=resources,
-                    instance=run_instance,
-                    raise_on_error=False,
-                    run_config=None if verbose else QUIET,
-                    tags=tags,
-                )
-            summary.run_ids.append(result.run_id)
-            for run_table in _collect(result, dry_run).values():
-                progress("    " + _table_line(run_table))
-                _fold(tables, run_table)
-            if not result.success or any(t.checks_failed for t in tables.values()):
-                summary.success = False
-                summary.errors += _errors(result)
-                summary.tables = list(tables.values())
-                return summary
+                first, last = partition_range(stage.partitions, scenario)
+                spans = _chunks(stage.partitions, first, last, chunk_days)
+                runs = [(stage.keys, span) for span in spans]
+            for index, (keys, span) in enumerate(runs):
+                # A chunked backfill checks its tables once, with its last chunk and over whole
+                # tables: checking after every chunk would re-read what is already checked, and
+                # cost would grow with the square of the chunk count. (Each chunk's load has
+                # validated its frames and counted its window inside its transaction.)
+                with_checks = span is None or index == len(runs) - 1
+                label = f"[{number}/{len(plan)}] {stage.name}"
+                label += f" {span[0]}..{span[1]}" if span else ""
+                progress(f"{label}: {', '.join(k.path[-1] for k in keys)}")
+                tags = {
+                    "e2i/scenario": scenario.name,
+                    "e2i/dry_run": str(dry_run).lower(),
+                    **(range_tags(*span) if span else {}),
+                }
+                if parallel and stage.partitions is not None:
+                    outcome = _outcome(_run_parallel(stage, tags, run_instance, verbose), dry_run)
+                elif children is not None:
+                    outcome = _run_isolated(
+                        children, keys, tags, with_checks, database, scenario_yaml, verbose
+                    )
+                else:
+                    outcome = _outcome(
+                        _run_in_process(
+                            keys, tags, with_checks, resources, checks, run_instance, verbose
+                        ),
+                        dry_run,
+                    )
+                summary.run_ids.append(outcome.run_id)
+                summary.processes.add(outcome.pid)
+                for run_table in outcome.tables.values():
+                    progress("    " + _table_line(run_table))
+                    _fold(tables, run_table)
+                if not outcome.success or any(t.checks_failed for t in tables.values()):
+                    summary.success = False
+                    summary.errors += outcome.errors
+                    summary.tables = list(tables.values())
+                    return summary
+    finally:
+        if children is not None:
+            children.shutdown()
     summary.tables = list(tables.values())
     return summary
+
+
+def _run_in_process(
+    keys: list[dg.AssetKey],
+    tags: dict[str, str],
+    with_checks: bool,
+    resources: dict[str, object],
+    checks: list,
+    run_instance: dg.DagsterInstance,
+    verbose: bool,
+) -> ExecutionResult:
+    selection = dg.AssetSelection.assets(*keys)
+    return dg.materialize(
+        [*ASSETS, *checks],
+        selection=selection if with_checks else selection.without_checks(),
+        resources=resources,
+        instance=run_instance,
+        raise_on_error=False,
+        run_config=None if verbose else QUIET,
+        tags=tags,
+    )
+
+
+def _run_isolated(
+    children: ProcessPoolExecutor,
+    keys: list[dg.AssetKey],
+    tags: dict[str, str],
+    with_checks: bool,
+    database: Database,
+    scenario_yaml: str,
+    verbose: bool,
+) -> RunOutcome:
+    future = children.submit(
+        _child_run, keys, tags, with_checks, database.url, database.home, scenario_yaml, verbose
+    )
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:  # killed (out of memory, a signal) before it could answer
+        names = ", ".join(k.path[-1] for k in keys)
+        return RunOutcome("", False, {}, [f"the process running {names} died: {exc}"], 0)
+
+
+def _child_run(
+    keys: list[dg.AssetKey],
+    tags: dict[str, str],
+    with_checks: bool,
+    url: str | None,
+    home: str | None,
+    scenario_yaml: str,
+    verbose: bool,
+) -> RunOutcome:
+    """One run in a child process: the same resources, rebuilt from picklable settings."""
+    database = Database(url=url, home=home, migrate_on_setup=False)  # the parent migrated
+    resources = build_resources(database)
+    resources["scenario"] = ScenarioResource(database=database, yaml_text=scenario_yaml)
+    result = _run_in_process(keys, tags, with_checks, resources, CHECKS, instance(), verbose)
+    return _outcome(result, dry_run=False)
+
+
+def _outcome(result: ExecutionResult, dry_run: bool) -> RunOutcome:
+    return RunOutcome(
+        run_id=result.run_id,
+        success=result.success,
+        tables=_collect(result, dry_run),
+        errors=_errors(result),
+    )
 
 
 def _collect(result: ExecutionResult, dry_run: bool) -> dict[str, TableSummary]:
