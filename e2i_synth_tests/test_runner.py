@@ -60,3 +60,31 @@ def test_chunked_isolated_runs_load_the_same_rows_and_check_each_table_once(data
     by_name = {t.table: t for t in chunked.tables}
     assert by_name["feature_values"].partitions == 912  # every day of 2024-01-01..2026-06-30
     assert by_name["feature_values"].rows == expected["feature_values"][0]
+
+
+def test_parallel_runs_on_the_multiprocess_executor_load_the_same_rows(
+    database, db_url, tmp_path, monkeypatch
+):
+    scenario = load_scenario(scale="small")
+    assert materialize(scenario, database, run_instance=dg.DagsterInstance.ephemeral()).success
+    expected = _fingerprints(database)
+
+    # The executor's step processes rebuild resources from e2i_synth.definitions: the
+    # database from the environment, runs recorded in a persistent instance.
+    monkeypatch.setenv("E2I_DATABASE_URL", db_url)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.DagsterInstance.get() as persistent:
+        parallel = materialize(scenario, database, parallel=True, run_instance=persistent)
+        assert parallel.success, parallel.errors
+        assert _fingerprints(database) == expected
+        # The partitioned stages ran as multiprocess runs: every step in its own process.
+        runs = [persistent.get_run_by_id(run_id) for run_id in parallel.run_ids]
+        multiprocess = [r for r in runs if r.job_name in ("daily_refresh", "monthly_close")]
+        assert len(multiprocess) == 2  # one run per partitioned family
+        for run in multiprocess:
+            starts = [
+                e.dagster_event.pid
+                for e in persistent.all_logs(run.run_id)
+                if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"
+            ]
+            assert len(set(starts)) == len(starts) > 1
