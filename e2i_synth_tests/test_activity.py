@@ -10,6 +10,7 @@ from polars.testing import assert_frame_equal
 from scipy.stats import mannwhitneyu
 
 from e2i_synth.assets import activity, entities
+from e2i_synth.assets.partitions import month_windows
 from e2i_synth.checks.activity_checks import ACTIVITY_CHECKS, treatment_events_journey_rules
 from e2i_synth.checks.entity_checks import ENTITY_CHECKS
 from e2i_synth.db.copy import count_rows, read_table
@@ -243,6 +244,16 @@ def test_a_window_is_the_union_of_its_parts(full, scenario, generate, column):
     # A window outside the scenario is empty but typed.
     empty = generate(scenario, hcps, patients, date(2030, 1, 1), date(2030, 2, 1))
     assert empty.is_empty() and empty.schema == whole.schema
+
+
+def test_a_backfill_range_is_generated_month_by_month():
+    assert month_windows(date(2024, 11, 15), date(2025, 2, 10)) == [
+        (date(2024, 11, 15), date(2024, 12, 1)),
+        (date(2024, 12, 1), date(2025, 1, 1)),
+        (date(2025, 1, 1), date(2025, 2, 1)),
+        (date(2025, 2, 1), date(2025, 2, 10)),
+    ]
+    assert month_windows(date(2025, 3, 1), date(2025, 3, 1)) == []
 
 
 ASSETS = dg.load_assets_from_modules([entities, activity])

@@ -1,7 +1,8 @@
 """Activity assets: treatment_events (replaced whole), ml_predictions and triggers (monthly).
 
 ml_predictions and triggers are generated day by day from per-day seeds, so one partition, a
-backfill range or the whole window give the same rows for each day. They are partitioned by
+backfill range or the whole window give the same rows for each day; a range is generated and
+loaded a month at a time (one transaction still replaces the whole range). They are partitioned by
 month, not day: a few hundred rows a month at full scale do not pay for Dagster's bookkeeping
 of a partition per day (two events per partition and asset).
 """
@@ -10,7 +11,7 @@ import dagster as dg
 import polars as pl
 
 from e2i_synth.assets.inputs import reading
-from e2i_synth.assets.partitions import MONTHLY, window_dates
+from e2i_synth.assets.partitions import MONTHLY, month_windows, window_dates
 from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.frames import FrameStream
 from e2i_synth.generators import ml_predictions as predictions_generator
@@ -49,9 +50,14 @@ def ml_predictions(
     scenario: ScenarioResource,
     hcp_profiles: pl.DataFrame,
     patient_journeys: pl.DataFrame,
-) -> pl.DataFrame:
-    return predictions_generator.generate_ml_predictions(
-        scenario.load(), hcp_profiles, patient_journeys, *window_dates(context)
+) -> FrameStream:
+    # A month at a time: a backfill range holds millions of predictions at large scales.
+    loaded = scenario.load()
+    return FrameStream(
+        predictions_generator.generate_ml_predictions(
+            loaded, hcp_profiles, patient_journeys, start, end
+        )
+        for start, end in month_windows(*window_dates(context))
     )
 
 
@@ -71,7 +77,9 @@ def triggers(
     scenario: ScenarioResource,
     hcp_profiles: pl.DataFrame,
     patient_journeys: pl.DataFrame,
-) -> pl.DataFrame:
-    return generate_triggers(
-        scenario.load(), hcp_profiles, patient_journeys, *window_dates(context)
+) -> FrameStream:
+    loaded = scenario.load()
+    return FrameStream(
+        generate_triggers(loaded, hcp_profiles, patient_journeys, start, end)
+        for start, end in month_windows(*window_dates(context))
     )

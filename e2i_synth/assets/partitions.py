@@ -58,3 +58,14 @@ def range_tags(start_key: str, end_key: str) -> dict[str, str]:
         "dagster/asset_partition_range_start": start_key,
         "dagster/asset_partition_range_end": end_key,
     }
+
+
+def month_windows(start: date, end: date) -> list[tuple[date, date]]:
+    """[start, end) cut at the first of each month: a backfill range generated a month at a
+    time, so its memory does not grow with the range."""
+    windows, first = [], start
+    while first < end:
+        next_month = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+        windows.append((first, min(next_month, end)))
+        first = next_month
+    return windows

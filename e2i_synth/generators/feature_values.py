@@ -182,9 +182,10 @@ def causal_features(scenario: Scenario, patient_journeys: pl.DataFrame) -> pl.Da
 @dataclass(frozen=True)
 class _Source:
     key: str  # entity key: hcp_id, patient_id or brand
-    ids: np.ndarray  # entity ids, in a fixed order
+    # polars, not numpy: an object array of millions of id strings costs GBs per feature.
+    ids: pl.Series  # entity ids, in a fixed order
     values: np.ndarray  # float source values; category codes for bool and category features
-    splits: np.ndarray | None  # data_split per entity (patients only)
+    splits: pl.Series | None  # data_split per entity (patients only)
 
 
 # The columns of the inputs the feature values derive from (the asset reads only these).
@@ -226,14 +227,13 @@ def _sources(
         return values.replace_strict(index, return_dtype=pl.Int64).to_numpy().astype(float)
 
     def hcp(values: np.ndarray) -> _Source:
-        return _Source("hcp_id", hcps["hcp_id"].to_numpy(), values, None)
+        return _Source("hcp_id", hcps["hcp_id"], values, None)
 
     def patient(values: np.ndarray) -> _Source:
-        ids, splits = patients["patient_id"].to_numpy(), patients["data_split"].to_numpy()
-        return _Source("patient_id", ids, values, splits)
+        return _Source("patient_id", patients["patient_id"], values, patients["data_split"])
 
     def brand(column: str) -> _Source:
-        return _Source("brand", brands["brand"].to_numpy(), brands[column].to_numpy(), None)
+        return _Source("brand", brands["brand"], brands[column].to_numpy(), None)
 
     def num(frame: pl.DataFrame, column: str) -> np.ndarray:
         return frame[column].cast(pl.Float64).to_numpy()
@@ -401,9 +401,9 @@ def generate_feature_values(
                 {
                     "_day": np.repeat(np.arange(len(days)), n),
                     "_index": np.tile(fi * n + np.arange(n), len(days)) + 1,
-                    "feature_id": pl.Series([row["feature_id"]] * len(ts), dtype=pl.String),
-                    "_key": pl.Series([source.key] * len(ts), dtype=pl.String),
-                    "_entity": pl.Series(source.ids[entity], dtype=pl.String),
+                    "feature_id": pl.repeat(row["feature_id"], len(ts), eager=True),
+                    "_key": pl.repeat(source.key, len(ts), eager=True),
+                    "_entity": source.ids.gather(entity),
                     "value": value,
                     "event_timestamp": pl.Series(ts).cast(pl.Datetime("us", "UTC")),
                     "freshness_status": np.where(
@@ -411,9 +411,10 @@ def generate_feature_values(
                         "fresh",
                         np.where(age <= STALE_WINDOWS * window, "stale", "expired"),
                     ),
-                    "_split": pl.Series(
-                        [None] * len(ts) if source.splits is None else source.splits[entity],
-                        dtype=pl.String,
+                    "_split": (
+                        pl.repeat(None, len(ts), dtype=pl.String, eager=True)
+                        if source.splits is None
+                        else source.splits.gather(entity)
                     ),
                 }
             )
