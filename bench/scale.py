@@ -6,7 +6,7 @@
 For each scale, in one run, on a fresh embedded PostgreSQL (a temporary folder, stopped
 afterwards) or, with $E2I_DATABASE_URL, on that database: runs the CLI exactly as a user would
 (every table and every check), and samples every 0.5 s the resident memory of the CLI process
-and of all its descendant processes (the isolated runs above scale 20) from /proc. PostgreSQL's
+and of all its descendant processes (the isolated runs above scale 100) from /proc. PostgreSQL's
 own processes are not counted: they belong to the server, which is the same at any scale.
 
 Reports rows (the CLI's total), wall time, microseconds per row and its ratio to the first

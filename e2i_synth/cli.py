@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--isolate",
         action=argparse.BooleanOptionalAction,
         help="run each Dagster run in a fresh process, so memory does not build up from run "
-        "to run (default: on above scale 20)",
+        "to run (default: on above scale 100)",
     )
     mat.set_defaults(func=cmd_materialize)
     return parser

@@ -39,7 +39,7 @@ def test_chunked_isolated_runs_load_the_same_rows_and_check_each_table_once(data
         scenario,
         database,
         chunk_days=180,
-        isolate=True,  # each run in a fresh process, as above scale 20
+        isolate=True,  # each run in a fresh process, as above scale 100
         progress=lines.append,
     )
     assert chunked.success, chunked.errors
