@@ -479,18 +479,6 @@ def test_a_job_with_a_retry_policy_rides_out_an_outage(own_db, own_pgdata, scena
         assert count_rows(conn, "patient_journeys") == frames["patient_journeys"].height
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DatabaseUnavailable,
-    reason="e2i_synth/db/embedded.py: pgserver caches a PostgresServer per pgdata "
-    "(PostgresServer._instances) and get_server() returns it without checking the server; "
-    "stop_embedded() clears only start_embedded's own cache, so a second start_embedded() in "
-    "the same process returns the old URL of a stopped server. Fix in start_embedded, before "
-    "get_server: `from pgserver.postgres_server import PostgresServer`, then if not "
-    "is_running(pgdata) and pgdata.resolve() in PostgresServer._instances: call "
-    "`server = PostgresServer._instances[pgdata.resolve()]; server.ensure_postgres_running()` "
-    "under `server._lock` (or start it with pg_ctl as stop_embedded stops it).",
-)
 def test_embedded_server_restarts_in_the_same_process(own_pgdata):
     url = embedded.start_embedded(own_pgdata)
     embedded.stop_embedded(own_pgdata)

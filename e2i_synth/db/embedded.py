@@ -41,6 +41,15 @@ def start_embedded(pgdata: Path) -> str:
         for folder in (pgdata.parent, *pgdata.parent.parents):
             if not folder.stat().st_mode & 0o001:
                 folder.chmod(folder.stat().st_mode | 0o001)
+    # pgserver caches one handle per pgdata and get_server() returns it without checking that
+    # its server still runs: after `stop_embedded` in this process, start that handle's server.
+    from pgserver.postgres_server import PostgresServer
+
+    cached = PostgresServer._instances.get(pgdata.resolve())
+    if cached is not None and not is_running(pgdata):
+        with cached._lock:
+            cached.ensure_postgres_running()
+        return cached.get_uri()
     server = pgserver.get_server(str(pgdata), cleanup_mode=None)
     return server.get_uri()
 
