@@ -521,14 +521,12 @@ BAD_SCENARIO_ERRORS: dict[str, tuple[str, ...]] = {
     "gap_mid_month.yaml": ("gaps.0", "first day of a month"),
     "impossible_ate.yaml": ("causal", "true_ate=0.2", "outside [0, 1]"),
     "impossible_negative_ate.yaml": ("causal", "true_ate=-0.2", "outside [0, 1]"),
-    # Accepted today (defects, see BAD_SCENARIO_DEFECTS): the error they should give.
+    # Accepted before the fixes in scenario.py; now refused with these words.
     "duplicate_key.yaml": ("scale", "duplicate"),
     "bool_as_number.yaml": ("scale",),
     "huge_scale.yaml": ("scale",),
     "binary.yaml": ("not valid",),
 }
-# Files that were accepted before the fixes in scenario.py (none left).
-BAD_SCENARIO_DEFECTS: dict[str, str] = {}
 
 
 def _public_tables(url: str) -> list[str]:
@@ -545,15 +543,7 @@ def _never_runs(*args, **kwargs):
     raise AssertionError("the scenario passed validation: the pipeline was about to run")
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=BAD_SCENARIO_DEFECTS[n]))
-        if n in BAD_SCENARIO_DEFECTS
-        else n
-        for n in BAD_SCENARIO_ERRORS
-    ],
-)
+@pytest.mark.parametrize("name", list(BAD_SCENARIO_ERRORS))
 def test_bad_scenario_file_exits_2_naming_the_field_and_writes_nothing(
     name, empty_db_url, monkeypatch, capsys
 ):
@@ -648,27 +638,9 @@ CORRUPTIONS: dict[str, tuple[str, Callable[[pl.DataFrame], pl.DataFrame], tuple[
         ("mom_change",),
     ),
 }
-NON_FINITE = (
-    "e2i_synth/schemas: nullable Float64 columns without bounds (business_metrics.yoy_change, "
-    "mom_change; features.min_value, max_value; ground_truth.expected_value) accept inf and NaN "
-    "(pandera treats NaN as null in a nullable column), and COPY stores them as 'Infinity'/'NaN'. "
-    "Fix: in TableSpec.validate (schemas/base.py), reject non-finite values in every float "
-    "column, e.g. a dataframe check `pl.all_horizontal(pl.col(c).is_null() | "
-    "pl.col(c).is_finite() for c in float columns)` reported per column, or "
-    "pa.Check(lambda d: d.lazyframe.select(pl.col(d.key).is_finite()), ...) on each such Field."
-)
-CORRUPTION_DEFECTS: dict[str, str] = {}  # non-finite floats are now refused
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=CORRUPTION_DEFECTS[c]))
-        if c in CORRUPTION_DEFECTS
-        else c
-        for c in CORRUPTIONS
-    ],
-)
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
 def test_corrupted_frame_is_refused_naming_table_and_field(loaded, frames, case):
     table, corrupt, words = CORRUPTIONS[case]
     spec = TABLES[table]
