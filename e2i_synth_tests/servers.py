@@ -1,12 +1,20 @@
-"""Test helper: a dedicated embedded PostgreSQL started in a fresh process.
+"""Test helpers: a dedicated embedded PostgreSQL, in a folder of its own, started in a fresh
+process.
 
-A fresh process, as `e2i-synth db up` does: pgserver caches its server handle per process, so
-a second start in the same process would not restart a stopped server.
+A fresh process, as `e2i-synth db up` does: start_embedded caches the URL per process (cleared
+only by stop_embedded), so after a crash or a stop from outside, a start in the same process
+would return the URL of a server that is not running.
 """
 
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from e2i_synth.db import embedded
 
 START_SERVER = """
 import sys
@@ -26,3 +34,18 @@ def start_server(pgdata: Path) -> str:
         timeout=120,
     )
     return done.stdout.strip().splitlines()[-1]
+
+
+@contextmanager
+def dedicated_pgdata(prefix: str) -> Iterator[Path]:
+    """pgdata in a new temporary folder; its server (if started) is stopped and the folder
+    deleted afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)  # as root the server runs as `pgserver`, which must enter the folder
+    pgdata = folder / "pgdata"
+    try:
+        yield pgdata
+    finally:
+        if embedded.is_running(pgdata):
+            embedded.stop_embedded(pgdata)
+        shutil.rmtree(folder, ignore_errors=True)

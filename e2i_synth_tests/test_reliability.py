@@ -12,11 +12,9 @@ from __future__ import annotations
 import ast
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -46,7 +44,7 @@ from e2i_synth.generators.triggers import generate_triggers
 from e2i_synth.scenario import Scenario, load_scenario
 from e2i_synth.schemas import TABLES
 from e2i_synth_tests.conftest import _url_for
-from e2i_synth_tests.servers import start_server
+from e2i_synth_tests.servers import dedicated_pgdata, start_server
 
 HCPS = TABLES["hcp_profiles"]
 PATIENTS = TABLES["patient_journeys"]
@@ -346,13 +344,8 @@ def _with_password(url: str, password: str, user: str = "postgres") -> str:
 @pytest.fixture(scope="module")
 def own_pgdata() -> Iterator[Path]:
     """pgdata of a server of our own, which the outage tests stop and start."""
-    folder = Path(tempfile.mkdtemp(prefix="e2i-outage-pg-"))
-    folder.chmod(0o755)  # as root the server runs as `pgserver`, which must enter the folder
-    pgdata = folder / "pgdata"
-    yield pgdata
-    if embedded.is_running(pgdata):
-        embedded.stop_embedded(pgdata)
-    shutil.rmtree(folder, ignore_errors=True)
+    with dedicated_pgdata("e2i-outage-pg-") as pgdata:
+        yield pgdata
 
 
 @pytest.fixture

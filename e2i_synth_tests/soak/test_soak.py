@@ -13,11 +13,9 @@ Slow (minutes): runs only with E2I_SOAK=1, e.g. `make soak`; `-s` prints the mea
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +25,6 @@ import polars as pl
 import psycopg
 import pytest
 
-from e2i_synth.db import embedded
 from e2i_synth.db.connection import connect
 from e2i_synth.db.copy import read_table, replace_rows
 from e2i_synth.db.migrate import migrate
@@ -35,7 +32,7 @@ from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
 from e2i_synth.generators.patient_journeys import generate_patient_journeys
 from e2i_synth.scenario import load_scenario
 from e2i_synth.schemas import TABLES
-from e2i_synth_tests.servers import start_server
+from e2i_synth_tests.servers import dedicated_pgdata, start_server
 
 pytestmark = pytest.mark.soak
 
@@ -242,13 +239,8 @@ def _crash_server(pgdata: Path) -> None:
 
 @pytest.fixture
 def own_server() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="e2i-soak-pg-"))
-    folder.chmod(0o755)  # as root the server runs as `pgserver`, which must enter the folder
-    pgdata = folder / "pgdata"
-    yield pgdata
-    if embedded.is_running(pgdata):
-        embedded.stop_embedded(pgdata)
-    shutil.rmtree(folder, ignore_errors=True)
+    with dedicated_pgdata("e2i-soak-pg-") as pgdata:
+        yield pgdata
 
 
 def test_server_crash_during_copy_recovers_the_previous_version(own_server, versions):
