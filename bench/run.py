@@ -55,6 +55,7 @@ from e2i_synth.db.connection import URL_ENV, connect, mask_url
 from e2i_synth.db.copy import (
     COPY_CHUNK_ROWS,
     check_foreign_keys,
+    delete_with_triggers_off,
     foreign_keys,
     replace_rows,
 )
@@ -352,21 +353,8 @@ def instrumented_load(
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
         fks = foreign_keys(cur, spec.name) if set_based_fk else []
-        # The DELETE's checks (keys still referenced?) can be set-based too when every foreign
-        # key into the table only forbids (NO ACTION / RESTRICT); else its triggers stay on.
-        inbound = [fk for fk in fks if fk.ref_table == spec.name]
-        before_delete = all(fk.on_delete in ("a", "r") for fk in inbound)
-        if not before_delete:
-            fks = [fk for fk in fks if fk.table == spec.name]
-        # Writers of the tables checked at the end wait for this load (readers do not).
-        for other in sorted({fk.table for fk in fks} | {fk.ref_table for fk in fks}):
-            if other != spec.name:
-                cur.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.SQL(other)))
-        if fks and before_delete:
-            cur.execute("SET LOCAL session_replication_role = replica")
-        cur.execute(sql.SQL("DELETE FROM {}").format(table))
-        if fks and not before_delete:
-            cur.execute("SET LOCAL session_replication_role = replica")
+        # The loader's own DELETE with the row triggers off where set-based checks replace them.
+        fks = delete_with_triggers_off(cur, spec, fks, sql.SQL("DELETE FROM {}").format(table))
         lap("lock_delete")
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(table, columns_sql(spec))
         writer = QueuedLibpqWriter(cur) if queued_writer else None

@@ -100,6 +100,35 @@ def foreign_keys(cur: psycopg.Cursor, table: str) -> list[ForeignKey]:
     return [ForeignKey(n, t, tuple(c), r, tuple(rc), d) for n, t, r, c, rc, d in cur]
 
 
+def delete_with_triggers_off(
+    cur: psycopg.Cursor,
+    spec: TableSpec,
+    fks: list[ForeignKey],
+    delete: sql.Composable,
+    params: dict[str, object] | None = None,
+) -> list[ForeignKey]:
+    """Run `delete`, leaving the row triggers off (session_replication_role = replica) for it
+    and the COPY that follows, when `fks` are to be checked set-based; the keys to check.
+
+    The DELETE's own checks (keys still referenced?) are set-based too when every key into the
+    table only forbids (NO ACTION / RESTRICT); else its triggers stay on for the DELETE and only
+    the table's own keys are checked. Writers of the tables on the other side of each key wait
+    until commit (readers never do)."""
+    inbound = [fk for fk in fks if fk.ref_table == spec.name]
+    skip_delete_triggers = all(fk.on_delete in ("a", "r") for fk in inbound)
+    if not skip_delete_triggers:
+        fks = [fk for fk in fks if fk.table == spec.name]
+    for other in sorted({fk.table for fk in fks} | {fk.ref_table for fk in fks}):
+        if other != spec.name:
+            cur.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.SQL(other)))
+    if fks and skip_delete_triggers:
+        cur.execute("SET LOCAL session_replication_role = replica")
+    cur.execute(delete, params)
+    if fks and not skip_delete_triggers:
+        cur.execute("SET LOCAL session_replication_role = replica")
+    return fks
+
+
 def check_foreign_keys(cur: psycopg.Cursor, spec: TableSpec, fks: list[ForeignKey]) -> None:
     """One anti-join per foreign key (MATCH SIMPLE: rows with a null key column pass); the
     error reads like PostgreSQL's own."""
@@ -162,21 +191,10 @@ def replace_rows(
             # each key wait until commit (readers never do). A key into this table with an
             # ON DELETE action keeps its triggers for the DELETE.
             fks = _set_based_foreign_keys(cur, spec) if window is None else []
-            inbound = [fk for fk in fks if fk.ref_table == spec.name]
-            skip_delete_triggers = all(fk.on_delete in ("a", "r") for fk in inbound)
-            if not skip_delete_triggers:
-                fks = [fk for fk in fks if fk.table == spec.name]
-            for other in sorted({fk.table for fk in fks} | {fk.ref_table for fk in fks}):
-                if other != spec.name:
-                    cur.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.SQL(other)))
-            if fks and skip_delete_triggers:
-                cur.execute("SET LOCAL session_replication_role = replica")
             delete = sql.SQL("DELETE FROM {table}").format(table=table) + _window_filter(
                 spec, window
             )
-            cur.execute(delete, params)
-            if fks and not skip_delete_triggers:
-                cur.execute("SET LOCAL session_replication_role = replica")
+            fks = delete_with_triggers_off(cur, spec, fks, delete, params)
             copy_sql = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT csv)").format(
                 table=table, columns=columns
             )
