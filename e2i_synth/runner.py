@@ -39,6 +39,8 @@ class TableSummary:
     partitions: int = 0
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
+    # Non-blocking checks that did not pass: shown, never a failed run.
+    checks_warned: list[str] = field(default_factory=list)
     status: str = "not run"
 
 
@@ -80,6 +82,8 @@ def _table_line(t: TableSummary) -> str:
     secs = "-" if t.seconds is None else f"{t.seconds:.2f}"
     parts = str(t.partitions) if t.partitions else "-"
     checks = f"{t.checks_passed} passed"
+    if t.checks_warned:
+        checks += f", warning: {', '.join(t.checks_warned)}"
     if t.checks_failed:
         checks += f", FAILED: {', '.join(t.checks_failed)}"
     return f"{t.table:<18} {t.status:<10} {rows:>10} {parts:>6} {secs:>8}  {checks}"
@@ -426,6 +430,8 @@ def _collect(result: ExecutionResult, dry_run: bool) -> dict[str, TableSummary]:
         t = table(evaluation.asset_key.path[-1])
         if evaluation.passed:
             t.checks_passed += 1
+        elif evaluation.severity == dg.AssetCheckSeverity.WARN:
+            t.checks_warned.append(evaluation.check_name)
         else:
             t.checks_failed.append(evaluation.check_name)
     return tables
@@ -440,6 +446,7 @@ def _fold(total: dict[str, TableSummary], run: TableSummary) -> None:
     t.partitions += run.partitions
     t.checks_passed += run.checks_passed
     t.checks_failed += run.checks_failed
+    t.checks_warned += run.checks_warned
 
 
 def _errors(result: ExecutionResult) -> list[str]:

@@ -67,6 +67,16 @@ class CausalModel(_Strict):
             )
         return self
 
+    def treatment_probability(self, engagement: Any, severity: Any, academic: Any) -> Any:
+        """P(treatment_initiated) of the model, for numpy arrays or polars expressions alike:
+        the one statement of it that the generators, the answer key and its checks share."""
+        return (
+            self.baseline_probability
+            + self.true_ate * engagement
+            + self.severity_on_treatment * severity
+            + self.academic_on_treatment * academic
+        )
+
     def probability_range(self) -> tuple[float, float]:
         terms = [
             (0.0, self.true_ate * ENGAGEMENT_MAX),

@@ -166,12 +166,7 @@ def causal_features(scenario: Scenario, patient_journeys: pl.DataFrame) -> pl.Da
         + c.severity_on_engagement * severity
         + c.academic_on_engagement * academic
     ) / ENGAGEMENT_MAX
-    outcome = (
-        c.baseline_probability
-        + c.true_ate * pl.col("engagement_score")
-        + c.severity_on_treatment * severity
-        + c.academic_on_treatment * academic
-    )
+    outcome = c.treatment_probability(pl.col("engagement_score"), severity, academic)
     return patient_journeys.select(
         "patient_id",
         treatment_propensity=propensity.clip(0.0, 1.0),

@@ -116,12 +116,10 @@ def population(
 
 def true_treatment_probability(scenario: Scenario, patients: pl.DataFrame) -> np.ndarray:
     """P(treatment_initiated) of each patient under the scenario's causal model."""
-    causal = scenario.causal
-    return (
-        causal.baseline_probability
-        + causal.true_ate * patients["engagement_score"].to_numpy()
-        + causal.severity_on_treatment * patients["disease_severity"].to_numpy()
-        + causal.academic_on_treatment * patients["academic_hcp"].to_numpy()
+    return scenario.causal.treatment_probability(
+        patients["engagement_score"].to_numpy(),
+        patients["disease_severity"].to_numpy(),
+        patients["academic_hcp"].to_numpy(),
     )
 
 

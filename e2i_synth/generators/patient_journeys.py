@@ -38,6 +38,15 @@ def split_for_dates(start_dates: pl.Expr, scenario: Scenario) -> pl.Expr:
     return expr
 
 
+def treatment_uniforms(scenario: Scenario) -> np.ndarray:
+    """The uniform draw behind each patient's treatment_initiated (initiated when it is below
+    the patient's probability), in patient_id order. A stream of its own, so the answer key can
+    replay it: with it, the sample's realised effect of engagement is known exactly."""
+    return rng_for(scenario.seed, "patient_journeys", "treatment_initiated").random(
+        scenario.n_patients
+    )
+
+
 def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) -> pl.DataFrame:
     rng = rng_for(scenario.seed, "patient_journeys")
     causal = scenario.causal
@@ -81,13 +90,9 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
         ),
         2,
     )
-    p_treat = (
-        causal.baseline_probability
-        + causal.true_ate * engagement
-        + causal.severity_on_treatment * severity
-        + causal.academic_on_treatment * academic
+    initiated = treatment_uniforms(scenario) < causal.treatment_probability(
+        engagement, severity, academic
     )
-    initiated = rng.random(n) < p_treat
     # Time to first prescription: right-skewed, never past the end of the journey.
     wait = np.minimum(np.round(rng.gamma(2.0, 14.0, n)), duration).astype(np.int32)
 

@@ -1,0 +1,120 @@
+"""The blocking answer-key checks never fail on a valid scenario: each bundled scenario under
+many seeds, through the pure generators (no database), with zero blocking failures; and the
+same checks do fail when the data contradicts the scenario."""
+
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import e2i_synth.scenarios
+from e2i_synth.answer_key import causal, drift, gaps
+from e2i_synth.answer_key.sample import AnswerKeyTables, generate_answer_key_tables
+from e2i_synth.scenario import Scenario, load_scenario
+
+SCENARIOS = ("default", "null", "strong")
+SEEDS_PER_SCENARIO = 200
+# Seeds on which the previous, statistical blocking checks failed (issue 11).
+KNOWN_BAD_SEEDS = {"default": 80190, "strong": 900012, "null": 700004}
+
+
+def _bundled(name: str) -> Scenario:
+    return load_scenario(Path(e2i_synth.scenarios.__file__).parent / f"{name}.yaml")
+
+
+def blocking_failures(scenario: Scenario, tables: AnswerKeyTables) -> list[str]:
+    """Names of the blocking answer-key checks that fail on these tables."""
+    verdicts = [
+        *causal.causal_verdicts(scenario, causal.causal_answer(scenario, tables.patient_journeys)),
+        *drift.drift_verdicts(
+            scenario,
+            drift.drift_answers(scenario, tables.features, tables.feature_values, with_power=False),
+        ),
+    ]
+    scored = gaps.scored_rows(scenario, tables.business_metrics)
+    verdicts += gaps.gap_verdicts(scenario, scored, gaps.gap_answers(scenario, scored))
+    rules = causal.RULES | drift.RULES | gaps.RULES
+    return [v.name for v in verdicts if rules[v.name].blocking and not v.passed]
+
+
+def _failures_for_seeds(name: str, seeds: list[int]) -> list[tuple[int, list[str]]]:
+    base = _bundled(name)
+    found = []
+    for seed in seeds:
+        scenario = base.model_copy(update={"seed": seed})
+        failed = blocking_failures(scenario, generate_answer_key_tables(scenario))
+        if failed:
+            found.append((seed, failed))
+    return found
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_blocking_checks_never_fail_on_valid_seeds(name):
+    seeds = [KNOWN_BAD_SEEDS[name], *range(1, SEEDS_PER_SCENARIO)]
+    assert len(set(seeds)) == SEEDS_PER_SCENARIO
+    halves = [seeds[0::2], seeds[1::2]]  # two processes: the machines have two cores
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        found = [f for part in pool.map(_failures_for_seeds, [name] * 2, halves) for f in part]
+    assert found == []
+
+
+@pytest.fixture(scope="module")
+def default() -> tuple[Scenario, AnswerKeyTables]:
+    scenario = _bundled("default")
+    return scenario, generate_answer_key_tables(scenario)
+
+
+def test_the_bundled_seed_passes(default):
+    assert blocking_failures(*default) == []
+
+
+def test_an_outcome_that_is_not_the_models_draw_fails(default):
+    scenario, tables = default
+    flipped = tables.patient_journeys.with_columns(
+        treatment_initiated=pl.when(pl.col("patient_id") == "PAT0000007")
+        .then(~pl.col("treatment_initiated"))
+        .otherwise(pl.col("treatment_initiated"))
+    )
+    bad = AnswerKeyTables(flipped, tables.features, tables.feature_values, tables.business_metrics)
+    assert blocking_failures(scenario, bad) == ["causal_model_holds"]
+
+
+def test_data_without_the_planted_effect_fails(default):
+    scenario, _ = default
+    no_effect = scenario.model_copy(
+        update={"causal": scenario.causal.model_copy(update={"true_ate": 0.0})}
+    )
+    tables = generate_answer_key_tables(no_effect)
+    assert "causal_model_holds" in blocking_failures(scenario, tables)
+
+
+def test_an_unplanted_drift_fails(default):
+    scenario, _ = default
+    extra = scenario.drifts + (
+        scenario.drifts[0].model_copy(update={"feature": "age_at_diagnosis", "magnitude": 0.5}),
+    )
+    tables = generate_answer_key_tables(scenario.model_copy(update={"drifts": extra}))
+    assert blocking_failures(scenario, tables) == ["feature_values_stationary_unless_planted"]
+
+
+def test_a_missing_window_day_fails(default):
+    scenario, tables = default
+    first = tables.feature_values["event_timestamp"].min()
+    short = tables.feature_values.filter(pl.col("event_timestamp").dt.date() != first.date())
+    bad = AnswerKeyTables(tables.patient_journeys, tables.features, short, tables.business_metrics)
+    assert blocking_failures(scenario, bad) == ["feature_values_stationary_unless_planted"]
+
+
+@pytest.mark.parametrize("change", ["unplanted_gap", "weaker_gap"])
+def test_business_metrics_off_plan_fail(default, change):
+    scenario, _ = default
+    gap = scenario.gaps[0]
+    if change == "unplanted_gap":
+        other = gap.model_copy(update={"region": "south"})
+        generated = scenario.model_copy(update={"gaps": (*scenario.gaps, other)})
+    else:
+        weaker = gap.model_copy(update={"achievement_rate": 0.9})
+        generated = scenario.model_copy(update={"gaps": (weaker, *scenario.gaps[1:])})
+    tables = generate_answer_key_tables(generated)
+    assert blocking_failures(scenario, tables) == ["business_metrics_match_plan"]
