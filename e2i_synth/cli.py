@@ -54,6 +54,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     db = _database()
     target = "dry run: nothing is written" if args.dry_run else db.masked_url()
     print(f"scenario {scenario.name} (scale {scenario.scale:g}, seed {scenario.seed}) -> {target}")
+    _report_weak_plants(scenario)
     started = time.perf_counter()
     summary = runner.materialize(
         scenario,
@@ -72,6 +73,15 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     where = "this process" if processes == 1 else f"{processes} processes"
     print(f"{verdict} in {elapsed:.1f}s ({runs} Dagster runs in {where})")
     return 0 if summary.success else 1
+
+
+def _report_weak_plants(scenario) -> None:
+    """Plants the scenario's size cannot carry are run anyway, and said so up front."""
+    from e2i_synth.answer_key.detectability import detectability
+
+    for plant in detectability(scenario):
+        if not plant.detectable:
+            print(f"note: {plant.describe()}; ground_truth records detectable: false")
 
 
 def _scale(text: str) -> float | str:
