@@ -10,6 +10,7 @@ import pytest
 
 import e2i_synth.scenarios
 from e2i_synth.answer_key import causal, drift, gaps
+from e2i_synth.answer_key.detectability import detectability
 from e2i_synth.answer_key.sample import AnswerKeyTables, generate_answer_key_tables
 from e2i_synth.scenario import Scenario, load_scenario
 
@@ -118,3 +119,31 @@ def test_business_metrics_off_plan_fail(default, change):
         generated = scenario.model_copy(update={"gaps": (weaker, *scenario.gaps[1:])})
     tables = generate_answer_key_tables(generated)
     assert blocking_failures(scenario, tables) == ["business_metrics_match_plan"]
+
+
+@pytest.mark.parametrize("name", ["default", "strong"])
+def test_bundled_plants_are_detectable_with_margin(name):
+    plants = detectability(_bundled(name))
+    scenario = _bundled(name)
+    assert len(plants) == 1 + len(scenario.drifts) + len(scenario.gaps)
+    assert all(p.power >= 0.95 for p in plants), [p.describe() for p in plants]
+
+
+def test_a_plant_too_weak_for_the_scale_is_reported_not_detectable():
+    small = _bundled("default").model_copy(update={"scale": 0.1})
+    weak = [p for p in detectability(small) if not p.detectable]
+    assert [p.field for p in weak] == ["causal.true_ate"]
+    assert 0.2 < weak[0].power < 0.6  # 250 patients for 4 points per engagement point
+    assert "NOT detectable" in weak[0].describe()
+    # and the answer key says so for the data of that scale
+    tables = generate_answer_key_tables(small)
+    answer = causal.causal_answer(small, tables.patient_journeys)
+    assert answer.detectable is False and answer.as_details()["detectable"] is False
+
+
+def test_a_sample_too_small_to_estimate_still_passes_its_blocking_checks():
+    tiny = _bundled("default").model_copy(update={"scale": 0.002})  # 5 patients
+    tables = generate_answer_key_tables(tiny)
+    assert blocking_failures(tiny, tables) == []
+    answer = causal.causal_answer(tiny, tables.patient_journeys)
+    assert answer.adjusted is None and answer.power == 0.0 and answer.outcome_mismatches == 0

@@ -52,15 +52,17 @@ RULES = {
 class CausalAnswer:
     n: int
     planted: float  # true_ate
-    realised: float  # in-sample share of patients whose treatment flips with +1 point
-    confounding_bias: float  # slope of P(treatment) on engagement alone, minus true_ate
-    adjusted: float
-    ci95: tuple[float, float]
-    naive: float
-    estimator_sd: float  # exact sd of the adjusted estimate given this sample's covariates
-    power: float  # of the reference 95% interval excluding 0, at true_ate
-    bound: float  # |adjusted - true_ate| above this: P <= FALSE_FAILURE_RATE if correct
+    realised: float | None  # in-sample share of patients whose treatment flips with +1 point
     outcome_mismatches: int  # rows whose outcome is not the model's draw
+    # The rest needs an identified regression (more patients than coefficients, covariates
+    # that vary); None (power 0) in a sample too small for it.
+    confounding_bias: float | None  # slope of P(treatment) on engagement alone, minus true_ate
+    adjusted: float | None
+    ci95: tuple[float, float] | None
+    naive: float | None
+    estimator_sd: float | None  # exact sd of the adjusted estimate given these covariates
+    power: float  # of the reference 95% interval excluding 0, at true_ate
+    bound: float | None  # |adjusted - true_ate| above it: P <= FALSE_FAILURE_RATE if correct
 
     @property
     def detectable(self) -> bool | None:
@@ -76,9 +78,9 @@ class CausalAnswer:
             },
             "recovered": {
                 "adjusted_estimate": self.adjusted,
-                "adjusted_ci95": list(self.ci95),
+                "adjusted_ci95": list(self.ci95) if self.ci95 else None,
                 "naive_estimate": self.naive,
-                "naive_bias": self.naive - self.planted,
+                "naive_bias": None if self.naive is None else self.naive - self.planted,
             },
             "power": self.power,
             "detectable": self.detectable,
@@ -101,43 +103,54 @@ def causal_answer(scenario: Scenario, journeys: pl.DataFrame) -> CausalAnswer:
 
     # The outcome is the model's draw; with it, the in-sample effect of +1 point.
     u = treatment_uniforms(scenario)
-    mismatches = journeys.height if len(u) != journeys.height else int(np.sum(y != (u < p)))
+    realised = None
+    mismatches = journeys.height
     if len(u) == journeys.height:
+        mismatches = int(np.sum(y != (u < p)))
         shifted = np.clip(p + causal.true_ate, 0.0, 1.0)
         realised = float(np.mean((u < shifted).astype(float) - (u < p)))
-    else:
-        realised = float("nan")
+    common = {"n": journeys.height, "planted": causal.true_ate, "realised": realised}
+    if journeys.height <= x.shape[1] or np.linalg.matrix_rank(x) < x.shape[1]:
+        return CausalAnswer(
+            **common,
+            outcome_mismatches=mismatches,
+            confounding_bias=None,
+            adjusted=None,
+            ci95=None,
+            naive=None,
+            estimator_sd=None,
+            power=0.0,
+            bound=None,
+        )
 
     # adjusted - true_ate = c'(y - p): c is the engagement row of (X'X)^-1 X'.
     weights = np.linalg.solve(x.T @ x, x.T)[1]
     variances = p * (1 - p)
     sd = float(np.sqrt(np.sum(weights**2 * variances)))
-    naive_slope = np.polyfit(x[:, 1], p, 1)[0] if journeys.height > 1 else float("nan")
-
+    naive_slope = float(np.polyfit(x[:, 1], p, 1)[0])
     estimate = estimate_ate_from_frame(journeys)
     return CausalAnswer(
-        n=journeys.height,
-        planted=causal.true_ate,
-        realised=realised,
-        confounding_bias=float(naive_slope - causal.true_ate),
+        **common,
+        outcome_mismatches=mismatches,
+        confounding_bias=naive_slope - causal.true_ate,
         adjusted=estimate.adjusted,
         ci95=(estimate.ci_lower, estimate.ci_upper),
         naive=estimate.naive,
         estimator_sd=sd,
         power=float(power_two_sided(causal.true_ate / sd)) if sd > 0 else 1.0,
         bound=bernstein_bound(weights, variances),
-        outcome_mismatches=mismatches,
     )
 
 
 def causal_verdicts(scenario: Scenario, answer: CausalAnswer) -> list[Verdict]:
-    error = answer.adjusted - answer.planted
+    identified = answer.adjusted is not None
+    error = answer.adjusted - answer.planted if identified else None
     holds = (
         answer.n == scenario.n_patients
         and answer.outcome_mismatches == 0
-        and abs(error) <= answer.bound
+        and (not identified or abs(error) <= answer.bound)
     )
-    covers = answer.ci95[0] <= answer.planted <= answer.ci95[1]
+    covers = identified and answer.ci95[0] <= answer.planted <= answer.ci95[1]
     return [
         Verdict(
             name="causal_model_holds",
@@ -154,6 +167,6 @@ def causal_verdicts(scenario: Scenario, answer: CausalAnswer) -> list[Verdict]:
             name="causal_effect_recovered",
             passed=covers,
             metadata={k: v for k, v in asdict(answer).items() if k != "ci95"}
-            | {"ci95": f"[{answer.ci95[0]:.4f}, {answer.ci95[1]:.4f}]"},
+            | {"ci95": f"[{answer.ci95[0]:.4f}, {answer.ci95[1]:.4f}]" if identified else None},
         ),
     ]

@@ -44,12 +44,15 @@ def detectability(scenario: Scenario) -> list[Detectability]:
     found = []
     if scenario.causal.true_ate != 0:
         answer = causal_answer(pilot, tables.patient_journeys)
-        sd = answer.estimator_sd * math.sqrt(pilot.n_patients / scenario.n_patients)
+        power = 0.0  # not even estimable in a sample this small
+        if answer.estimator_sd:
+            sd = answer.estimator_sd * math.sqrt(pilot.n_patients / scenario.n_patients)
+            power = float(power_two_sided(scenario.causal.true_ate / sd))
         found.append(
             Detectability(
                 "causal.true_ate",
                 f"{scenario.causal.true_ate:g} per point, {scenario.n_patients} patients",
-                float(power_two_sided(scenario.causal.true_ate / sd)),
+                power,
             )
         )
     answers = {a.feature: a for a in drift_answers(pilot, tables.features, tables.feature_values)}
