@@ -46,8 +46,13 @@ def cmd_db(args: argparse.Namespace) -> int:
         return 0
     if args.action == "status":
         with db.connect() as conn:
-            for m, done in status(conn):
-                print(f"{'applied' if done else 'pending':<8} {m.path.name}")
+            rows = status(conn)
+        for row in rows:
+            print(row.describe())
+        edited = [row.migration.path.name for row in rows if row.state == "edited"]
+        if edited:
+            print(f"error: edited after they were applied: {', '.join(edited)}", file=sys.stderr)
+            return 1
         return 0
     raise AssertionError(args.action)
 

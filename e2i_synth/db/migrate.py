@@ -83,9 +83,37 @@ def applied(conn: psycopg.Connection) -> dict[int, tuple[str, str]]:
     return {v: (n, c) for v, n, c in rows}
 
 
-def status(conn: psycopg.Connection, folder: Path | None = None) -> list[tuple[Migration, bool]]:
+@dataclass(frozen=True)
+class MigrationStatus:
+    """A migration file against the ledger: applied, pending, or edited after it was applied
+    (its file's checksum differs from the one recorded when it ran)."""
+
+    migration: Migration
+    state: str  # "applied", "pending" or "edited"
+    applied_checksum: str | None = None
+
+    def describe(self) -> str:
+        line = f"{self.state:<8} {self.migration.path.name}"
+        if self.state == "edited":
+            line += (
+                f": file changed after it was applied (checksum {self.applied_checksum} in "
+                f"{LEDGER}, {self.migration.checksum} on disk); applied migrations are "
+                "immutable: restore the file and add a new migration"
+            )
+        return line
+
+
+def status(conn: psycopg.Connection, folder: Path | None = None) -> list[MigrationStatus]:
     done = applied(conn)
-    return [(m, m.version in done) for m in discover(folder)]
+    rows = []
+    for m in discover(folder):
+        if m.version not in done:
+            rows.append(MigrationStatus(m, "pending"))
+        else:
+            checksum = done[m.version][1]
+            state = "applied" if checksum == m.checksum else "edited"
+            rows.append(MigrationStatus(m, state, checksum))
+    return rows
 
 
 def reader_role() -> str:
