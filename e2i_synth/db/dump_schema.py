@@ -12,13 +12,8 @@ from pathlib import Path
 
 import psycopg
 
-from e2i_synth.db.connection import resolve_url
+from e2i_synth.db.connection import resolve_url, with_database
 from e2i_synth.db.migrate import DEFAULT_READER_ROLE, LEDGER, discover, migrate
-
-
-def _with_dbname(url: str, dbname: str) -> str:
-    base, _, query = url.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{dbname}" + (f"?{query}" if query else "")
 
 
 def pg_dump_path() -> str:
@@ -32,7 +27,7 @@ def dump_schema(server_url: str) -> str:
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        url = _with_dbname(server_url, name)
+        url = with_database(server_url, name)
         migrate(url)
         dump = subprocess.run(
             [pg_dump_path(), "--schema-only", "--no-owner", "-d", url],
