@@ -60,9 +60,7 @@ def test_postgres_scheme_migrates_connects_and_reports_status(empty_db_url, monk
     assert "pending" not in capsys.readouterr().out
 
 
-def test_postgres_scheme_with_dagster_home_runs_on_postgres_storage(
-    db_url, monkeypatch, tmp_path, capsys
-):
+def test_postgres_scheme_with_dagster_home_runs_on_postgres_storage(db_url, monkeypatch, tmp_path):
     """As `make` runs it: DAGSTER_HOME with the project's dagster.yaml, E2I_DATABASE_URL a
     postgres:// URL. Dagster's storage (a database of its own on the same server) must open."""
     url = _postgres_scheme(db_url)
@@ -86,11 +84,8 @@ def test_postgres_scheme_with_dagster_home_runs_on_postgres_storage(
 
             assert dg.materialize([one], instance=instance).success
             assert len(instance.get_runs()) == 1
-        # The CLI end to end on that instance (a dry run: generate and validate every table).
-        assert main(["materialize", "--scale", "0.05", "--dry-run"]) == 0, capsys.readouterr()
         with psycopg.connect(with_database(db_url, storage_database)) as conn:
-            runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
-        assert runs > 1
+            assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
     finally:
         with psycopg.connect(db_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{storage_database}" WITH (FORCE)')
