@@ -1017,6 +1017,8 @@ ALLOWED_INTERPOLATIONS: dict[tuple[str, tuple[str, ...]], str] = {
     "file-name pattern), checksum is hex",
     ("db/dump_schema.py", ("DEFAULT_READER_ROLE", "DEFAULT_READER_ROLE")): "module constant "
     "role name, written to sql/schema.sql",
+    ("db/dump_schema.py", ("DEFAULT_SCORER_ROLE", "DEFAULT_SCORER_ROLE")): "module constant "
+    "role name, written to sql/schema.sql",
     ("checks/activity_checks.py", ("column", "i", "split")): "_split_of: a column expression "
     "from the call sites, the loop index of a %(cutoff_i)s parameter name, and the DATA_SPLITS "
     "constants",

@@ -70,7 +70,13 @@ def connect(url: str, **kwargs) -> psycopg.Connection:
         # UTC sessions: partition windows and timestamps compare the same way everywhere.
         # The server checks every second that we are still there, so a killed loader's session
         # (and its locks) end at once instead of after its commit-time checks.
-        options = "-c TimeZone=UTC -c client_connection_check_interval=1000"
+        # No lock is waited for forever (e2i_synth/db/locks.py).
+        from e2i_synth.db.locks import lock_timeout_s
+
+        timeout_ms = round(lock_timeout_s() * 1000)
+        options = (
+            f"-c TimeZone=UTC -c client_connection_check_interval=1000 -c lock_timeout={timeout_ms}"
+        )
         return psycopg.connect(url, connect_timeout=10, options=options, **kwargs)
     except psycopg.Error as exc:  # also unparsable URLs, whose message quotes the bad token
         raise DatabaseUnavailable(
