@@ -1,13 +1,18 @@
 """e2i-synth: the command line. `db ...` manages the database, `materialize` runs the pipeline."""
 
 import argparse
+import os
 import sys
 import time
 
 from e2i_synth.db import embedded
 from e2i_synth.db.connection import URL_ENV, DatabaseUnavailable
 from e2i_synth.db.migrate import MigrationError, status
-from e2i_synth.scenario import ScenarioError, load_scenario
+from e2i_synth.scenario import ScenarioError, check_window, load_scenario
+
+
+class UsageError(ValueError):
+    """Arguments or environment that cannot work together; refused before anything runs."""
 
 
 def _database():
@@ -41,8 +46,13 @@ def cmd_db(args: argparse.Namespace) -> int:
         return 0
     if args.action == "status":
         with db.connect() as conn:
-            for m, done in status(conn):
-                print(f"{'applied' if done else 'pending':<8} {m.path.name}")
+            rows = status(conn)
+        for row in rows:
+            print(row.describe())
+        edited = [row.migration.path.name for row in rows if row.state == "edited"]
+        if edited:
+            print(f"error: edited after they were applied: {', '.join(edited)}", file=sys.stderr)
+            return 1
         return 0
     raise AssertionError(args.action)
 
@@ -50,7 +60,10 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_materialize(args: argparse.Namespace) -> int:
     from e2i_synth import runner
 
+    _check_materialize_args(args)
     scenario = load_scenario(args.scenario, args.scale)  # fails here, before anything runs
+    # Its days must exist as Dagster partitions today.
+    check_window(scenario, source=args.scenario or "default scenario")
     db = _database()
     target = "dry run: nothing is written" if args.dry_run else db.masked_url()
     print(f"scenario {scenario.name} (scale {scenario.scale:g}, seed {scenario.seed}) -> {target}")
@@ -84,6 +97,29 @@ def _report_weak_plants(scenario) -> None:
             print(f"note: {plant.describe()}; ground_truth records detectable: false")
 
 
+def _check_materialize_args(args: argparse.Namespace) -> None:
+    home = os.environ.get("DAGSTER_HOME")
+    if args.parallel and args.dry_run:
+        raise UsageError("--parallel and --dry-run do not go together (a dry run writes nothing)")
+    if args.parallel and not home:
+        raise UsageError(
+            "--parallel needs DAGSTER_HOME (a persistent Dagster instance whose run storage the "
+            "step processes share): run it through make, or export DAGSTER_HOME=$PWD"
+        )
+    if home and not (os.path.isabs(home) and os.path.isdir(home)):
+        raise UsageError(f"DAGSTER_HOME={home[:200]!r} must be an absolute path to a folder")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:50]!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of days")
+    return value
+
+
 def _scale(text: str) -> float | str:
     try:
         return float(text)
@@ -113,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mat.add_argument(
         "--chunk-days",
-        type=int,
+        type=_positive_int,
         help="load daily partitions this many days per run (bounds memory at large scale)",
     )
     mat.add_argument(
@@ -130,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ScenarioError, MigrationError, DatabaseUnavailable) as exc:
+    except (ScenarioError, UsageError, MigrationError, DatabaseUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -22,6 +22,7 @@ from e2i_synth.assets.partitions import partition_range, range_tags
 from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.db.active_scenario import activate
 from e2i_synth.db.io_manager import DryRunIOManager, clear_dry_run
+from e2i_synth.db.locks import advisory_lock
 from e2i_synth.db.resource import Database
 from e2i_synth.definitions import ASSETS, CHECKS, build_resources
 from e2i_synth.scenario import Scenario
@@ -242,7 +243,7 @@ def materialize(
     # would empty the tables under the first one's later stages. The lock is a session lock
     # on a connection of its own, released when it closes (also if this process dies).
     with database.connect(autocommit=True) as lock:
-        lock.execute("SELECT pg_advisory_lock(%s)", (MATERIALIZE_LOCK_KEY,))
+        advisory_lock(lock, MATERIALIZE_LOCK_KEY, "materialize")
         return run()
 
 

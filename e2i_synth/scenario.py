@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, timedelta
+import os
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -23,16 +24,41 @@ FULL_HCPS = 500
 FULL_PATIENTS = 2_500
 SCALE_PRESETS: dict[str, float] = {"small": 0.1, "full": 1.0}
 MAX_SCALE = 1000.0  # 2.5 million patients: beyond it, memory and time are not bounded
+MAX_SEED = 2**63 - 1  # ground_truth.seed is a bigint
+MAX_SCENARIO_BYTES = 1_000_000  # the default scenario is about 1 kB; refused before parsing
+MAX_NAME_CHARS = 200
+# An error message quotes at most this much of any line, and this many lines.
+MAX_ERROR_LINE_CHARS = 300
+MAX_ERROR_LINES = 20
+SCENARIO_ENV = "E2I_SCENARIO"  # the scenario Dagster's partitions start from
 ENGAGEMENT_MAX = 10.0
 SEVERITY_MAX = 10.0
 
 
 class ScenarioError(ValueError):
-    """A scenario that cannot be used; the message names the offending field."""
+    """A scenario that cannot be used; the message names the offending field.
+
+    The message is kept short whatever the input: long lines (a YAML snippet, an echoed value)
+    are cut, and only the first errors are listed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_clip(message))
+
+
+def _clip(message: str) -> str:
+    lines = message.splitlines() or [""]
+    cut = [
+        line if len(line) <= MAX_ERROR_LINE_CHARS else f"{line[:MAX_ERROR_LINE_CHARS]}... (cut)"
+        for line in lines[:MAX_ERROR_LINES]
+    ]
+    if len(lines) > MAX_ERROR_LINES:
+        cut.append(f"  ... and {len(lines) - MAX_ERROR_LINES} more line(s)")
+    return "\n".join(cut)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: NaN and infinity are refused in every float field.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class CausalModel(_Strict):
@@ -171,9 +197,9 @@ class GapSpec(_Strict):
 
 
 class Scenario(_Strict):
-    name: str = "default"
+    name: str = Field("default", min_length=1, max_length=MAX_NAME_CHARS)
     # strict: YAML 1.1 reads `yes`/`true` as booleans, which must not pass for 1.
-    seed: int = Field(20261126, ge=0, strict=True)
+    seed: int = Field(20261126, ge=0, le=MAX_SEED, strict=True)
     scale: float = Field(
         1.0, gt=0, le=MAX_SCALE, strict=True, description="1.0 = full (500 HCPs, 2,500 patients)"
     )
@@ -192,6 +218,14 @@ class Scenario(_Strict):
     def _scale_preset(cls, value: Any) -> Any:
         if isinstance(value, str) and value in SCALE_PRESETS:
             return SCALE_PRESETS[value]
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: str) -> str:
+        # PostgreSQL text cannot hold NUL; other control characters garble logs and run tags.
+        if not value.isprintable():
+            raise ValueError("must be printable text (no NUL or other control characters)")
         return value
 
     @field_validator("brands")
@@ -266,7 +300,14 @@ def _known(kind: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> tupl
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load, but a key given twice is an error (plain YAML keeps the last one silently)."""
+    """safe_load, but a key given twice is an error (plain YAML keeps the last one silently),
+    and dates stay text for pydantic to parse, so an impossible date (2024-02-30) is an error
+    that names its field instead of PyYAML's bare ValueError."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
@@ -288,10 +329,16 @@ def parse_scenario(
     text: str, source: str = "scenario", scale: float | str | None = None
 ) -> Scenario:
     """Parse and validate scenario YAML; errors name the file and field."""
+    if len(text) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(f"{source}: larger than {MAX_SCENARIO_BYTES:,} bytes; not a scenario")
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{source}: not valid YAML: {exc}") from exc
+        raise ScenarioError(f"{source}: not valid YAML: {exc}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # What PyYAML's constructors raise bare, e.g. for an explicit `!!timestamp 2024-02-30`
+        # or nesting deep enough to exhaust the stack.
+        raise ScenarioError(f"{source}: not valid YAML: {type(exc).__name__}: {exc}") from None
     if data is None:
         raise ScenarioError(f"{source}: the file is empty")
     if not isinstance(data, dict):
@@ -316,10 +363,59 @@ def load_scenario(path: str | Path | None = None, scale: float | str | None = No
     if not path.is_file():
         raise ScenarioError(f"scenario file not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (UnicodeDecodeError, OSError) as exc:
+        with path.open("rb") as file:  # read at most one byte past the limit, never the rest
+            raw = file.read(MAX_SCENARIO_BYTES + 1)
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot be read: {exc}") from None
+    if len(raw) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(f"{path}: larger than {MAX_SCENARIO_BYTES:,} bytes; not a scenario")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ScenarioError(f"{path}: not valid UTF-8 text: {exc}") from None
     return parse_scenario(text, str(path), scale)
+
+
+def partitions_start() -> date:
+    """First day of Dagster's partitions: the start_date of $E2I_SCENARIO, else the default's."""
+    return load_scenario(os.environ.get(SCENARIO_ENV) or None).start_date
+
+
+def last_loadable_day(today: date | None = None) -> date:
+    """Last day a scenario may cover, as Dagster's partitions allow on `today` (UTC).
+
+    Daily partitions end yesterday; monthly ones (business_metrics, ml_predictions, triggers)
+    end with the last complete month, which is the tighter bound: the day before this month's
+    first."""
+    today = today or datetime.now(UTC).date()
+    return today.replace(day=1) - timedelta(days=1)
+
+
+def check_window(
+    scenario: Scenario,
+    start: date | None = None,
+    today: date | None = None,
+    source: str = "scenario",
+) -> Scenario:
+    """Refuse a scenario whose days fall outside the partitions Dagster has today.
+
+    The one place this is checked: the CLI calls it before anything is written, and
+    partitions.partition_range before it plans a backfill."""
+    start = start or partitions_start()
+    if scenario.start_date < start:
+        raise ScenarioError(
+            f"{source}: start_date {scenario.start_date} is before the partitions' start {start} "
+            f"(the start_date of ${SCENARIO_ENV}, else of the default scenario); set "
+            f"{SCENARIO_ENV} to this scenario file so Dagster's partitions follow it"
+        )
+    last = last_loadable_day(today)
+    if scenario.end_date > last:
+        raise ScenarioError(
+            f"{source}: end_date {scenario.end_date} is after {last}, the last day of the last "
+            "complete month: monthly partitions exist only for complete months (daily ones up "
+            "to yesterday, UTC)"
+        )
+    return scenario
 
 
 def _describe(exc: ValidationError, source: str) -> str:
@@ -327,6 +423,8 @@ def _describe(exc: ValidationError, source: str) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(scenario)"
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "finite_number":
+            msg = f"{msg} (NaN and infinity are refused)"
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         lines.append(f"{field}: {msg}")
