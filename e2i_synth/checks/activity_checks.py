@@ -25,7 +25,7 @@ from e2i_synth.scenario import Scenario
 from e2i_synth.schemas import TABLES
 from e2i_synth.schemas.treatment_events import EVENT_TYPES, TREATMENT_EVENT_TYPES
 
-AUC_MIN = 0.6
+AUC_MIN = 0.55
 AUC_MAX = 0.95
 EXAMPLES_PER_RULE = 5
 

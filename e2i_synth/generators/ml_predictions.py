@@ -6,9 +6,10 @@ asked for (the table is partitioned by day later). The helpers for that are shar
 triggers generator.
 
 treatment_propensity scores every patient at diagnosis and rescores them while untreated;
-its score mixes the true P(treatment_initiated) of the causal model with some signal of the
-realised outcome (a model sees more than the confounders), plus noise, so its AUC against
-treatment_initiated is clearly informative but far from perfect. churn_risk scores treated
+its score is the true P(treatment_initiated) of the causal model, known at diagnosis, blurred
+by a lasting per-patient model error and scoring noise: it uses nothing that happens after its
+timestamp (never the realised outcome), so it discriminates less well than the generating
+probability itself. churn_risk scores treated
 patients; next_best_action recommends an action per HCP.
 """
 
@@ -36,11 +37,9 @@ US_PER_SECOND = 1_000_000
 PROPENSITY_RESCORE_PER_DAY = 1 / 90  # untreated patients, after the score at diagnosis
 CHURN_SCORE_PER_DAY = 1 / 60  # patients on therapy
 NBA_PER_HCP_PER_DAY = 1 / 180
-# Propensity model: logit(score) = logit(true p) + OUTCOME_SIGNAL * (+1 treated / -1 not)
-#                                  + patient effect + scoring noise; AUC ~0.73-0.82.
-OUTCOME_SIGNAL = 0.3
-PATIENT_EFFECT_SD = 0.5
-SCORING_NOISE_SD = 0.35
+# Propensity model: logit(score) = logit(true p) + patient effect + scoring noise.
+PATIENT_EFFECT_SD = 0.3
+SCORING_NOISE_SD = 0.2
 HIGH_RISK_PAYERS = ("medicaid", "uninsured")
 # Preference of next_best_action for each action: base logit, and its weight on
 # (digital_engagement, kol_flag, academic_hcp).
@@ -292,13 +291,7 @@ def _patient_predictions(
         ],
         how="horizontal",
     )
-    outcome = pl.when(pl.col("treatment_initiated")).then(1.0).otherwise(-1.0)
-    propensity = (
-        pl.col("_logit_p")
-        + OUTCOME_SIGNAL * outcome
-        + pl.col("_effect")
-        + SCORING_NOISE_SD * normal("_u1")
-    )
+    propensity = pl.col("_logit_p") + pl.col("_effect") + SCORING_NOISE_SD * normal("_u1")
     # Churn: low engagement, a fragile payer and comorbidities make stopping more likely.
     churn = (
         -1.3

@@ -21,7 +21,12 @@ SPLIT_BOUNDS = (0.60, 0.80, 0.95, 1.00)
 # Typical patient ages per brand: (mean, sd).
 AGE_BY_BRAND = {"Remibrutinib": (42, 14), "Fabhalta": (48, 15), "Kisqali": (58, 11)}
 FEMALE_SHARE = {"Remibrutinib": 0.68, "Fabhalta": 0.55, "Kisqali": 0.99}
-INSURANCE_WEIGHTS = dict(zip(INSURANCE_TYPES, (0.55, 0.25, 0.16, 0.04), strict=True))
+# Payer mix by age at diagnosis (commercial, medicare, medicaid, uninsured): Medicare from 65
+# (a few keep employer coverage, the poorest are dual-eligible); under 65 Medicare only
+# through disability.
+INSURANCE_WEIGHTS_UNDER_65 = dict(zip(INSURANCE_TYPES, (0.68, 0.03, 0.21, 0.08), strict=True))
+INSURANCE_WEIGHTS_65_PLUS = dict(zip(INSURANCE_TYPES, (0.12, 0.82, 0.06, 0.00), strict=True))
+MEDICARE_AGE = 65
 
 
 def split_cutoffs(scenario: Scenario) -> list[date]:
@@ -36,6 +41,14 @@ def split_for_dates(start_dates: pl.Expr, scenario: Scenario) -> pl.Expr:
     for cutoff, split in reversed(list(zip(split_cutoffs(scenario), DATA_SPLITS, strict=False))):
         expr = pl.when(start_dates < cutoff).then(pl.lit(split)).otherwise(expr)
     return expr
+
+
+def _payers(rng: np.random.Generator, age: np.ndarray) -> np.ndarray:
+    """Each patient's payer, drawn from the mix of the patient's age band."""
+    older = age >= MEDICARE_AGE
+    payers = weighted_choice(rng, INSURANCE_WEIGHTS_UNDER_65, len(age))
+    payers[older] = weighted_choice(rng, INSURANCE_WEIGHTS_65_PLUS, int(older.sum()))
+    return payers
 
 
 def treatment_uniforms(scenario: Scenario) -> np.ndarray:
@@ -110,7 +123,7 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
                 "gender": pl.Series(female).replace_strict(
                     {True: "female", False: "male"}, return_dtype=pl.String
                 ),
-                "insurance_type": weighted_choice(rng, INSURANCE_WEIGHTS, n),
+                "insurance_type": _payers(rng, age),
                 "comorbidity_count": comorbidities.astype(np.int16),
                 "prior_treatment_count": prior_treatments.astype(np.int16),
                 "disease_severity": severity,
