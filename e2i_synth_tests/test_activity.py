@@ -198,7 +198,8 @@ def test_ml_predictions_relate_to_the_journeys(full, scenario):
     scores = propensity["score"].to_numpy()
     u = mannwhitneyu(scores[treated], scores[~treated]).statistic
     auc = u / (treated.sum() * (~treated).sum())
-    assert 0.70 <= auc <= 0.85, auc
+    # Informative, but never better than the generating probability (AUC about 0.68 here).
+    assert 0.55 <= auc <= 0.70, auc
 
 
 def test_triggers_follow_their_patients_and_lifecycle(full, scenario):

@@ -147,3 +147,22 @@ def test_a_sample_too_small_to_estimate_still_passes_its_blocking_checks():
     assert blocking_failures(tiny, tables) == []
     answer = causal.causal_answer(tiny, tables.patient_journeys)
     assert answer.adjusted is None and answer.power == 0.0 and answer.outcome_mismatches == 0
+
+
+def test_the_answer_key_does_not_depend_on_the_order_rows_are_read():
+    from e2i_synth.generators.ground_truth import generate_ground_truth
+
+    scenario = _bundled("default").model_copy(update={"scale": 0.1})
+    t = generate_answer_key_tables(scenario)
+    as_generated = generate_ground_truth(
+        scenario, t.patient_journeys, t.features, t.feature_values, t.business_metrics, "v"
+    )
+    shuffled = generate_ground_truth(
+        scenario,
+        t.patient_journeys.sample(fraction=1.0, shuffle=True, seed=1),
+        t.features.reverse(),
+        t.feature_values.sample(fraction=1.0, shuffle=True, seed=2),
+        t.business_metrics.sample(fraction=1.0, shuffle=True, seed=3),
+        "v",
+    )
+    assert as_generated.equals(shuffled)

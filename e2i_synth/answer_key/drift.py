@@ -105,7 +105,12 @@ def realised_effects(baseline: pl.Series, current: pl.Series, labels: list[str] 
     if labels is not None:
         shares_b = baseline.value_counts(normalize=True, name="share").rename({"share": "b"})
         shares_c = current.value_counts(normalize=True, name="share").rename({"share": "c"})
-        joined = shares_b.join(shares_c, on=baseline.name, how="full", coalesce=True).fill_null(0)
+        # Sorted: group order is not deterministic, and the float sum must be.
+        joined = (
+            shares_b.join(shares_c, on=baseline.name, how="full", coalesce=True)
+            .fill_null(0)
+            .sort(baseline.name)
+        )
         return {"total_variation": float(0.5 * (joined["b"] - joined["c"]).abs().sum())}
     b, c = baseline.cast(pl.Float64).to_numpy(), current.cast(pl.Float64).to_numpy()
     sd_b = float(np.std(b, ddof=1))
@@ -165,7 +170,9 @@ def drift_answers(
     may hold any days; only the monitoring windows are read."""
     masks = window_masks(scenario.monitoring)
     planted = {d.feature: d for d in scenario.drifts}
-    values = feature_values.select(VALUE_COLUMNS)
+    # In a fixed order, so the power simulation and float sums do not depend on how the rows
+    # were read: (feature_id, event_timestamp) is unique.
+    values = feature_values.select(VALUE_COLUMNS).sort("feature_id", "event_timestamp")
     answers = []
     for feature in features.sort("feature_id").iter_rows(named=True):
         own = values.filter(pl.col("feature_id") == feature["feature_id"])

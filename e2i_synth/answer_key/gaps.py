@@ -96,7 +96,8 @@ class GapAnswer:
 def scored_rows(scenario: Scenario, metrics: pl.DataFrame) -> pl.DataFrame:
     """Rows with their true value, the standard error it was drawn with, the standardised
     error of the observed value, the reference rule's flag and the power at the true value."""
-    frame = metrics.select(COLUMNS).with_columns(planned=planned_achievement(scenario, metrics))
+    metrics = metrics.select(COLUMNS).sort("metric_id")  # a fixed order: float sums
+    frame = metrics.with_columns(planned=planned_achievement(scenario, metrics))
     expected = (frame["target"] * frame["planned"]).to_numpy()
     se = standard_error(expected, frame["sample_size"].to_numpy(), frame["metric_type"].to_numpy())
     rounding = 0.5 * 10.0 ** -frame["metric_type"].replace_strict(DECIMALS).to_numpy()
