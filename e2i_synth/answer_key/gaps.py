@@ -113,12 +113,13 @@ def scored_rows(scenario: Scenario, metrics: pl.DataFrame) -> pl.DataFrame:
 
 
 def _gap_rows(gap: GapSpec) -> pl.Expr:
-    return (
+    rows = (
         (pl.col("brand") == gap.brand)
         & (pl.col("region") == gap.region)
         & (pl.col("metric_name") == gap.metric_name)
         & (pl.col("metric_date") >= gap.start_month)
     )
+    return rows if gap.end_month is None else rows & (pl.col("metric_date") <= gap.end_month)
 
 
 def gap_answers(scenario: Scenario, scored: pl.DataFrame) -> list[GapAnswer]:
