@@ -39,7 +39,14 @@ from pydantic import (
     model_validator,
 )
 
-from e2i_synth.domain import BRAND_METRICS, BRANDS, COMMON_METRICS, FEATURES, REGIONS
+from e2i_synth.domain import (
+    BRAND_METRICS,
+    BRANDS,
+    COMMON_METRICS,
+    FEATURES,
+    METRIC_NAMES,
+    REGIONS,
+)
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "answers.schema.json"
 MAX_ANSWERS_BYTES = 1_000_000
@@ -64,9 +71,12 @@ class GapFinding(_Strict):
     """A series the Gap Analyzer finds short of target, from `start_month` (and, if it found
     the series back on target, through `end_month`, the last month short)."""
 
-    brand: str = Field(description=f"one of {list(BRANDS)}")
-    region: str = Field(description=f"one of {list(REGIONS)}")
-    metric_name: str = Field(description="a metric_name of business_metrics for the brand")
+    brand: str = Field(json_schema_extra={"enum": list(BRANDS)})
+    region: str = Field(json_schema_extra={"enum": list(REGIONS)})
+    metric_name: str = Field(
+        description="a metric_name of business_metrics for the brand",
+        json_schema_extra={"enum": list(METRIC_NAMES)},
+    )
     start_month: date = Field(description="first month short (YYYY-MM-01)")
     end_month: date | None = Field(None, description="last month short, if it recovered")
 
@@ -103,7 +113,10 @@ class Windows(_Strict):
 
 
 class DriftFinding(_Strict):
-    feature: str = Field(description="a feature name of the feature store")
+    feature: str = Field(
+        description="a feature name of the feature store",
+        json_schema_extra={"enum": list(FEATURES)},
+    )
     onset: date | None = Field(None, description="when the drift began, if estimated")
 
     @field_validator("feature")
