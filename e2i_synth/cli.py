@@ -97,6 +97,43 @@ def _report_weak_plants(scenario) -> None:
             print(f"note: {plant.describe()}; ground_truth records detectable: false")
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score an answers file against the active scenario: 0 scored, 2 bad input or refused."""
+    import json
+
+    from e2i_synth.answer_key.answers import AnswersError, load_answers
+    from e2i_synth.answer_key.scoring import ScoreRefused
+    from e2i_synth.scorecard import render, score_active
+
+    try:
+        answers = load_answers(args.answers)
+        with _database().connect() as conn:
+            card = score_active(conn, answers)
+    except (AnswersError, ScoreRefused) as exc:
+        if args.json:
+            print(json.dumps({"scored": False, "exit_code": 2, "error": str(exc)}))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(card, indent=2, sort_keys=True) if args.json else render(card))
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    """List the bundled scenarios (the difficulty ladder) with what each tests."""
+    import textwrap
+
+    from e2i_synth.scenarios import bundled
+
+    for item in bundled():
+        if args.hash:
+            scenario = load_scenario(item.path, args.scale)
+            print(f"{item.name:<15} {scenario.content_hash()}  {item.path}")
+            continue
+        print(f"{item.name}  ({item.path})")
+        print(textwrap.indent(textwrap.fill(item.description, 92), "    "))
+    return 0
+
+
 def _check_materialize_args(args: argparse.Namespace) -> None:
     home = os.environ.get("DAGSTER_HOME")
     if args.parallel and args.dry_run:
@@ -159,6 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
         "to run (default: on above scale 100)",
     )
     mat.set_defaults(func=cmd_materialize)
+
+    score = sub.add_parser(
+        "score",
+        help="score an agent's answers (JSON) against the active scenario's answer key",
+    )
+    score.add_argument("answers", help="answers file (e2i_synth/answer_key/schemas/)")
+    score.add_argument("--json", action="store_true", help="the scorecard as JSON, for CI")
+    score.set_defaults(func=cmd_score)
+
+    scen = sub.add_parser("scenarios", help="list the bundled scenarios: the difficulty ladder")
+    scen.add_argument(
+        "--hash", action="store_true", help="print each one's scenario_hash (at --scale)"
+    )
+    scen.add_argument("--scale", type=_scale, help="with --hash: the scale it will run at")
+    scen.set_defaults(func=cmd_scenarios)
     return parser
 
 

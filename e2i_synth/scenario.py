@@ -137,12 +137,26 @@ class DriftSpec(_Strict):
     mean_shift: values move by `magnitude` standard deviations of the feature.
     variance_change: the spread around the mean is multiplied by `magnitude`.
     category_mix: a share `magnitude` (0-1) of values move to another category.
+
+    With `ramp_days` the change is gradual: it grows linearly from nothing at `start` to the
+    full magnitude `ramp_days` days later (without it, a step at `start`).
     """
 
     feature: str
     kind: Literal["mean_shift", "variance_change", "category_mix"]
     start: date
     magnitude: float
+    ramp_days: int | None = Field(None, ge=1, le=3660, strict=True)
+
+    def fraction(self, days_since_start: Any) -> Any:
+        """Share of the magnitude reached `days_since_start` days after start (numpy arrays or
+        floats): 0 before start, 1 from the end of the ramp (at once without a ramp)."""
+        import numpy as np
+
+        elapsed = np.asarray(days_since_start, dtype=float)
+        if self.ramp_days is None:
+            return (elapsed >= 0).astype(float)
+        return np.clip(elapsed / self.ramp_days, 0.0, 1.0) * (elapsed >= 0)
 
     @field_validator("feature")
     @classmethod
@@ -174,13 +188,15 @@ class DriftSpec(_Strict):
 
 class GapSpec(_Strict):
     """A planted shortfall: from `start_month`, the series reaches only `achievement_rate` of
-    its target (for example 0.8 = 20% below target)."""
+    its target (for example 0.8 = 20% below target). With `end_month` the gap recovers: that
+    month is the last one short, the series is back on target from the next."""
 
     brand: str
     region: str
     metric_name: str
     start_month: date
     achievement_rate: float = Field(gt=0, lt=1)
+    end_month: date | None = None
 
     @model_validator(mode="after")
     def _known_series(self) -> GapSpec:
@@ -193,7 +209,47 @@ class GapSpec(_Strict):
             )
         if self.start_month.day != 1:
             raise ValueError(f"start_month {self.start_month} must be the first day of a month")
+        if self.end_month is not None:
+            if self.end_month.day != 1:
+                raise ValueError(f"end_month {self.end_month} must be the first day of a month")
+            if self.end_month < self.start_month:
+                raise ValueError(
+                    f"end_month {self.end_month} must not be before start_month {self.start_month}"
+                )
         return self
+
+
+# Features with a market-level (brand) source: the only ones that may be seasonal.
+SEASONAL_FEATURES = tuple(
+    name for name, (group, _) in FEATURES.items() if group == "brand_performance"
+)
+
+
+class SeasonalSpec(_Strict):
+    """A seasonal pattern, not a drift: every value of `feature` moves by `amplitude` standard
+    deviations x cos(2 pi (month - peak_month) / 12), by calendar month. Two windows on the same
+    calendar days of different years hold the same distribution: it must not be flagged."""
+
+    feature: str
+    amplitude: float
+    peak_month: int = Field(1, ge=1, le=12, strict=True)
+
+    @model_validator(mode="after")
+    def _brand_level(self) -> SeasonalSpec:
+        if self.feature not in SEASONAL_FEATURES:
+            raise ValueError(
+                f"feature {self.feature!r} cannot be seasonal; seasonal features are the "
+                f"market-level ones: {list(SEASONAL_FEATURES)}"
+            )
+        if self.amplitude == 0:
+            raise ValueError("amplitude must not be 0")
+        return self
+
+    def offset_sd(self, months: Any) -> Any:
+        """The shift, in standard deviations, of values observed in calendar `months` (1-12)."""
+        import numpy as np
+
+        return self.amplitude * np.cos(2 * np.pi * (np.asarray(months) - self.peak_month) / 12)
 
 
 class Scenario(_Strict):
@@ -212,6 +268,7 @@ class Scenario(_Strict):
     monitoring: MonitoringWindows = MonitoringWindows()
     drifts: tuple[DriftSpec, ...] = ()
     gaps: tuple[GapSpec, ...] = ()
+    seasonal: tuple[SeasonalSpec, ...] = ()
 
     @field_validator("scale", mode="before")
     @classmethod
@@ -254,6 +311,15 @@ class Scenario(_Strict):
                 )
         if len({d.feature for d in self.drifts}) != len(self.drifts):
             raise ValueError("drifts: at most one drift per feature")
+        for i, drift in enumerate(self.drifts):
+            if drift.ramp_days is not None and (
+                drift.start + timedelta(days=drift.ramp_days) > self.monitoring.current_end
+            ):
+                raise ValueError(
+                    f"drifts.{i}.ramp_days {drift.ramp_days}: the ramp must end by "
+                    f"monitoring.current_end {self.monitoring.current_end}"
+                )
+        self._check_seasonal()
         if len({(g.brand, g.region, g.metric_name) for g in self.gaps}) != len(self.gaps):
             raise ValueError("gaps: at most one gap per brand/region/metric_name series")
         for i, gap in enumerate(self.gaps):
@@ -265,11 +331,48 @@ class Scenario(_Strict):
                 raise ValueError(
                     f"gaps.{i}.start_month {gap.start_month} is outside start_date..end_date"
                 )
+            if gap.end_month is not None and gap.end_month > self.end_date:
+                raise ValueError(f"gaps.{i}.end_month {gap.end_month} is after end_date")
         if self.monitoring.current_end > self.end_date + timedelta(days=1):
             raise ValueError("monitoring.current_end must not be after end_date + 1 day")
         if self.monitoring.baseline_start < self.start_date:
             raise ValueError("monitoring.baseline_start must not be before start_date")
         return self
+
+    def _check_seasonal(self) -> None:
+        if not self.seasonal:
+            return
+        if len({s.feature for s in self.seasonal}) != len(self.seasonal):
+            raise ValueError("seasonal: at most one pattern per feature")
+        drifted = {d.feature for d in self.drifts} & {s.feature for s in self.seasonal}
+        if drifted:
+            raise ValueError(f"seasonal: {sorted(drifted)} also drift; a feature is one or other")
+        w = self.monitoring
+        years = w.current_start.year - w.baseline_start.year
+        aligned = years > 0 and all(
+            _same_day_later(a, b, years)
+            for a, b in ((w.baseline_start, w.current_start), (w.baseline_end, w.current_end))
+        )
+        if not aligned:
+            raise ValueError(
+                "seasonal: the monitoring windows must cover the same calendar days of different "
+                "years (current = baseline + whole years), or a seasonal feature would move "
+                "between them"
+            )
+
+    def hash_payload(self) -> dict:
+        """model_dump without the optional fields left at their default, so that scenarios
+        written before those fields existed keep their hash."""
+        data = self.model_dump(mode="json")
+        if not data["seasonal"]:
+            del data["seasonal"]
+        for drift in data["drifts"]:
+            if drift["ramp_days"] is None:
+                del drift["ramp_days"]
+        for gap in data["gaps"]:
+            if gap["end_month"] is None:
+                del gap["end_month"]
+        return data
 
     @property
     def n_hcps(self) -> int:
@@ -281,11 +384,15 @@ class Scenario(_Strict):
 
     def content_hash(self) -> str:
         """Stable digest of everything that shapes the data."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        payload = json.dumps(self.hash_payload(), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _same_day_later(a: date, b: date, years: int) -> bool:
+    return (b.year - a.year, b.month, b.day) == (years, a.month, a.day)
 
 
 def _known(kind: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:

@@ -28,7 +28,12 @@ BLOCKING_CHECKS = {
     "feature_values_stationary_unless_planted",
     "business_metrics_match_plan",
 }
-WARNING_CHECKS = {"causal_effect_recovered", "drift_recovered", "gaps_recovered"}
+WARNING_CHECKS = {
+    "causal_effect_recovered",
+    "drift_recovered",
+    "gaps_recovered",
+    "reference_scorecard",
+}
 PSI_TOLERANCE = 1e-9
 
 

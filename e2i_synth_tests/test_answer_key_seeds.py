@@ -3,7 +3,6 @@ many seeds, through the pure generators (no database), with zero blocking failur
 same checks do fail when the data contradicts the scenario."""
 
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -16,12 +15,17 @@ from e2i_synth.scenario import Scenario, load_scenario
 
 SCENARIOS = ("default", "null", "strong")
 SEEDS_PER_SCENARIO = 200
+# The other rungs of the ladder (issue 15) share the generators' code paths with these three
+# except for what they add (a ramp, a recovering gap, a seasonal feature, other coefficients,
+# scale 2): fewer seeds each keeps this test within minutes on two cores.
+LADDER_RUNGS = ("easy", "weak_effect", "confounded", "gradual_drift", "seasonal", "recovering_gap")
+SEEDS_PER_RUNG = 40
 # Seeds on which the previous, statistical blocking checks failed (issue 11).
 KNOWN_BAD_SEEDS = {"default": 80190, "strong": 900012, "null": 700004}
 
 
 def _bundled(name: str) -> Scenario:
-    return load_scenario(Path(e2i_synth.scenarios.__file__).parent / f"{name}.yaml")
+    return load_scenario(e2i_synth.scenarios.bundled_path(name))
 
 
 def blocking_failures(scenario: Scenario, tables: AnswerKeyTables) -> list[str]:
@@ -50,10 +54,11 @@ def _failures_for_seeds(name: str, seeds: list[int]) -> list[tuple[int, list[str
     return found
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("name", SCENARIOS + LADDER_RUNGS)
 def test_blocking_checks_never_fail_on_valid_seeds(name):
-    seeds = [KNOWN_BAD_SEEDS[name], *range(1, SEEDS_PER_SCENARIO)]
-    assert len(set(seeds)) == SEEDS_PER_SCENARIO
+    count = SEEDS_PER_SCENARIO if name in SCENARIOS else SEEDS_PER_RUNG
+    seeds = [KNOWN_BAD_SEEDS.get(name, 80190), *range(1, count)]
+    assert len(set(seeds)) == count
     halves = [seeds[0::2], seeds[1::2]]  # two processes: the machines have two cores
     with ProcessPoolExecutor(max_workers=2) as pool:
         found = [f for part in pool.map(_failures_for_seeds, [name] * 2, halves) for f in part]
@@ -119,6 +124,29 @@ def test_business_metrics_off_plan_fail(default, change):
         generated = scenario.model_copy(update={"gaps": (weaker, *scenario.gaps[1:])})
     tables = generate_answer_key_tables(generated)
     assert blocking_failures(scenario, tables) == ["business_metrics_match_plan"]
+
+
+def test_the_ladder_is_every_bundled_file():
+    files = {p.stem for p in e2i_synth.scenarios.FOLDER.glob("*.yaml")}
+    assert files == set(e2i_synth.scenarios.LADDER) == set(SCENARIOS + LADDER_RUNGS)
+
+
+# What each hard rung's plants are, at its own size: detectable with margin, or (the
+# confounded rung's effect) intentionally below the line, so ground_truth says detectable false.
+LADDER_POWER = {
+    "weak_effect": {"causal.true_ate": (0.80, 0.90)},
+    "confounded": {"causal.true_ate": (0.45, 0.70)},
+}
+
+
+@pytest.mark.parametrize("name", LADDER_RUNGS)
+def test_every_rung_is_judged_by_detectability(name):
+    scenario = _bundled(name)
+    plants = detectability(scenario)
+    assert len(plants) == 1 + len(scenario.drifts) + len(scenario.gaps)
+    for plant in plants:
+        low, high = LADDER_POWER.get(name, {}).get(plant.field, (0.9, 1.0))
+        assert low <= plant.power <= high, plant.describe()
 
 
 @pytest.mark.parametrize("name", ["default", "strong"])

@@ -120,15 +120,18 @@ def realised_effects(baseline: pl.Series, current: pl.Series, labels: list[str] 
     }
 
 
-def _apply(drift: DriftSpec, values, labels, rng: np.random.Generator, mean: float, sd: float):
-    """The plant applied to resampled undrifted values, as the generator applies it."""
+def _apply(
+    drift: DriftSpec, values, labels, rng: np.random.Generator, mean: float, sd: float, share=1.0
+):
+    """The plant applied to resampled undrifted values, as the generator applies it; `share`
+    is the part of the magnitude reached when each value was observed (1 after a step)."""
     if drift.kind == "mean_shift":
-        return values + drift.magnitude * sd
+        return values + share * drift.magnitude * sd
     if drift.kind == "variance_change":
-        return mean + drift.magnitude * (values - mean)
+        return mean + (1 + share * (drift.magnitude - 1)) * (values - mean)
     index = {label: i for i, label in enumerate(labels)}
     codes = np.array([index[v] for v in values])
-    moved = rng.random(len(codes)) < drift.magnitude
+    moved = rng.random(len(codes)) < drift.magnitude * share
     step = 1 + np.floor(rng.random(len(codes)) * (len(labels) - 1)).astype(np.int64)
     codes = np.where(moved, (codes + step) % len(labels), codes)
     return np.array(labels, dtype=object)[codes]
@@ -151,10 +154,16 @@ def simulated_power(
         mean, sd = float(np.mean(pool)), float(np.std(pool))
     else:
         pool, mean, sd = np.array(baseline.to_list(), dtype=object), 0.0, 0.0
+    w = scenario.monitoring
+    current_days = (w.current_end - w.current_start).days
+    since_start = (w.current_start - drift.start).days
     hits = 0
     for _ in range(simulations):
         b = rng.choice(pool, sizes[0])
-        c = _apply(drift, rng.choice(pool, sizes[1]), labels, rng, mean, sd)
+        share = 1.0
+        if drift.ramp_days is not None:  # observed uniformly over the current window
+            share = drift.fraction(since_start + rng.random(sizes[1]) * current_days)
+        c = _apply(drift, rng.choice(pool, sizes[1]), labels, rng, mean, sd, share)
         psi, _, pvalue = feature_statistics(pl.Series(b), pl.Series(c), value_type)
         hits += is_flagged(psi, pvalue)
     return hits / simulations

@@ -43,6 +43,10 @@ COLUMNS = (
 )
 # The reference rule's level: 1 - REFERENCE_ALPHA significance, below target.
 SIGNIFICANT = 1 - REFERENCE_ALPHA
+# The reference Gap Analyzer reports a series short from the first of this many consecutive
+# months the month rule flags (an on-target series does so with probability about
+# 28 x 0.025^3 = 4e-4 over 30 months).
+REFERENCE_RUN_MONTHS = 3
 
 
 RULES = {
@@ -114,12 +118,13 @@ def scored_rows(scenario: Scenario, metrics: pl.DataFrame) -> pl.DataFrame:
 
 
 def _gap_rows(gap: GapSpec) -> pl.Expr:
-    return (
+    rows = (
         (pl.col("brand") == gap.brand)
         & (pl.col("region") == gap.region)
         & (pl.col("metric_name") == gap.metric_name)
         & (pl.col("metric_date") >= gap.start_month)
     )
+    return rows if gap.end_month is None else rows & (pl.col("metric_date") <= gap.end_month)
 
 
 def gap_answers(scenario: Scenario, scored: pl.DataFrame) -> list[GapAnswer]:
@@ -190,3 +195,37 @@ def gap_verdicts(
             },
         ),
     ]
+
+
+def reference_gap_findings(scored: pl.DataFrame) -> list[dict]:
+    """The reference Gap Analyzer's answer (the benchmark's answer format): every series with
+    REFERENCE_RUN_MONTHS consecutive months flagged by the month rule, short from the first of
+    them; end_month is the last flagged month before two unflagged ones in a row, when that
+    comes before the series' last month."""
+    found = []
+    ordered = scored.select(*SERIES, "metric_date", "flagged").sort(*SERIES, "metric_date")
+    for (brand, region, metric), rows in ordered.group_by(SERIES, maintain_order=True):
+        months, flags = rows["metric_date"].to_list(), rows["flagged"].to_list()
+        run = 0
+        for i, flagged in enumerate(flags):
+            run = run + 1 if flagged else 0
+            if run == REFERENCE_RUN_MONTHS:
+                start = end = i - run + 1
+                # The gap lasts to its last flagged month before two unflagged ones in a row
+                # (one month's miss at power < 1 is not a recovery).
+                for j in range(i, len(flags)):
+                    if flags[j]:
+                        end = j
+                    elif j - end >= 2:
+                        break
+                finding = {
+                    "brand": brand,
+                    "region": region,
+                    "metric_name": metric,
+                    "start_month": months[start].isoformat(),
+                }
+                if end + 2 < len(flags):  # two unflagged months after it: recovered
+                    finding["end_month"] = months[end].isoformat()
+                found.append(finding)
+                break
+    return found

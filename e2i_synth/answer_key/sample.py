@@ -40,3 +40,21 @@ def generate_answer_key_tables(scenario: Scenario) -> AnswerKeyTables:
         feature_values=values,
         business_metrics=generate_business_metrics(scenario, *scenario_window(scenario)),
     )
+
+
+def generate_ground_truth_frame(scenario: Scenario, tables: AnswerKeyTables | None = None):
+    """ground_truth as the pipeline loads it, straight from the pure generators (no database):
+    what the scorer and the leaderboard read."""
+    from importlib.metadata import version
+
+    from e2i_synth.generators.ground_truth import generate_ground_truth
+
+    tables = tables or generate_answer_key_tables(scenario)
+    return generate_ground_truth(
+        scenario,
+        tables.patient_journeys,
+        tables.features,
+        tables.feature_values,
+        tables.business_metrics,
+        version("e2i-synth"),
+    )

@@ -7,13 +7,15 @@ statistics are recorded in ground_truth. The rules live in e2i_synth.answer_key 
 the ground_truth generator and the many-seed test share.
 """
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
-from e2i_synth.answer_key import causal, drift, gaps
+from e2i_synth.answer_key import causal, drift, gaps, scoring
 from e2i_synth.answer_key.verdict import Rule, Verdict
 from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.checks.table_checks import table_checks
@@ -94,9 +96,68 @@ def gap_checks(database: Database, scenario: ScenarioResource):
     yield from _results(gaps.gap_verdicts(loaded, scored, answers), gaps.RULES)
 
 
+def _documented(scenario_hash: str) -> dict | None:
+    """The leaderboard's row for this scenario (bundled rungs at their bundled seed and scale)."""
+    path = Path(scoring.__file__).parent / "leaderboard.json"
+    if not path.is_file():
+        return None
+    rows = json.loads(path.read_text()).get("bundled_seed", [])
+    return next((r for r in rows if r["scenario_hash"] == scenario_hash), None)
+
+
+@dg.asset_check(
+    asset="ground_truth",
+    name="reference_scorecard",
+    blocking=False,
+    description="the reference methods' answers (stored in ground_truth) scored like an agent's: "
+    "their scorecard, and whether it matches the README's leaderboard for a bundled scenario "
+    "(a warning: scores of one sample; other scenarios have no documented level and pass)",
+)
+def reference_scorecard(database: Database) -> dg.AssetCheckResult:
+    from e2i_synth.scorecard import read_ground_truth
+
+    with database.connect() as conn:
+        truth = read_ground_truth(conn)
+    card = scoring.score(scoring.reference_answers(truth), truth)
+    families = card["families"]
+    (effect, *_) = families["effects"]["items"] or [{"reference": None}]
+    observed = {
+        "gaps_f1": families["gaps"]["agent"]["f1"],
+        "drift_f1": families["drift"]["agent"]["f1"],
+        "effect_covers": (effect["reference"] or {}).get("covers"),
+        "effect_interval_score": (effect["reference"] or {}).get("interval_score"),
+    }
+    documented = _documented(card["scenario"]["scenario_hash"])
+    differs = []
+    if documented is not None:
+        differs = [
+            key
+            for key, value in observed.items()
+            if not (
+                value == documented[key]
+                or (isinstance(value, float) and abs(value - documented[key]) <= 1e-9)
+            )
+        ]
+    table = [
+        {"metric": k, "reference": str(v), "documented": str((documented or {}).get(k, "-"))}
+        for k, v in observed.items()
+    ]
+    return dg.AssetCheckResult(
+        passed=not differs,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "scorecard": dg.MetadataValue.md(markdown_table(pl.DataFrame(table))),
+            "documented": documented is not None,
+            "differs_from_leaderboard": ", ".join(differs) or "none",
+            "scorecard_json": dg.MetadataValue.json(card),
+        },
+    )
+
+
 ANSWER_KEY_CHECKS = [
     *table_checks(TABLES["ground_truth"], expected=lambda s: 2 + len(FEATURES) + len(s.gaps)),
     causal_checks,
     drift_checks,
     gap_checks,
+    reference_scorecard,
 ]

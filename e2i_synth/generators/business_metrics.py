@@ -291,7 +291,7 @@ def _monthly_values(scenario: Scenario, months: list[int]) -> pl.DataFrame:
 
 def planned_achievement(scenario: Scenario, rows: pl.DataFrame) -> pl.Series:
     """The true achievement of each row (brand, region, metric_name, metric_date): the planted
-    gap's rate from its start_month, else exactly 1 (on target)."""
+    gap's rate from its start_month (to its end_month, if it recovers), else exactly 1."""
     rate = pl.lit(1.0)
     for gap in sorted(scenario.gaps, key=lambda g: g.start_month):
         hit = (
@@ -300,6 +300,8 @@ def planned_achievement(scenario: Scenario, rows: pl.DataFrame) -> pl.Series:
             & (pl.col("metric_name") == gap.metric_name)
             & (pl.col("metric_date") >= gap.start_month)
         )
+        if gap.end_month is not None:  # a gap that recovers: on target again after end_month
+            hit = hit & (pl.col("metric_date") <= gap.end_month)
         rate = pl.when(hit).then(pl.lit(gap.achievement_rate)).otherwise(rate)
     return rows.with_columns(rate.alias("planned_achievement"))["planned_achievement"]
 

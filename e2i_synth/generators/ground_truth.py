@@ -11,9 +11,9 @@ import json
 import polars as pl
 
 from e2i_synth.answer_key.bounds import DETECTABLE_POWER, FALSE_FAILURE_RATE
-from e2i_synth.answer_key.causal import causal_answer
-from e2i_synth.answer_key.drift import drift_answers
-from e2i_synth.answer_key.gaps import gap_answers, scored_rows
+from e2i_synth.answer_key.causal import CausalAnswer, causal_answer
+from e2i_synth.answer_key.drift import DriftAnswer, drift_answers
+from e2i_synth.answer_key.gaps import gap_answers, reference_gap_findings, scored_rows
 from e2i_synth.scenario import Scenario
 from e2i_synth.stats.causal import ADJUSTMENT_SET, OUTCOME, TREATMENT
 from e2i_synth.stats.drift import KS_ALPHA, PSI_THRESHOLD
@@ -25,8 +25,34 @@ ESTIMAND = (
 )
 
 
+CAUSAL_ANSWER_ID = f"causal_effect:{TREATMENT}->{OUTCOME}"
+
+
 def _json(data: object) -> str:
     return json.dumps(data, sort_keys=True, default=str)
+
+
+def reference_answers(
+    scenario: Scenario, causal: CausalAnswer, drifts: list[DriftAnswer], scored: pl.DataFrame
+) -> dict:
+    """The reference methods' answers on this sample, in the format of answer_key.answers: the
+    series the reference Gap Analyzer reports, the features the Drift Monitor rule flags (it
+    estimates no onset), the adjusted estimate and interval (none when not identified)."""
+    effects = []
+    if causal.adjusted is not None:
+        effects.append(
+            {"answer_id": CAUSAL_ANSWER_ID, "estimate": causal.adjusted, "ci95": list(causal.ci95)}
+        )
+    return {
+        "scenario_hash": scenario.content_hash(),
+        "agent": "reference methods (e2i_synth.answer_key)",
+        "gaps": reference_gap_findings(scored),
+        "drift": {
+            "window": scenario.monitoring.model_dump(mode="json"),
+            "flagged": [{"feature": d.feature} for d in drifts if d.flagged],
+        },
+        "effects": effects,
+    }
 
 
 def generate_ground_truth(
@@ -37,6 +63,9 @@ def generate_ground_truth(
     business_metrics: pl.DataFrame,
     package_version: str,
 ) -> pl.DataFrame:
+    causal = causal_answer(scenario, patient_journeys)
+    drifts = drift_answers(scenario, features, feature_values)
+    scored = scored_rows(scenario, business_metrics)
     rows: list[dict] = [
         {
             "answer_id": "scenario",
@@ -49,15 +78,17 @@ def generate_ground_truth(
                     "scenario": scenario.model_dump(mode="json"),
                     "detectable_power": DETECTABLE_POWER,
                     "blocking_false_failure_rate": FALSE_FAILURE_RATE,
+                    # What the reference methods answer on this sample, in the benchmark's
+                    # answer format: the baseline every scorecard compares with.
+                    "reference_answers": reference_answers(scenario, causal, drifts, scored),
                 }
             ),
         }
     ]
 
-    causal = causal_answer(scenario, patient_journeys)
     rows.append(
         {
-            "answer_id": f"causal_effect:{TREATMENT}->{OUTCOME}",
+            "answer_id": CAUSAL_ANSWER_ID,
             "kind": "causal_effect",
             "subject": f"{TREATMENT} -> {OUTCOME}",
             "planted": causal.planted != 0,
@@ -79,7 +110,7 @@ def generate_ground_truth(
     )
 
     windows = scenario.monitoring.model_dump(mode="json")
-    for drift in drift_answers(scenario, features, feature_values):
+    for drift in drifts:
         rows.append(
             {
                 "answer_id": f"drift:{drift.feature}",
@@ -97,7 +128,7 @@ def generate_ground_truth(
             }
         )
 
-    for gap in gap_answers(scenario, scored_rows(scenario, business_metrics)):
+    for gap in gap_answers(scenario, scored):
         rows.append(
             {
                 "answer_id": f"gap:{gap.key}",
