@@ -19,6 +19,7 @@ from e2i_synth.db.metadata import markdown_table
 from e2i_synth.db.resource import Database
 from e2i_synth.generators.business_metrics import (
     metric_series,
+    rows_in_window,
     scenario_months,
 )
 from e2i_synth.schemas import TABLES
@@ -249,7 +250,7 @@ def month_continuity(database: Database, scenario: ScenarioResource) -> dg.Asset
 
 
 METRICS_CHECKS = [
-    *table_checks(SPEC),  # partitioned: the last load's window is counted
+    *table_checks(SPEC, in_window=rows_in_window),  # partitioned: the last load's window
     arithmetic_reconciles,
     value_ranges,
     month_continuity,
