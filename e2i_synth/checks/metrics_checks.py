@@ -44,10 +44,7 @@ def _result(
     rows = cur.fetchall()
     failures = pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None)
     if failures.height:
-        with pl.Config(tbl_width_chars=10_000):  # one line per row, however wide
-            table = markdown_table(
-                failures.with_columns(pl.all().cast(pl.String)), FAILURE_ROWS_SHOWN
-            )
+        table = markdown_table(failures.with_columns(pl.all().cast(pl.String)), FAILURE_ROWS_SHOWN)
         metadata["failure_rows"] = dg.MetadataValue.md(table)
         if "rule" in failures.columns:
             counts = failures.group_by("rule").len().sort("rule").iter_rows()
