@@ -59,7 +59,12 @@ def test_every_schedule_tick_succeeds_in_one_process(
     name, inside, database, db_url, tmp_path, monkeypatch
 ):
     assert datetime.now(UTC) > datetime(2026, 8, 1, tzinfo=UTC), "needs a tick after end_date"
-    assert materialize(load_scenario(scale="small"), database).success
+    with dg.DagsterInstance.ephemeral() as cli_instance:
+        loaded = materialize(load_scenario(scale="small"), database, run_instance=cli_instance)
+        assert loaded.success, loaded.errors
+        # The CLI's runs carry a job name of their own, not __ephemeral_asset_job__.
+        names = {cli_instance.get_run_by_id(run_id).job_name for run_id in loaded.run_ids}
+        assert names == {runner.CLI_JOB_NAME}
 
     # The job's resources come from e2i_synth.definitions, as in a daemon's run.
     monkeypatch.setenv("E2I_DATABASE_URL", db_url)
