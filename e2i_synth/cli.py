@@ -16,6 +16,14 @@ class UsageError(ValueError):
 
 
 def _database():
+    """For `db` commands: no Dagster (nor scipy, statsmodels) import, so they answer at once."""
+    from e2i_synth.db.connection import DatabaseTarget
+
+    return DatabaseTarget()
+
+
+def _resource():
+    """The Dagster resource for a run: imports Dagster, only once a run is about to start."""
     from e2i_synth.definitions import database_from_env
 
     return database_from_env()
@@ -58,13 +66,13 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
-    from e2i_synth import runner
-
     _check_materialize_args(args)
     scenario = load_scenario(args.scenario, args.scale)  # fails here, before anything runs
     # Its days must exist as Dagster partitions today.
     check_window(scenario, source=args.scenario or "default scenario")
-    db = _database()
+    from e2i_synth import runner  # Dagster, scipy, statsmodels: seconds, after the checks
+
+    db = _resource()
     target = "dry run: nothing is written" if args.dry_run else db.masked_url()
     print(f"scenario {scenario.name} (scale {scenario.scale:g}, seed {scenario.seed}) -> {target}")
     _report_weak_plants(scenario)

@@ -20,6 +20,7 @@ from e2i_synth.checks.table_checks import table_checks
 from e2i_synth.db.metadata import markdown_table
 from e2i_synth.db.resource import Database
 from e2i_synth.domain import DATA_SPLITS
+from e2i_synth.generators import ml_predictions as predictions_generator
 from e2i_synth.generators.patient_journeys import split_cutoffs
 from e2i_synth.scenario import Scenario
 from e2i_synth.schemas import TABLES
@@ -341,8 +342,8 @@ def triggers_lifecycle_rules(database: Database, scenario: ScenarioResource) -> 
 
 ACTIVITY_CHECKS = [
     *table_checks(TABLES["treatment_events"], expected=None),
-    *table_checks(TABLES["ml_predictions"], expected=None),
-    *table_checks(TABLES["triggers"], expected=None),
+    *table_checks(TABLES["ml_predictions"], in_window=predictions_generator.rows_in_window),
+    *table_checks(TABLES["triggers"], in_window=predictions_generator.rows_in_window),
     treatment_events_journey_rules,
     data_split_check("treatment_events", "event_id", None),
     data_split_check("ml_predictions", "prediction_id", "prediction_timestamp"),

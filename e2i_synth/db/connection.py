@@ -84,6 +84,28 @@ def connect(url: str, **kwargs) -> psycopg.Connection:
         ) from None
 
 
+class DatabaseTarget:
+    """The database the Database resource would use, without Dagster: the CLI's `db` commands
+    answer at once instead of importing Dagster, scipy and statsmodels first."""
+
+    def __init__(self, url: str | None = None, home: Path | None = None) -> None:
+        self.url, self.home = url, home
+
+    def url_in_use(self) -> str:
+        return resolve_url(self.url, self.home)
+
+    def masked_url(self) -> str:
+        return mask_url(self.url_in_use())
+
+    def connect(self, **kwargs) -> psycopg.Connection:
+        return connect(self.url_in_use(), **kwargs)
+
+    def migrate(self) -> list:
+        from e2i_synth.db.migrate import migrate  # imports this module
+
+        return migrate(self.url_in_use())
+
+
 class DatabaseUnavailable(RuntimeError):
     """The database could not be reached."""
 

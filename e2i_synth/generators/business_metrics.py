@@ -129,14 +129,27 @@ def expected_row_count(scenario: Scenario) -> int:
     return len(scenario_months(scenario)) * len(metric_series(scenario))
 
 
-def generate_business_metrics(scenario: Scenario, start: date, end: date) -> pl.DataFrame:
-    """Rows of every series for the scenario's months with metric_date in [start, end)."""
+def window_months(scenario: Scenario, start: date, end: date) -> range:
+    """Month indexes of the scenario's months whose first day lies in [start, end): the months
+    a load of that window holds (none for a window after end_date's month)."""
     first, last = month_index(scenario.start_date), month_index(scenario.end_date)
     lo = max(first, month_index(start) + (start.day > 1))
     hi = min(last, month_index(end - timedelta(days=1)))
-    if lo > hi:
+    return range(lo, max(lo, hi + 1))
+
+
+def rows_in_window(scenario: Scenario, start: date, end: date) -> int:
+    """Rows generate_business_metrics gives for [start, end)."""
+    return len(window_months(scenario, start, end)) * len(metric_series(scenario))
+
+
+def generate_business_metrics(scenario: Scenario, start: date, end: date) -> pl.DataFrame:
+    """Rows of every series for the scenario's months with metric_date in [start, end)."""
+    first, last = month_index(scenario.start_date), month_index(scenario.end_date)
+    months = window_months(scenario, start, end)
+    if not months:
         return pl.DataFrame(schema=SPEC.polars_schema)
-    wanted = set(range(lo, hi + 1))
+    wanted = set(months)
     # Each month's mom and yoy need the month before and the month a year before.
     needed = sorted({m - k for m in wanted for k in (0, 1, 12)} & set(range(first, last + 1)))
     frame = _monthly_values(scenario, needed)

@@ -101,6 +101,17 @@ def expected_feature_values(scenario: Scenario) -> int:
     return days * len(FEATURES) * observations_per_day(scenario.scale)
 
 
+def window_days(start: date, end: date) -> list[date]:
+    """The days of [start, end) that get observations: every one, after end_date too (the
+    feature store is live: the nightly refresh keeps adding days past the scenario's window)."""
+    return [start + timedelta(days=i) for i in range(max(0, (end - start).days))]
+
+
+def rows_in_window(scenario: Scenario, start: date, end: date) -> int:
+    """Rows generate_feature_values gives for [start, end)."""
+    return len(window_days(start, end)) * len(FEATURES) * observations_per_day(scenario.scale)
+
+
 def tolerance(feature: str) -> tuple[float, float]:
     """(absolute, relative) bound of |value - source| for an undrifted value of `feature`."""
     process = PROCESSES[feature]
@@ -353,7 +364,7 @@ def generate_feature_values(
     end: date,
 ) -> pl.DataFrame:
     """Observations with event_timestamp in [start, end) (UTC days), in feature_value_id order."""
-    days = [start + timedelta(days=i) for i in range(max(0, (end - start).days))]
+    days = window_days(start, end)
     n = observations_per_day(scenario.scale)
     if not days:
         return pl.DataFrame(schema=SPEC.polars_schema)

@@ -129,6 +129,13 @@ def window_days(scenario: Scenario, start: date, end: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((stop - first).days)]
 
 
+def rows_in_window(scenario: Scenario, start: date, end: date) -> int | None:
+    """Rows of [start, end) as far as the scenario fixes them: 0 for a window with none of its
+    days (daily_draws draws only window_days), else None (some, drawn day by day). For
+    ml_predictions and triggers alike."""
+    return None if window_days(scenario, start, end) else 0
+
+
 # select(rng, population, day number) -> (kind codes, entity indices) of that day's rows.
 DaySelector = Callable[[np.random.Generator, Population, int], tuple[np.ndarray, np.ndarray]]
 
