@@ -30,8 +30,6 @@ def _resource():
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    import os
-
     db = _database()
     if args.action == "up":
         if os.environ.get(URL_ENV):
@@ -62,7 +60,47 @@ def cmd_db(args: argparse.Namespace) -> int:
             print(f"error: edited after they were applied: {', '.join(edited)}", file=sys.stderr)
             return 1
         return 0
+    if args.action == "reset":
+        return _reset(args, db)
     raise AssertionError(args.action)
+
+
+def _reset(args: argparse.Namespace, db) -> int:
+    from e2i_synth.db import reset
+
+    started = time.perf_counter()
+    if os.environ.get(URL_ENV):
+        if not args.yes:
+            raise UsageError(
+                f"db reset on {db.masked_url()} ({URL_ENV}) drops e2i-synth's tables there: "
+                "run it again with --yes to do so"
+            )
+        report = reset.reset_url(db.url_in_use())
+    else:
+        pgdata = embedded.data_dir()
+        if not args.yes and not _confirm(
+            f"db reset deletes {pgdata} (every table, the answer key and Dagster's run "
+            "history) and starts an empty embedded PostgreSQL. Type yes to go on: "
+        ):
+            print("db reset: nothing done", file=sys.stderr)
+            return 2
+        report = reset.reset_embedded()
+    for item in report.dropped:
+        print(f"dropped {item}")
+    elapsed = time.perf_counter() - started
+    print(
+        f"reset {report.target}: {len(report.dropped)} object(s) dropped, "
+        f"{report.applied} migration(s) applied in {elapsed:.1f}s; "
+        "`e2i-synth materialize` loads the data again"
+    )
+    return 0
+
+
+def _confirm(prompt: str) -> bool:
+    """True when the user types yes; refuses (UsageError) when nobody can answer."""
+    if not sys.stdin.isatty():
+        raise UsageError("db reset asks for confirmation, but stdin is not a terminal: use --yes")
+    return input(prompt).strip().lower() == "yes"
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
@@ -172,14 +210,84 @@ def _scale(text: str) -> float | str:
         return text
 
 
+DB_ACTIONS = (
+    (
+        "up",
+        "start the embedded server (a no-op with $E2I_DATABASE_URL)",
+        "Start the embedded PostgreSQL (data in .e2i/pgdata) and print its URL; it keeps "
+        "running for later commands until `db down`. With $E2I_DATABASE_URL: nothing to start.",
+    ),
+    (
+        "down",
+        "stop the embedded server",
+        "Stop the embedded PostgreSQL; its data stays in .e2i/pgdata.",
+    ),
+    (
+        "url",
+        "print the URL in use (password masked)",
+        "Print the database URL every command uses: $E2I_DATABASE_URL, else the embedded "
+        "server's (started if needed). The password is masked unless --show-password.",
+    ),
+    (
+        "migrate",
+        "apply pending migrations (sql/migrations)",
+        "Apply the migrations of sql/migrations not yet applied, each in its own transaction, "
+        "under an advisory lock; applied ones are never re-run (an edited one is refused).",
+    ),
+    (
+        "status",
+        "list applied, pending and edited migrations",
+        "List each migration as applied, pending or edited (changed after it was applied; "
+        "exit code 1).",
+    ),
+    (
+        "reset",
+        "drop the project's data and start again from empty, migrated tables",
+        "Back to an empty, migrated project database. Embedded server: stop it and delete "
+        ".e2i/pgdata (the data and Dagster's run history) and .e2i/dagster, then start and "
+        "migrate; asks for confirmation unless --yes. $E2I_DATABASE_URL: refused unless --yes; "
+        "then drops only the tables and functions the migrations create (in one transaction, "
+        "no CASCADE: an object of yours depending on them makes it drop nothing) and migrates "
+        "again. Other tables and databases (Dagster's e2i_dagster) and the roles e2i_reader / "
+        "e2i_scorer are kept. Run `e2i-synth materialize` afterwards to load data.",
+    ),
+)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("e2i-synth")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="e2i-synth", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"e2i-synth {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    db = sub.add_parser("db", help="manage the database (embedded unless $E2I_DATABASE_URL)")
-    db.add_argument("action", choices=["up", "down", "url", "migrate", "status"])
-    db.add_argument("--show-password", action="store_true", help="with url: do not mask it")
-    db.set_defaults(func=cmd_db)
+    db = sub.add_parser(
+        "db",
+        help="manage the database (embedded unless $E2I_DATABASE_URL)",
+        description="Manage the project database: the embedded PostgreSQL (data in "
+        ".e2i/pgdata, started on first use) unless $E2I_DATABASE_URL names one. "
+        "`e2i-synth db ACTION --help` says more about each action.",
+    )
+    actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, help_text, description in DB_ACTIONS:
+        action = actions.add_parser(name, help=help_text, description=description)
+        action.set_defaults(func=cmd_db)
+        if name == "url":
+            action.add_argument("--show-password", action="store_true", help="do not mask it")
+        if name == "reset":
+            action.add_argument(
+                "--yes",
+                "-y",
+                action="store_true",
+                help="do not ask: needed with $E2I_DATABASE_URL and when stdin is not a terminal",
+            )
 
     mat = sub.add_parser("materialize", help="generate, validate, load and check every table")
     mat.add_argument("--scenario", help="scenario YAML file (default: the packaged scenario)")

@@ -42,6 +42,9 @@ def _probe(argv: list[str], env: dict[str, str] | None = None) -> dict:
         (["db", "url"], 0),
         (["--help"], 0),
         (["db", "--help"], 0),
+        (["db", "reset", "--help"], 0),
+        (["db", "reset"], 2),  # a URL is set: refused without --yes, before connecting
+        (["--version"], 0),
         (["materialize", "--help"], 0),
         (["db", "nonsense"], 2),
         (["materialize", "--chunk-days", "many"], 2),
