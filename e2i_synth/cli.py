@@ -164,6 +164,35 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Every table of the active scenario to files: data/, answer_key/ and manifest.json."""
+    from pathlib import Path
+
+    from e2i_synth.export import ExportError, export
+
+    started = time.perf_counter()
+    try:
+        with _database().connect() as conn:
+            manifest = export(
+                conn,
+                Path(args.dir),
+                args.format,
+                force=args.force,
+                progress=lambda line: print(line, flush=True),
+            )
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = sum(f["rows"] for f in manifest["files"])
+    print(
+        f"exported {len(manifest['files'])} tables ({rows} rows) of scenario "
+        f"{manifest['scenario']} ({manifest['scenario_hash'][:12]}) to {args.dir} in "
+        f"{time.perf_counter() - started:.1f}s; the answer key is in answer_key/, "
+        "apart from data/"
+    )
+    return 0
+
+
 def cmd_scenarios(args: argparse.Namespace) -> int:
     """List the bundled scenarios (the difficulty ladder) with what each tests."""
     import textwrap
@@ -320,6 +349,24 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("answers", help="answers file (e2i_synth/answer_key/schemas/)")
     score.add_argument("--json", action="store_true", help="the scorecard as JSON, for CI")
     score.set_defaults(func=cmd_score)
+
+    exp = sub.add_parser(
+        "export",
+        help="write every table and the answer key to Parquet or CSV files",
+        description="Write every table of the database's active scenario to DIR: "
+        "data/<table>.parquet|csv (what an agent may read), answer_key/ground_truth.parquet|csv "
+        "(apart) and manifest.json (scenario hash, rows and column types per file). Parquet "
+        "files carry the scenario hash in their metadata (e2i.scenario_hash). One consistent "
+        "snapshot, read a page at a time.",
+    )
+    exp.add_argument("dir", help="folder to write (new or empty, unless --force)")
+    exp.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    exp.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty folder, replacing the export's own files there",
+    )
+    exp.set_defaults(func=cmd_export)
 
     scen = sub.add_parser("scenarios", help="list the bundled scenarios: the difficulty ladder")
     scen.add_argument(

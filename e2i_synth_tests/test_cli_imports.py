@@ -45,6 +45,7 @@ def _probe(argv: list[str], env: dict[str, str] | None = None) -> dict:
         (["db", "reset", "--help"], 0),
         (["db", "reset"], 2),  # a URL is set: refused without --yes, before connecting
         (["--version"], 0),
+        (["export", "--help"], 0),
         (["materialize", "--help"], 0),
         (["db", "nonsense"], 2),
         (["materialize", "--chunk-days", "many"], 2),
