@@ -25,8 +25,8 @@ run: $(STAMP)
 
 # The whole suite against a real PostgreSQL (embedded, started by the tests).
 test: $(STAMP)
-	$(BIN)/ruff check e2i_synth e2i_synth_tests bench tools
-	$(BIN)/ruff format --check e2i_synth e2i_synth_tests bench tools
+	$(BIN)/ruff check e2i_synth e2i_synth_tests bench tools examples
+	$(BIN)/ruff format --check e2i_synth e2i_synth_tests bench tools examples
 	$(BIN)/pytest
 
 # Slow reliability tests (minutes): SIGKILL during a 1M-row COPY, a server crash mid-load.
@@ -34,11 +34,11 @@ soak: $(STAMP)
 	E2I_SOAK=1 $(BIN)/pytest -q e2i_synth_tests/soak
 
 lint: $(STAMP)
-	$(BIN)/ruff check e2i_synth e2i_synth_tests bench tools
+	$(BIN)/ruff check e2i_synth e2i_synth_tests bench tools examples
 
 format: $(STAMP)
-	$(BIN)/ruff format e2i_synth e2i_synth_tests bench tools
-	$(BIN)/ruff check --fix e2i_synth e2i_synth_tests bench tools
+	$(BIN)/ruff format e2i_synth e2i_synth_tests bench tools examples
+	$(BIN)/ruff check --fix e2i_synth e2i_synth_tests bench tools examples
 
 # The UI at http://127.0.0.1:$(PORT) (make dev PORT=3417) with the daemon (schedules), on the
 # same database.

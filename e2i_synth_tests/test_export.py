@@ -88,3 +88,30 @@ def test_export_round_trips_every_table(materialized_url, monkeypatch, tmp_path,
         if ids is not None:
             expected = originals[item["table"]][spec.primary_key[0]].cast(pl.String)
             assert ids.to_list() == expected.to_list()
+
+
+def test_the_example_agents_answer_and_are_scored(materialized_url, monkeypatch, tmp_path, capsys):
+    """examples/reference_agents.py: each reference consumer answers, the answers validate and
+    are scored against the active scenario; the causal agent is the reference estimator, so its
+    interval score equals the reference's."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "reference_agents.py"
+    module_spec = importlib.util.spec_from_file_location("reference_agents", path)
+    example = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(example)
+    monkeypatch.setenv("E2I_DATABASE_URL", materialized_url)
+    out = tmp_path / "answers.json"
+    assert example.main(["--out", str(out), "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    answers = json.loads(out.read_text())
+    assert answers["scenario_hash"] == _active_hash(materialized_url)
+    assert {"gaps", "drift", "effects"} <= set(answers)
+    families = card["families"]
+    assert all(families[f]["scored"] for f in ("gaps", "drift", "effects"))
+    assert families["drift"]["vs_reference"] == "same"  # the reference rule, on the same data
+    assert families["effects"]["vs_reference"] == "same"
+    assert 0 <= families["gaps"]["agent"]["f1"] <= 1
+    assert example.main(["--out", str(out)]) == 0
+    assert "vs reference" in capsys.readouterr().out
