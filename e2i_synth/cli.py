@@ -89,7 +89,7 @@ def _reset(args: argparse.Namespace, db) -> int:
         print(f"dropped {item}")
     elapsed = time.perf_counter() - started
     print(
-        f"reset {report.target}: {len(report.dropped)} object(s) dropped, "
+        f"reset {report.target}: {len(report.dropped)} {report.unit} dropped, "
         f"{report.applied} migration(s) applied in {elapsed:.1f}s; "
         "`e2i-synth materialize` loads the data again"
     )

@@ -35,6 +35,7 @@ class ResetReport:
     target: str  # what was reset, in words
     dropped: list[str]  # objects dropped (URL) or folders deleted (embedded)
     applied: int  # migrations applied afterwards
+    unit: str = "table(s) and function(s)"
 
 
 def migration_objects(folder: Path | None = None) -> tuple[list[str], list[str]]:
@@ -100,4 +101,4 @@ def reset_embedded(home: Path | None = None) -> ResetReport:
     embedded.start_embedded.cache_clear()
     url = embedded.start_embedded(pgdata)
     applied = migrate(url)
-    return ResetReport(f"embedded PostgreSQL in {pgdata}", deleted, len(applied))
+    return ResetReport(f"embedded PostgreSQL in {pgdata}", deleted, len(applied), "folder(s)")
