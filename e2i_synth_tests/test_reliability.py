@@ -236,6 +236,29 @@ def test_a_whole_table_load_racing_a_window_load_leaves_one_copy(loaded, frames,
     assert {k: v for k, v in outside.items() if v} == {"whole": everything.height - march.height}
 
 
+def test_a_backfill_and_a_day_inside_it_loaded_at_once_both_succeed(loaded, frames, tmp_path):
+    """A backfill of a range (March) and a run of one day inside it (the nightly refresh)
+    overlap: both commit, one after the other (one lock per table, not per window), and the
+    day holds one complete copy, of whichever load committed last."""
+    url = loaded.url
+    march = _in_window(frames["triggers"], MARCH)
+    busiest = march.group_by(pl.col("created_at").dt.date()).len().sort("len").row(-1)[0]
+    start = datetime(busiest.year, busiest.month, busiest.day, tzinfo=UTC)
+    one_day = (start, start + timedelta(days=1))
+    day = _in_window(march, one_day)
+    assert 0 < day.height < march.height
+    waited = _race(
+        url, tmp_path, [(_version(march, "backfill"), MARCH), (_version(day, "day"), one_day)]
+    )
+    assert waited, "the two loads did not overlap: the test proves nothing"
+    with loaded.connect() as conn:
+        assert count_rows(conn, "triggers") == frames["triggers"].height
+    in_day = _reasons(url, one_day)
+    assert len(in_day) == 1 and next(iter(in_day.values())) == day.height
+    rest = {k: v - in_day.get(k, 0) for k, v in _reasons(url, MARCH).items()}
+    assert {k: v for k, v in rest.items() if v} == {"backfill": march.height - day.height}
+
+
 SHORT_SCENARIO = """\
 name: short
 scale: 0.1
