@@ -34,6 +34,7 @@ from e2i_synth_tests.test_reliability import SHORT_SCENARIO, _cli_env, _fingerpr
 A = parse_scenario(SHORT_SCENARIO + "seed: 1\n")
 B = parse_scenario(SHORT_SCENARIO + "seed: 3\n")  # seed 2 fails its blocking drift check
 LIMIT = 300.0  # seconds: no run here may take longer
+SEEDED = ("hcp_profiles", "feature_values", "ground_truth")  # tables A and B differ in
 
 
 def _materialize(database: Database, scenario: Scenario, **kwargs) -> runner.RunSummary:
@@ -146,7 +147,7 @@ def _kill_at_each(at_a: Database, tmp_path: Path, points: tuple[str, ...]) -> No
     assert done.returncode == 0, done.stdout + done.stderr
     after = _fingerprints(url)
     assert all(rows for rows, _ in after.values())
-    assert all(after[t] != before[t] for t in ("hcp_profiles", "feature_values", "ground_truth"))
+    assert all(after[t] != before[t] for t in SEEDED)
     assert _active(at_a) == B.content_hash() and not _staging_left(at_a)
     print(f"{len(points)} kills survived; the next run completed the change")
 
@@ -271,3 +272,30 @@ def test_a_dagster_run_of_another_scenario_is_refused_and_writes_nothing(at_a, t
     assert run(build_resources(at_a)).success  # no override: the database's scenario
     assert _fingerprints(at_a.url) == before
     assert not _staging_left(at_a) and STAGING_SCHEMA == "e2i_next"
+
+
+# --- a change run in other processes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["isolate", "parallel"])
+def test_a_change_run_in_child_processes_loads_staging_and_swaps(
+    at_a, db_url, mode, tmp_path, monkeypatch
+):
+    """Isolated runs (a fresh process per run) and --parallel runs (a process per step,
+    resources rebuilt from e2i_synth.definitions) load the change into staging too: the swap
+    brings every table of B, equal to a rerun of B in this process."""
+    before = _fingerprints(at_a.url)
+    if mode == "isolate":
+        summary = _materialize(at_a, B, isolate=True)
+    else:
+        monkeypatch.setenv("E2I_DATABASE_URL", db_url)
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+        with dg.DagsterInstance.get() as persistent:
+            summary = _materialize(at_a, B, parallel=True, run_instance=persistent)
+    assert summary.success, summary.errors
+    changed = _fingerprints(at_a.url)
+    assert all(rows for rows, _ in changed.values())
+    assert all(changed[t] != before[t] for t in SEEDED)
+    assert _active(at_a) == B.content_hash() and not _staging_left(at_a)
+    assert _materialize(at_a, B).success  # same scenario: in place, in this process
+    assert _fingerprints(at_a.url) == changed
