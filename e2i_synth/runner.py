@@ -8,6 +8,7 @@ run the same assets from e2i_synth.definitions.
 """
 
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -387,9 +388,11 @@ def _materialize(
     summary.tables = list(tables.values())
     if staging:
         progress(f"scenario change: every stage and check passed; swapping {staging} in")
+        started = time.perf_counter()
         try:
             with swap_database.connect() as conn:
                 swap_in(conn, staging)
+            progress(f"scenario change: swapped in, in {time.perf_counter() - started:.2f}s")
         except (LoadError, psycopg.Error) as exc:
             summary.success = False
             summary.errors.append(f"scenario change not applied (rolled back): {exc}")
