@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SCALE ?= small
+PORT ?= 3000
 # Dagster reads ./dagster.yaml: run history in the project's PostgreSQL, artifacts in .e2i/.
 export DAGSTER_HOME := $(CURDIR)
 
@@ -39,10 +40,11 @@ format: $(STAMP)
 	$(BIN)/ruff format e2i_synth e2i_synth_tests bench tools
 	$(BIN)/ruff check --fix e2i_synth e2i_synth_tests bench tools
 
-# The UI at http://127.0.0.1:3000 with the daemon (schedules), on the same database.
+# The UI at http://127.0.0.1:$(PORT) (make dev PORT=3417) with the daemon (schedules), on the
+# same database.
 dev: $(STAMP)
 	$(BIN)/e2i-synth db up
-	$(BIN)/dagster dev -m e2i_synth.definitions -h 127.0.0.1 -p 3000
+	$(BIN)/dg dev -h 127.0.0.1 -p $(PORT)
 
 # Loading benchmark: pipeline vs server-side COPY vs pandas to_sql, ~1M rows (bench/README.md).
 bench: $(STAMP)

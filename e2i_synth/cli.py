@@ -1,16 +1,29 @@
 """e2i-synth: the command line. `db ...` manages the database, `materialize` runs the pipeline."""
 
 import argparse
+import os
 import sys
 import time
 
 from e2i_synth.db import embedded
 from e2i_synth.db.connection import URL_ENV, DatabaseUnavailable
 from e2i_synth.db.migrate import MigrationError, status
-from e2i_synth.scenario import ScenarioError, load_scenario
+from e2i_synth.scenario import ScenarioError, check_window, load_scenario
+
+
+class UsageError(ValueError):
+    """Arguments or environment that cannot work together; refused before anything runs."""
 
 
 def _database():
+    """For `db` commands: no Dagster (nor scipy, statsmodels) import, so they answer at once."""
+    from e2i_synth.db.connection import DatabaseTarget
+
+    return DatabaseTarget()
+
+
+def _resource():
+    """The Dagster resource for a run: imports Dagster, only once a run is about to start."""
     from e2i_synth.definitions import database_from_env
 
     return database_from_env()
@@ -41,19 +54,28 @@ def cmd_db(args: argparse.Namespace) -> int:
         return 0
     if args.action == "status":
         with db.connect() as conn:
-            for m, done in status(conn):
-                print(f"{'applied' if done else 'pending':<8} {m.path.name}")
+            rows = status(conn)
+        for row in rows:
+            print(row.describe())
+        edited = [row.migration.path.name for row in rows if row.state == "edited"]
+        if edited:
+            print(f"error: edited after they were applied: {', '.join(edited)}", file=sys.stderr)
+            return 1
         return 0
     raise AssertionError(args.action)
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
-    from e2i_synth import runner
-
+    _check_materialize_args(args)
     scenario = load_scenario(args.scenario, args.scale)  # fails here, before anything runs
-    db = _database()
+    # Its days must exist as Dagster partitions today.
+    check_window(scenario, source=args.scenario or "default scenario")
+    from e2i_synth import runner  # Dagster, scipy, statsmodels: seconds, after the checks
+
+    db = _resource()
     target = "dry run: nothing is written" if args.dry_run else db.masked_url()
     print(f"scenario {scenario.name} (scale {scenario.scale:g}, seed {scenario.seed}) -> {target}")
+    _report_weak_plants(scenario)
     started = time.perf_counter()
     summary = runner.materialize(
         scenario,
@@ -72,6 +94,75 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     where = "this process" if processes == 1 else f"{processes} processes"
     print(f"{verdict} in {elapsed:.1f}s ({runs} Dagster runs in {where})")
     return 0 if summary.success else 1
+
+
+def _report_weak_plants(scenario) -> None:
+    """Plants the scenario's size cannot carry are run anyway, and said so up front."""
+    from e2i_synth.answer_key.detectability import detectability
+
+    for plant in detectability(scenario):
+        if not plant.detectable:
+            print(f"note: {plant.describe()}; ground_truth records detectable: false")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score an answers file against the active scenario: 0 scored, 2 bad input or refused."""
+    import json
+
+    from e2i_synth.answer_key.answers import AnswersError, load_answers
+    from e2i_synth.answer_key.scoring import ScoreRefused
+    from e2i_synth.scorecard import render, score_active
+
+    try:
+        answers = load_answers(args.answers)
+        with _database().connect() as conn:
+            card = score_active(conn, answers)
+    except (AnswersError, ScoreRefused) as exc:
+        if args.json:
+            print(json.dumps({"scored": False, "exit_code": 2, "error": str(exc)}))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(card, indent=2, sort_keys=True) if args.json else render(card))
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    """List the bundled scenarios (the difficulty ladder) with what each tests."""
+    import textwrap
+
+    from e2i_synth.scenarios import bundled
+
+    for item in bundled():
+        if args.hash:
+            scenario = load_scenario(item.path, args.scale)
+            print(f"{item.name:<15} {scenario.content_hash()}  {item.path}")
+            continue
+        print(f"{item.name}  ({item.path})")
+        print(textwrap.indent(textwrap.fill(item.description, 92), "    "))
+    return 0
+
+
+def _check_materialize_args(args: argparse.Namespace) -> None:
+    home = os.environ.get("DAGSTER_HOME")
+    if args.parallel and args.dry_run:
+        raise UsageError("--parallel and --dry-run do not go together (a dry run writes nothing)")
+    if args.parallel and not home:
+        raise UsageError(
+            "--parallel needs DAGSTER_HOME (a persistent Dagster instance whose run storage the "
+            "step processes share): run it through make, or export DAGSTER_HOME=$PWD"
+        )
+    if home and not (os.path.isabs(home) and os.path.isdir(home)):
+        raise UsageError(f"DAGSTER_HOME={home[:200]!r} must be an absolute path to a folder")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:50]!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of days")
+    return value
 
 
 def _scale(text: str) -> float | str:
@@ -103,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mat.add_argument(
         "--chunk-days",
-        type=int,
+        type=_positive_int,
         help="load daily partitions this many days per run (bounds memory at large scale)",
     )
     mat.add_argument(
@@ -113,6 +204,21 @@ def build_parser() -> argparse.ArgumentParser:
         "to run (default: on above scale 100)",
     )
     mat.set_defaults(func=cmd_materialize)
+
+    score = sub.add_parser(
+        "score",
+        help="score an agent's answers (JSON) against the active scenario's answer key",
+    )
+    score.add_argument("answers", help="answers file (e2i_synth/answer_key/schemas/)")
+    score.add_argument("--json", action="store_true", help="the scorecard as JSON, for CI")
+    score.set_defaults(func=cmd_score)
+
+    scen = sub.add_parser("scenarios", help="list the bundled scenarios: the difficulty ladder")
+    scen.add_argument(
+        "--hash", action="store_true", help="print each one's scenario_hash (at --scale)"
+    )
+    scen.add_argument("--scale", type=_scale, help="with --hash: the scale it will run at")
+    scen.set_defaults(func=cmd_scenarios)
     return parser
 
 
@@ -120,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ScenarioError, MigrationError, DatabaseUnavailable) as exc:
+    except (ScenarioError, UsageError, MigrationError, DatabaseUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -14,7 +14,7 @@ from e2i_synth.checks.metrics_checks import METRICS_CHECKS
 from e2i_synth.db.connection import URL_ENV
 from e2i_synth.db.io_manager import PostgresIOManager
 from e2i_synth.db.resource import Database
-from e2i_synth.jobs import JOBS, SCHEDULES
+from e2i_synth.jobs import IN_PROCESS_BY_DEFAULT, JOBS, SCHEDULES
 
 ASSETS = dg.load_assets_from_modules([entities, activity, metrics, feature_store, answer_key])
 CHECKS = [
@@ -48,4 +48,5 @@ defs = dg.Definitions(
     jobs=JOBS,
     schedules=SCHEDULES,
     resources=build_resources(),
+    executor=IN_PROCESS_BY_DEFAULT,
 )

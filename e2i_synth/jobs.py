@@ -9,6 +9,23 @@ MONTHLY_ASSETS = dg.AssetSelection.assets("ml_predictions", "triggers", "busines
 # replaces the partition again and never doubles it.
 RETRY = dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL)
 
+# Every run (UI, `dagster asset materialize`, schedules) executes in one process unless its
+# run config asks for `multiprocess`: Dagster's default executor is the same pair of modes with
+# multiprocess as the default, which starts a process per asset and per check, each importing
+# scipy and statsmodels again (seconds each, for checks that take milliseconds). The
+# multiprocess mode stays selectable, as `e2i-synth materialize --parallel` does
+# (`execution: {config: {multiprocess: {max_concurrent: N}}}`).
+IN_PROCESS_BY_DEFAULT = dg.ExecutorDefinition(
+    name="in_process_unless_multiprocess",
+    config_schema=dg.Field(
+        dg.multi_or_in_process_executor.config_schema.as_field().config_type,
+        default_value={"in_process": {}},
+    ),
+    requirements=dg.multi_or_in_process_executor.get_requirements,
+    executor_creation_fn=dg.multi_or_in_process_executor.executor_creation_fn,
+    description="In-process by default; `multiprocess` in the run config for a process per step.",
+)
+
 # Asset jobs include the checks of their assets, so each refresh is validated as it lands.
 daily_refresh = dg.define_asset_job(
     "daily_refresh",

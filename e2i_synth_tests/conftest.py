@@ -12,13 +12,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from e2i_synth.db.connection import with_database
 from e2i_synth.db.migrate import migrate
 from e2i_synth.db.resource import Database
 
 
 def _url_for(server_url: str, dbname: str) -> str:
-    base, _, query = server_url.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{dbname}" + (f"?{query}" if query else "")
+    return with_database(server_url, dbname)
 
 
 @pytest.fixture(scope="session")

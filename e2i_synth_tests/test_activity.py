@@ -4,6 +4,7 @@ window additivity, and the load through Dagster with every check passing."""
 from datetime import date, timedelta
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -47,6 +48,33 @@ def full() -> dict[str, pl.DataFrame]:
 @pytest.fixture(scope="module")
 def scenario() -> Scenario:
     return load_scenario(scale="full")
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """P(a treated patient scores above an untreated one), ties half (Mann-Whitney U)."""
+    return float(mannwhitneyu(scores[labels], scores[~labels]).statistic) / (
+        labels.sum() * (~labels).sum()
+    )
+
+
+def test_propensity_scores_know_no_more_than_the_generating_probability(full, scenario):
+    patients = full["patient_journeys"]
+    at_diagnosis = (
+        full["ml_predictions"]
+        .filter(pl.col("prediction_type") == "treatment_propensity")
+        .sort("prediction_timestamp")
+        .group_by("patient_id", maintain_order=True)
+        .first()
+        .join(patients, on="patient_id")
+    )
+    labels = at_diagnosis["treatment_initiated"].to_numpy()
+    oracle = scenario.causal.treatment_probability(
+        at_diagnosis["engagement_score"].to_numpy(),
+        at_diagnosis["disease_severity"].to_numpy(),
+        at_diagnosis["academic_hcp"].to_numpy(),
+    )
+    model, truth = _auc(at_diagnosis["score"].to_numpy(), labels), _auc(oracle, labels)
+    assert 0.55 < model < truth, (model, truth)
 
 
 def _with_patient(frame: pl.DataFrame, patients: pl.DataFrame) -> pl.DataFrame:
@@ -170,7 +198,8 @@ def test_ml_predictions_relate_to_the_journeys(full, scenario):
     scores = propensity["score"].to_numpy()
     u = mannwhitneyu(scores[treated], scores[~treated]).statistic
     auc = u / (treated.sum() * (~treated).sum())
-    assert 0.70 <= auc <= 0.85, auc
+    # Informative, but never better than the generating probability (AUC about 0.68 here).
+    assert 0.55 <= auc <= 0.70, auc
 
 
 def test_triggers_follow_their_patients_and_lifecycle(full, scenario):
@@ -267,7 +296,7 @@ def test_activity_loads_with_every_check_passing(database):
     evaluations = result.get_asset_check_evaluations()
     assert len(evaluations) == len(ENTITY_CHECKS) + len(ACTIVITY_CHECKS)
     auc = next(e for e in evaluations if e.check_name == "propensity_auc").metadata["auc"].value
-    assert 0.6 <= auc <= 0.95
+    assert 0.55 <= auc <= 0.95
 
     generated = _generate(load_scenario(scale="small"))
     with database.connect() as conn:

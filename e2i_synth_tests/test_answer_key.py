@@ -11,9 +11,11 @@ from psycopg import sql
 
 import e2i_synth.scenarios
 from e2i_synth import runner
+from e2i_synth.answer_key import gaps
+from e2i_synth.answer_key.bounds import bonferroni_z
 from e2i_synth.consumers.causal import estimate_ate
 from e2i_synth.consumers.drift import drift_report
-from e2i_synth.consumers.gaps import achievement_by_series
+from e2i_synth.db.copy import read_table
 from e2i_synth.db.resource import Database
 from e2i_synth.definitions import CHECKS
 from e2i_synth.domain import FEATURES
@@ -21,10 +23,17 @@ from e2i_synth.scenario import Scenario, load_scenario
 from e2i_synth.schemas import TABLES
 
 SCENARIO_DIR = Path(e2i_synth.scenarios.__file__).parent
-ANSWER_KEY_CHECKS = {"causal_effect_recovered", "drift_recovered", "gaps_recovered"}
-NAIVE_BIAS_MIN = 0.30  # the naive estimate misses TRUE_ATE by at least 30% of it
-GAP_TOLERANCE = 0.02
-ON_TARGET = (0.90, 1.10)
+BLOCKING_CHECKS = {
+    "causal_model_holds",
+    "feature_values_stationary_unless_planted",
+    "business_metrics_match_plan",
+}
+WARNING_CHECKS = {
+    "causal_effect_recovered",
+    "drift_recovered",
+    "gaps_recovered",
+    "reference_scorecard",
+}
 PSI_TOLERANCE = 1e-9
 
 
@@ -43,13 +52,15 @@ def _materialize(scenario: Scenario, database: Database) -> runner.RunSummary:
     expected_checks = Counter(
         spec.asset_key.path[-1] for definition in CHECKS for spec in definition.check_specs
     )
-    blocking = {
-        spec.name
+    specs = {
+        spec.name: spec.blocking
         for definition in CHECKS
         for spec in definition.check_specs
-        if spec.asset_key.path[-1] == "ground_truth" and spec.blocking
+        if spec.asset_key.path[-1] == "ground_truth"
     }
-    assert ANSWER_KEY_CHECKS <= blocking  # the answer-key checks exist and block
+    # The answer key's own checks: exact or bounded ones block, recovery ones only warn.
+    assert {name for name, blocking in specs.items() if blocking} >= BLOCKING_CHECKS
+    assert {name for name, blocking in specs.items() if not blocking} == WARNING_CHECKS
     tables = {t.table: t for t in summary.tables}
     assert set(tables) == set(TABLES), summary.render()
     for name, table in tables.items():
@@ -95,10 +106,10 @@ def _assert_causal_effect_recovered(scenario: Scenario, database: Database) -> N
     truth = scenario.causal.true_ate
     est = estimate_ate(database)
     assert est.n == scenario.n_patients
+    # The bundled seeds are ones on which the reference interval covers the truth; the
+    # confounders bias the naive slope away from it.
     assert est.covers(truth), (truth, est)
-    assert abs(est.naive - truth) >= NAIVE_BIAS_MIN * abs(truth), (truth, est)
-    if truth == 0:
-        assert est.covers(0.0)
+    assert est.naive - truth > 0.01, (truth, est)
 
 
 def _assert_drifts_recovered(scenario: Scenario, database: Database) -> pl.DataFrame:
@@ -106,32 +117,18 @@ def _assert_drifts_recovered(scenario: Scenario, database: Database) -> pl.DataF
     report = drift_report(database, scenario.monitoring)
     assert sorted(report["feature"]) == sorted(FEATURES)
     flagged = set(report.filter(pl.col("drifted"))["feature"])
-    assert planted <= flagged, f"missed planted drift: {planted - flagged}"
-    unplanted_flagged = flagged - planted
-    assert len(unplanted_flagged) <= (1 if planted else 0), unplanted_flagged
+    assert planted == flagged, f"planted {planted}, flagged {flagged}"
     return report
 
 
 def _assert_gaps_recovered(scenario: Scenario, database: Database) -> None:
-    series = achievement_by_series(database)
-    planted_mask = pl.lit(False)
-    for gap in scenario.gaps:
-        mask = (
-            (pl.col("brand") == gap.brand)
-            & (pl.col("region") == gap.region)
-            & (pl.col("metric_name") == gap.metric_name)
-            & (pl.col("metric_date") >= gap.start_month)
-        )
-        planted_mask = planted_mask | mask
-        observed = series.filter(mask)["achievement_rate"]
-        assert observed.len() > 0, gap
-        assert abs(observed.mean() - gap.achievement_rate) <= GAP_TOLERANCE, (gap, observed)
-        # Every month of the gap, not only the mean, sits at the planted rate.
-        assert (observed - gap.achievement_rate).abs().max() <= GAP_TOLERANCE, (gap, observed)
-    unplanted = series.filter(~planted_mask)
-    assert not unplanted.is_empty()
-    off_target = unplanted.filter(~pl.col("achievement_rate").is_between(*ON_TARGET))
-    assert off_target.is_empty(), off_target
+    with database.connect() as conn:
+        metrics = read_table(conn, TABLES["business_metrics"], columns=gaps.COLUMNS)
+    scored = gaps.scored_rows(scenario, metrics)
+    assert scored["z"].max() <= bonferroni_z(scored.height)
+    for answer in gaps.gap_answers(scenario, scored):
+        assert answer.months > 0 and answer.detectable, answer
+        assert answer.months_flagged >= answer.months / 2, answer
 
 
 def _assert_answer_key(scenario: Scenario, database: Database, report: pl.DataFrame) -> None:
@@ -154,8 +151,15 @@ def _assert_answer_key(scenario: Scenario, database: Database, report: pl.DataFr
     assert row["expected_value"] == scenario.causal.true_ate
     assert row["planted"] == (scenario.causal.true_ate != 0)
     est = estimate_ate(database)
-    assert row["details"]["adjusted_estimate"] == pytest.approx(est.adjusted, abs=1e-12)
-    assert row["details"]["naive_estimate"] == pytest.approx(est.naive, abs=1e-12)
+    details = row["details"]
+    assert details["recovered"]["adjusted_estimate"] == pytest.approx(est.adjusted, abs=1e-12)
+    assert details["recovered"]["naive_estimate"] == pytest.approx(est.naive, abs=1e-12)
+    # planted, realised and recovered kept apart; the realised in-sample effect is near the
+    # planted one (it is a share of patients, within a few standard errors of it).
+    assert details["planted"] == {"true_ate": scenario.causal.true_ate}
+    realised = details["realised"]["effect_in_sample"]
+    assert abs(realised - scenario.causal.true_ate) < 4 * (0.25 / scenario.n_patients) ** 0.5
+    assert details["detectable"] is (True if scenario.causal.true_ate else None)
 
     drifts = truth.filter(kind="drift")
     planted_drifts = {d.feature: d for d in scenario.drifts}
@@ -167,13 +171,18 @@ def _assert_answer_key(scenario: Scenario, database: Database, report: pl.DataFr
         assert row["expected_value"] == pytest.approx(psi[feature], abs=PSI_TOLERANCE), feature
         spec = planted_drifts.get(feature)
         assert row["details"]["planted"] == (spec.model_dump(mode="json") if spec else None)
+        assert row["details"]["detectable"] is (True if spec else None), feature
 
-    gaps = truth.filter(kind="gap")
+    gap_rows = truth.filter(kind="gap")
     expected_gaps = {
         _series(g.brand, g.region, g.metric_name): g.achievement_rate for g in scenario.gaps
     }
-    assert gaps["planted"].all()
-    assert dict(gaps.select("subject", "expected_value").iter_rows()) == expected_gaps
+    assert gap_rows["planted"].all()
+    assert dict(gap_rows.select("subject", "expected_value").iter_rows()) == expected_gaps
+    for row in gap_rows.iter_rows(named=True):
+        assert row["details"]["detectable"] is True
+        realised = row["details"]["realised"]["mean_achievement"]
+        assert abs(realised - row["expected_value"]) < 0.05, row
 
 
 @pytest.mark.parametrize("name", ["default", "null", "strong"])
@@ -238,10 +247,11 @@ def test_changing_the_scenario_changes_what_is_planted_and_the_answer_key_follow
     report = _assert_drifts_recovered(strong, database)
     _assert_gaps_recovered(strong, database)
     _assert_answer_key(strong, database, report)
-    series = achievement_by_series(database)
+    with database.connect() as conn:
+        metrics = read_table(conn, TABLES["business_metrics"], columns=gaps.COLUMNS)
+    scored = gaps.scored_rows(strong, metrics)
     for gap in default.gaps:  # default's gaps are gone: those series are back on target
         assert _series(gap.brand, gap.region, gap.metric_name) not in strong_gaps
-        rates = series.filter(brand=gap.brand, region=gap.region, metric_name=gap.metric_name)[
-            "achievement_rate"
-        ]
-        assert rates.is_between(*ON_TARGET).all(), gap
+        rows = scored.filter(brand=gap.brand, region=gap.region, metric_name=gap.metric_name)
+        assert (rows["expected"] == rows["target"]).all()
+        assert rows["flagged"].mean() < 0.2, gap

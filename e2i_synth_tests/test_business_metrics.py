@@ -8,6 +8,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from e2i_synth.answer_key.bounds import bonferroni_z
+from e2i_synth.answer_key.gaps import scored_rows
 from e2i_synth.assets import metrics
 from e2i_synth.checks.metrics_checks import (
     METRICS_CHECKS,
@@ -130,43 +132,54 @@ def test_rates_and_scores_stay_on_their_scales(frame):
 
 
 def test_planted_gaps_are_visible(scenario, frame):
+    scored = scored_rows(scenario, frame)
+    limit = bonferroni_z(scored.height)
     for gap in scenario.gaps:
-        rows = frame.filter(
+        rows = scored.filter(
             pl.col("brand") == gap.brand,
             pl.col("region") == gap.region,
             pl.col("metric_name") == gap.metric_name,
         )
-        after = rows.filter(pl.col("metric_date") >= gap.start_month)["achievement_rate"]
-        before = rows.filter(pl.col("metric_date") < gap.start_month)["achievement_rate"]
-        assert after.len() > 0 and before.len() > 0
-        # value = target x planted rate, within 1% (noise and rounding).
-        assert ((after / gap.achievement_rate - 1).abs() <= 0.01).all(), gap
-        assert before.is_between(0.9, 1.1).all() and abs(before.mean() - 1) < 0.02
-    # What a Gap Analyzer would do: series below 90% of target are exactly the planted ones.
-    short = (
-        frame.filter(pl.col("achievement_rate") < 0.9)
+        after = rows.filter(pl.col("metric_date") >= gap.start_month)
+        before = rows.filter(pl.col("metric_date") < gap.start_month)
+        assert after.height > 0 and before.height > 0
+        # The true value is target x the planted rate: each month within its sampling error,
+        # the mean of the months within 4 standard errors of that mean.
+        assert (after["expected"] == after["target"] * gap.achievement_rate).all()
+        assert (after["z"] <= limit).all(), gap
+        achieved = (after["value"] / after["target"]).mean()
+        mean_se = (after["se"] / after["target"]).pow(2).sum() ** 0.5 / after.height
+        assert abs(achieved - gap.achievement_rate) <= 4 * mean_se, (gap, achieved)
+        assert (before["expected"] == before["target"]).all()
+        # The row's own statistics show the gap: significant and below target in most months.
+        assert after["flagged"].mean() >= 0.5, gap
+    # A Gap Analyzer's series rule: three months in a row below target and significant. On this
+    # seed it finds exactly the planted series, from their start month.
+    runs = (
+        scored.sort(*SERIES, "metric_date")
+        .with_columns(
+            run=pl.col("flagged").cast(pl.Int32).rolling_sum(3).over(SERIES),
+        )
+        .filter(pl.col("run") == 3)
         .group_by(SERIES)
-        .agg(pl.col("metric_date").min())
+        .agg(pl.col("metric_date").min().dt.offset_by("-2mo"))
         .sort(SERIES)
     )
-    expected = sorted(
-        (g.brand, g.region, g.metric_name, g.start_month)
-        for g in scenario.gaps
-        if g.achievement_rate < 0.89
-    )
-    assert sorted(short.iter_rows()) == expected
+    expected = sorted((g.brand, g.region, g.metric_name, g.start_month) for g in scenario.gaps)
+    assert sorted(runs.iter_rows()) == expected
     volume_gaps = frame.filter(_planted(frame, scenario), pl.col("metric_type") == "volume")
     assert (volume_gaps["statistical_significance"] > 0.99).all()
 
 
-def test_unplanted_series_stay_near_target(scenario, frame):
-    unplanted = frame.filter(~_planted(frame, scenario))
-    rate = unplanted["achievement_rate"]
-    assert rate.is_between(0.9, 1.1).all()
-    assert (rate - 1).abs().max() <= 0.055  # +-5% noise plus rounding of small counts
-    assert abs(rate.mean() - 1) < 0.005
-    per_series = unplanted.group_by(SERIES).agg(pl.col("achievement_rate").mean())
-    assert per_series["achievement_rate"].is_between(0.98, 1.02).all()
+def test_unplanted_rows_are_on_target_within_their_sampling_error(scenario, frame):
+    scored = scored_rows(scenario, frame).filter(~_planted(frame, scenario))
+    assert (scored["expected"] == scored["target"]).all()
+    assert scored["z"].max() <= bonferroni_z(frame.height)
+    # The row's own significance is calibrated: about 5% of on-target rows reach 0.95.
+    significant = (scored["statistical_significance"] >= 0.95).mean()
+    assert 0.03 <= significant <= 0.07, significant
+    signed = (scored["value"] - scored["expected"]) / scored["se"]
+    assert abs(signed.mean()) < 0.1 and 0.9 < signed.std() < 1.1
 
 
 def test_arithmetic_reconciles_exactly(scenario, frame):
@@ -293,10 +306,19 @@ def test_pipeline_loads_with_every_check_passing(database):
     scenario = load_scenario(None, scale="small")
     with database.connect() as conn:
         assert count_rows(conn, "business_metrics") == expected_row_count(scenario) == 2040
-        # The Gap Analyzer's question, in SQL: which series fell below 90% of target, since when.
+        # The Gap Analyzer's question, in SQL: which series fell significantly below target
+        # three months in a row, since when.
         short = conn.execute(
-            """SELECT brand, region, metric_name, min(metric_date) FROM business_metrics
-               WHERE achievement_rate < 0.9 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+            """WITH flagged AS (
+                   SELECT brand, region, metric_name, metric_date,
+                          (value < target AND statistical_significance >= 0.95)::int AS short
+                   FROM business_metrics),
+               runs AS (
+                   SELECT *, sum(short) OVER (PARTITION BY brand, region, metric_name
+                                              ORDER BY metric_date ROWS 2 PRECEDING) AS run
+                   FROM flagged)
+               SELECT brand, region, metric_name, (min(metric_date) - interval '2 months')::date
+               FROM runs WHERE run = 3 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
         ).fetchall()
     assert short == sorted((g.brand, g.region, g.metric_name, g.start_month) for g in scenario.gaps)
 

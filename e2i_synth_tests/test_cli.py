@@ -1,9 +1,13 @@
 """The e2i-synth command line, run against a test database through E2I_DATABASE_URL."""
 
+import hashlib
+import shutil
+
 import psycopg
 import pytest
 
 from e2i_synth.cli import main
+from e2i_synth.db import migrate
 from e2i_synth.db.copy import count_rows
 from e2i_synth.schemas import TABLES
 
@@ -27,6 +31,27 @@ def test_db_migrate_then_status(cli_env, capsys):
     assert main(["db", "status"]) == 0
     out = capsys.readouterr().out
     assert "001_core.sql" in out and "pending" not in out
+
+
+def test_db_status_flags_an_edited_migration_with_both_checksums(
+    cli_env, capsys, monkeypatch, tmp_path
+):
+    sql = tmp_path / "sql"
+    shutil.copytree(migrate.sql_dir() / "migrations", sql / "migrations")
+    monkeypatch.setattr(migrate, "sql_dir", lambda: sql)
+    assert main(["db", "migrate"]) == 0
+    edited = sorted((sql / "migrations").glob("*.sql"))[1]
+    before = hashlib.sha256(edited.read_bytes()).hexdigest()
+    edited.write_text(edited.read_text() + "\n-- edited after it was applied\n")
+    after = hashlib.sha256(edited.read_bytes()).hexdigest()
+    capsys.readouterr()
+    assert main(["db", "status"]) == 1
+    out, err = capsys.readouterr()
+    flagged = [line for line in out.splitlines() if line.startswith("edited")]
+    assert len(flagged) == 1
+    assert edited.name in flagged[0] and before in flagged[0] and after in flagged[0]
+    assert edited.name in err
+    assert sum(line.startswith("applied") for line in out.splitlines()) >= 5
 
 
 def test_db_url_masks_the_password(monkeypatch, capsys):

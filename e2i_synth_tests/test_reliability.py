@@ -20,7 +20,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -41,7 +41,15 @@ from e2i_synth.generators.business_metrics import generate_business_metrics
 from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
 from e2i_synth.generators.patient_journeys import generate_patient_journeys
 from e2i_synth.generators.triggers import generate_triggers
-from e2i_synth.scenario import Scenario, load_scenario
+from e2i_synth.scenario import (
+    Scenario,
+    ScenarioError,
+    build_scenario,
+    check_window,
+    last_loadable_day,
+    load_scenario,
+    partitions_start,
+)
 from e2i_synth.schemas import TABLES
 from e2i_synth_tests.conftest import _url_for
 from e2i_synth_tests.servers import dedicated_pgdata, start_server
@@ -549,6 +557,44 @@ BAD_SCENARIO_ERRORS: dict[str, tuple[str, ...]] = {
     "bool_as_number.yaml": ("scale",),
     "huge_scale.yaml": ("scale",),
     "binary.yaml": ("not valid",),
+    # Accepted before issue 12's fixes, then failed after writing (or with a traceback).
+    "nan_true_ate.yaml": ("causal.true_ate", "finite number"),
+    "inf_noise.yaml": ("causal.engagement_noise_sd", "finite number"),
+    "negative_inf_coefficient.yaml": ("causal.severity_on_treatment", "finite number"),
+    "nan_drift_magnitude.yaml": ("drifts.0.magnitude", "finite number"),
+    "nan_gap_rate.yaml": ("gaps.0.achievement_rate", "finite number"),
+    "nan_scale.yaml": ("scale", "finite number"),
+    "impossible_date.yaml": ("start_date", "valid date", "day value is outside"),
+    "impossible_month.yaml": ("reference_date", "valid date", "month value is outside"),
+    "impossible_tagged_date.yaml": ("not valid YAML", "day is out of range"),
+    "start_before_partitions.yaml": ("start_date 2023-06-01", "before the partitions' start"),
+    "end_after_yesterday.yaml": ("end_date 2099-12-31", "last complete month"),
+    "seed_beyond_64_bits.yaml": ("seed", "less than or equal to 9223372036854775807"),
+    "seed_beyond_bigint.yaml": ("seed", "less than or equal to 9223372036854775807"),
+    "nul_in_name.yaml": ("name", "no NUL"),
+    "empty_name.yaml": ("name", "at least 1 character"),
+}
+
+# Bad scenario files too big to keep in the repository: name -> (text, words the error must
+# contain). The error must also stay short: no echo of the file.
+MAX_ERROR_CHARS = 8_000
+GENERATED_BAD_SCENARIOS: dict[str, tuple[Callable[[], str], tuple[str, ...]]] = {
+    "50 MB of comments": (lambda: "# padding\n" * 5_000_000, ("larger than 1,000,000 bytes",)),
+    "5 MB value": (lambda: f"name: {'x' * 5_000_000}\n", ("larger than 1,000,000 bytes",)),
+    "900 kB name echoed back": (lambda: f"name: {'x' * 900_000}\n", ("name", "at most 200")),
+    "900 kB unknown brand echoed back": (
+        lambda: f"brands: [{'y' * 900_000}]\n",
+        ("brands", "unknown brand", "(cut)"),
+    ),
+    "900 kB malformed line echoed back": (
+        lambda: f"seed: 1\nname: [{'z' * 900_000}\n",
+        ("not valid YAML",),
+    ),
+    "10,000 unknown keys": (
+        lambda: "".join(f"k{i}: 1\n" for i in range(10_000)),
+        ("unknown field", "more line(s)"),
+    ),
+    "deep nesting": (lambda: "a: " + "[" * 100_000 + "]" * 100_000 + "\n", ("not valid",)),
 }
 
 
@@ -580,6 +626,107 @@ def test_bad_scenario_file_exits_2_naming_the_field_and_writes_nothing(
     for words in BAD_SCENARIO_ERRORS[name]:
         assert words in err, f"{words!r} not in: {err}"
     assert _public_tables(empty_db_url) == []  # not even migrated
+
+
+@pytest.mark.parametrize("name", list(GENERATED_BAD_SCENARIOS))
+def test_generated_bad_scenario_exits_2_with_a_short_error_and_writes_nothing(
+    name, empty_db_url, monkeypatch, capsys, tmp_path
+):
+    monkeypatch.setenv("E2I_DATABASE_URL", empty_db_url)
+    monkeypatch.setattr("e2i_synth.runner.materialize", _never_runs)
+    make_text, words = GENERATED_BAD_SCENARIOS[name]
+    path = tmp_path / "scenario.yaml"
+    path.write_text(make_text())
+    started = time.monotonic()
+    assert main(["materialize", "--scenario", str(path)]) == 2
+    assert time.monotonic() - started < 30
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("error: ") and str(path) in err
+    assert len(err) < MAX_ERROR_CHARS, f"{len(err)} characters"
+    for word in words:
+        assert word in err, f"{word!r} not in: {err}"
+    assert _public_tables(empty_db_url) == []
+
+
+# Command-line arguments and environment refused before anything runs:
+# name -> (argv after `materialize`, environment, words the error must contain).
+BAD_ARGUMENTS: dict[str, tuple[list[str], dict[str, str | None], tuple[str, ...]]] = {
+    "--chunk-days -1": (["--chunk-days", "-1"], {}, ("--chunk-days", "not a positive")),
+    "--chunk-days 0": (["--chunk-days", "0"], {}, ("--chunk-days", "not a positive")),
+    "--chunk-days 1.5": (["--chunk-days", "1.5"], {}, ("--chunk-days", "not a whole number")),
+    "--scale nan": (["--scale", "nan"], {}, ("scale", "finite number")),
+    "--scale inf": (["--scale", "inf"], {}, ("scale", "finite number")),
+    "--scale -inf": (["--scale=-inf"], {}, ("scale", "finite number")),
+    "--parallel without DAGSTER_HOME": (
+        ["--parallel"],
+        {"DAGSTER_HOME": None},
+        ("--parallel needs DAGSTER_HOME",),
+    ),
+    "--parallel --dry-run": (["--parallel", "--dry-run"], {}, ("do not go together",)),
+    "relative DAGSTER_HOME": ([], {"DAGSTER_HOME": "relative/home"}, ("DAGSTER_HOME", "absolute")),
+    "missing scenario file": (["--scenario", "/nonexistent.yaml"], {}, ("not found",)),
+    "a folder as scenario": (["--scenario", "/"], {}, ("not found",)),
+    "bad $E2I_SCENARIO": (
+        [],
+        {"E2I_SCENARIO": str(BAD_SCENARIOS / "nan_true_ate.yaml")},
+        ("causal.true_ate", "finite number"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_ARGUMENTS))
+def test_bad_arguments_exit_2_without_a_traceback_and_write_nothing(
+    name, empty_db_url, monkeypatch, capsys
+):
+    argv, env, words = BAD_ARGUMENTS[name]
+    monkeypatch.setenv("E2I_DATABASE_URL", empty_db_url)
+    monkeypatch.setattr("e2i_synth.runner.materialize", _never_runs)
+    for key, value in env.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    try:
+        code = main(["materialize", *argv])
+    except SystemExit as exc:  # argparse refuses with its usage line
+        code = exc.code
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "Traceback" not in err
+    for word in words:
+        assert word in err, f"{word!r} not in: {err}"
+    assert _public_tables(empty_db_url) == []
+
+
+@pytest.mark.parametrize(
+    ("today", "end_date", "refused"),
+    [
+        (date(2026, 11, 30), date(2026, 10, 31), False),
+        (date(2026, 11, 30), date(2026, 11, 1), True),  # November's monthly partition: not yet
+        (date(2026, 11, 1), date(2026, 10, 31), False),  # October complete on the 1st
+        (date(2026, 11, 1), date(2026, 11, 1), True),
+        (date(2027, 1, 15), date(2026, 12, 31), False),
+        (date(2027, 1, 15), date(2027, 1, 14), True),
+    ],
+)
+def test_window_check_follows_dagster_partitions(today, end_date, refused):
+    scenario = build_scenario({"end_date": end_date, "reference_date": end_date})
+    if refused:
+        with pytest.raises(ScenarioError, match="last complete month"):
+            check_window(scenario, today=today)
+    else:
+        check_window(scenario, today=today)
+
+
+def test_window_check_agrees_with_dagster_today():
+    from e2i_synth.assets.partitions import DAILY, MONTHLY, PARTITIONS_START
+
+    last_month = date.fromisoformat(MONTHLY.get_last_partition_key())
+    assert last_loadable_day() == (last_month + timedelta(days=31)).replace(day=1) - timedelta(1)
+    assert last_loadable_day() <= date.fromisoformat(DAILY.get_last_partition_key())
+    assert partitions_start() == PARTITIONS_START
 
 
 # --- 4. Bad input: corrupted generator output ---------------------------------------------------
@@ -899,6 +1046,8 @@ ALLOWED_INTERPOLATIONS: dict[tuple[str, tuple[str, ...]], str] = {
     "sql/schema.sql, not run here: version is an int, name matches [a-z0-9_]+ (discover's "
     "file-name pattern), checksum is hex",
     ("db/dump_schema.py", ("DEFAULT_READER_ROLE", "DEFAULT_READER_ROLE")): "module constant "
+    "role name, written to sql/schema.sql",
+    ("db/dump_schema.py", ("DEFAULT_SCORER_ROLE", "DEFAULT_SCORER_ROLE")): "module constant "
     "role name, written to sql/schema.sql",
     ("checks/activity_checks.py", ("column", "i", "split")): "_split_of: a column expression "
     "from the call sites, the loop index of a %(cutoff_i)s parameter name, and the DATA_SPLITS "

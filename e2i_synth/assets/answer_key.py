@@ -5,12 +5,11 @@ from importlib.metadata import version
 import dagster as dg
 import polars as pl
 
+from e2i_synth.answer_key import causal, drift, gaps
 from e2i_synth.assets.inputs import reading
 from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.generators.ground_truth import generate_ground_truth
 from e2i_synth.schemas import TABLES
-from e2i_synth.stats.causal import ADJUSTMENT_SET, OUTCOME, TREATMENT
-from e2i_synth.stats.drift import OBSERVED_COLUMNS
 
 
 @dg.asset(
@@ -18,8 +17,10 @@ from e2i_synth.stats.drift import OBSERVED_COLUMNS
     kinds={"polars", "postgres"},
     description=TABLES["ground_truth"].description,
     ins=reading(
-        patient_journeys=(TREATMENT, OUTCOME, *ADJUSTMENT_SET),
-        feature_values=OBSERVED_COLUMNS,
+        patient_journeys=causal.COLUMNS,
+        features=drift.FEATURE_COLUMNS,
+        feature_values=drift.VALUE_COLUMNS,
+        business_metrics=gaps.COLUMNS,
     ),
 )
 def ground_truth(

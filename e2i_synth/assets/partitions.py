@@ -10,21 +10,15 @@ The partitions start at the start_date of the scenario Dagster loads by default 
 or the packaged default) and run up to yesterday, so the nightly schedule always has a new day.
 """
 
-import os
 from datetime import date
 
 import dagster as dg
 
-from e2i_synth.scenario import Scenario, load_scenario
+from e2i_synth.scenario import Scenario, check_window, partitions_start
 
 DAY_FORMAT = "%Y-%m-%d"
 
-
-def _definitions_start() -> date:
-    return load_scenario(os.environ.get("E2I_SCENARIO") or None).start_date
-
-
-PARTITIONS_START = _definitions_start()
+PARTITIONS_START = partitions_start()
 DAILY = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START.strftime(DAY_FORMAT))
 MONTHLY = dg.MonthlyPartitionsDefinition(
     start_date=PARTITIONS_START.replace(day=1).strftime(DAY_FORMAT)
@@ -33,11 +27,7 @@ MONTHLY = dg.MonthlyPartitionsDefinition(
 
 def partition_range(partitions: dg.PartitionsDefinition, scenario: Scenario) -> tuple[str, str]:
     """First and last partition keys covering the scenario's days [start_date, end_date]."""
-    if scenario.start_date < PARTITIONS_START:
-        raise ValueError(
-            f"start_date {scenario.start_date} is before the partitions' start {PARTITIONS_START}; "
-            "set E2I_SCENARIO to this scenario file so Dagster's partitions follow it"
-        )
+    check_window(scenario, PARTITIONS_START)  # the same check the CLI made before any write
     if partitions == MONTHLY:
         return (
             scenario.start_date.replace(day=1).strftime(DAY_FORMAT),

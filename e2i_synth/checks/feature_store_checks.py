@@ -17,6 +17,7 @@ from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.checks.table_checks import table_checks
 from e2i_synth.db.resource import Database
 from e2i_synth.domain import DATA_SPLITS, FEATURE_GROUPS, FEATURES
+from e2i_synth.generators import feature_values as feature_values_generator
 from e2i_synth.generators.feature_store import INSURANCE_TIERS
 from e2i_synth.generators.feature_values import as_of, tolerance
 from e2i_synth.generators.patient_journeys import split_cutoffs
@@ -367,7 +368,8 @@ def source_agreement(database: Database, scenario: ScenarioResource) -> dg.Asset
 FEATURE_STORE_CHECKS = [
     *table_checks(TABLES["feature_groups"], expected=lambda s: len(FEATURE_GROUPS)),
     *table_checks(TABLES["features"], expected=lambda s: len(FEATURES)),
-    *table_checks(TABLES["feature_values"]),  # partitioned: the last load's window is counted
+    # partitioned: the last load's window is counted, every day of it (live after end_date)
+    *table_checks(TABLES["feature_values"], in_window=feature_values_generator.rows_in_window),
     entity_key_matches_group,
     feature_key_unique,
     entity_references,

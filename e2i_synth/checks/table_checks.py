@@ -5,7 +5,7 @@ keeping bad rows out of the database is the IO manager's validation, before COPY
 """
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 
 import dagster as dg
 import polars as pl
@@ -19,6 +19,10 @@ from e2i_synth.scenario import Scenario
 from e2i_synth.schemas import FrameValidationError, TableSpec
 
 ExpectedRows = Callable[[Scenario], int]
+# Rows the scenario puts in a partition window [start, end) of a partitioned table: exact, or
+# None where it only says "some" (rows drawn at random). It is the generator's own function, so
+# a window the scenario leaves empty (a month after end_date) expects 0 rows, not "more than 0".
+WindowRows = Callable[[Scenario, date, date], int | None]
 
 
 def schema_check(spec: TableSpec) -> dg.AssetChecksDefinition:
@@ -120,9 +124,12 @@ def foreign_key_check(spec: TableSpec) -> dg.AssetChecksDefinition:
     return _check
 
 
-def row_count_check(spec: TableSpec, expected: ExpectedRows | None) -> dg.AssetChecksDefinition:
+def row_count_check(
+    spec: TableSpec, expected: ExpectedRows | None, in_window: WindowRows | None = None
+) -> dg.AssetChecksDefinition:
     """The rows of the last load are all in the table, no more and no fewer (nothing lost or
-    doubled); for tables replaced whole, also as many as the scenario's scale implies."""
+    doubled); for tables replaced whole, also as many as the scenario's scale implies; for a
+    partition window, as many as the scenario puts there (none after its end_date, for some)."""
 
     @dg.asset_check(
         asset=spec.name,
@@ -153,7 +160,15 @@ def row_count_check(spec: TableSpec, expected: ExpectedRows | None) -> dg.AssetC
         if expected is not None and window is None:
             result["rows_expected_for_scale"] = expected(scenario.load())
             passed = passed and actual == result["rows_expected_for_scale"]
-        return dg.AssetCheckResult(passed=passed and actual > 0, metadata=result)
+        wanted = None
+        if window is not None and in_window is not None:
+            wanted = in_window(scenario.load(), window[0].date(), window[1].date())
+        if wanted is None:
+            passed = passed and actual > 0
+        else:
+            result["rows_expected_in_window"] = wanted
+            passed = passed and actual == wanted
+        return dg.AssetCheckResult(passed=passed, metadata=result)
 
     return _check
 
@@ -165,10 +180,12 @@ def _last_load_metadata(context: dg.AssetCheckExecutionContext, spec: TableSpec)
     return dict(event.asset_materialization.metadata)
 
 
-def table_checks(spec: TableSpec, expected: ExpectedRows | None = None) -> list:
+def table_checks(
+    spec: TableSpec, expected: ExpectedRows | None = None, in_window: WindowRows | None = None
+) -> list:
     return [
         schema_check(spec),
         primary_key_check(spec),
         foreign_key_check(spec),
-        row_count_check(spec, expected),
+        row_count_check(spec, expected, in_window),
     ]

@@ -14,16 +14,10 @@ from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
 from psycopg import sql
 
-from e2i_synth.db.connection import connect, resolve_url
+from e2i_synth.db.connection import connect, resolve_url, sqlalchemy_url, with_database
 
 DAGSTER_URL_ENV = "E2I_DAGSTER_DATABASE_URL"
 DEFAULT_DATABASE = "e2i_dagster"
-
-
-def with_database(url: str, dbname: str) -> str:
-    """The same server URL pointing at another database."""
-    base, _, query = url.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{dbname}" + (f"?{query}" if query else "")
 
 
 def ensure_database(server_url: str, dbname: str) -> str:
@@ -47,8 +41,8 @@ def ensure_database(server_url: str, dbname: str) -> str:
 
 def dagster_storage_url(database: str = DEFAULT_DATABASE) -> str:
     url = os.environ.get(DAGSTER_URL_ENV) or ensure_database(resolve_url(), database)
-    # dagster-postgres connects through SQLAlchemy with psycopg2.
-    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    # dagster-postgres connects through SQLAlchemy with psycopg2 (postgres:// too).
+    return sqlalchemy_url(url)
 
 
 class E2iDagsterStorage(DagsterPostgresStorage):

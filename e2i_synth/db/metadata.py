@@ -8,18 +8,50 @@ import polars as pl
 from e2i_synth.schemas import TableSpec
 
 PREVIEW_ROWS = 5
+CELL_CHARS = 60  # longer cell texts are cut, with an ellipsis
+
+
+def markdown_text(text: str) -> str:
+    """Text safe inside Dagster's markdown (and a table cell): `<...>` would be read as an HTML
+    tag and vanish ("key PRD-<YYYYMMDD>-<n>" showed as "key PRD--"), `|` would end the cell."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("|", "\\|")
+        .replace("\r", " ")
+        .replace("\n", " ")
+    )
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):  # 6 decimals, or 6 significant digits when tiny or huge
+        fixed = 1e-3 <= abs(value) < 1e12 or value == 0
+        text = f"{value:.6f}".rstrip("0").rstrip(".") if fixed else f"{value:.6g}"
+    else:
+        text = str(value)
+    if len(text) > CELL_CHARS:
+        text = text[: CELL_CHARS - 1] + "…"
+    return markdown_text(text)
 
 
 def markdown_table(frame: pl.DataFrame, max_rows: int = 20) -> str:
-    with pl.Config(
-        tbl_formatting="ASCII_MARKDOWN",
-        tbl_hide_column_data_types=True,
-        tbl_hide_dataframe_shape=True,
-        tbl_rows=max_rows,
-        tbl_cols=-1,
-        fmt_str_lengths=60,
-    ):
-        return str(frame.head(max_rows))
+    """A GitHub-flavoured markdown table: a header, a separator and one line per row, however
+    wide the frame (polars' own ASCII_MARKDOWN wraps at its table width, which breaks the
+    table in the UI), with a last line saying how many rows were left out."""
+    if not frame.columns:
+        return "(no columns)"
+    lines = [
+        "| " + " | ".join(markdown_text(c) for c in frame.columns) + " |",
+        "|" + "---|" * frame.width,
+    ]
+    for row in frame.head(max_rows).iter_rows():
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    if frame.height > max_rows:
+        lines.append(f"\n{frame.height - max_rows:,} more row(s) not shown")
+    return "\n".join(lines)
 
 
 def column_schema(spec: TableSpec) -> dg.TableSchema:
@@ -28,7 +60,7 @@ def column_schema(spec: TableSpec) -> dg.TableSchema:
             dg.TableColumn(
                 name=name,
                 type=spec.pg_type(name),
-                description=spec.descriptions[name],
+                description=markdown_text(spec.descriptions[name]),
                 constraints=dg.TableColumnConstraints(nullable=spec.nullable[name]),
             )
             for name in spec.columns

@@ -14,14 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from e2i_synth.db.connection import connect
+from e2i_synth.db.locks import advisory_lock
 
 LEDGER = "e2i_schema_migrations"
 # Arbitrary constant key: every migrate call on any host serialises on it.
 ADVISORY_LOCK_KEY = 0x6532_6953_796E  # "e2iSyn"
 READER_ROLE_ENV = "E2I_READER_ROLE"
 DEFAULT_READER_ROLE = "e2i_reader"
+# The role that may read the answer key (ground_truth) and the scenario (e2i_active_scenario),
+# which the reader (the agent under test) must not.
+SCORER_ROLE_ENV = "E2I_SCORER_ROLE"
+DEFAULT_SCORER_ROLE = "e2i_scorer"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
@@ -83,28 +89,90 @@ def applied(conn: psycopg.Connection) -> dict[int, tuple[str, str]]:
     return {v: (n, c) for v, n, c in rows}
 
 
-def status(conn: psycopg.Connection, folder: Path | None = None) -> list[tuple[Migration, bool]]:
+@dataclass(frozen=True)
+class MigrationStatus:
+    """A migration file against the ledger: applied, pending, or edited after it was applied
+    (its file's checksum differs from the one recorded when it ran)."""
+
+    migration: Migration
+    state: str  # "applied", "pending" or "edited"
+    applied_checksum: str | None = None
+
+    def describe(self) -> str:
+        line = f"{self.state:<8} {self.migration.path.name}"
+        if self.state == "edited":
+            line += (
+                f": file changed after it was applied (checksum {self.applied_checksum} in "
+                f"{LEDGER}, {self.migration.checksum} on disk); applied migrations are "
+                "immutable: restore the file and add a new migration"
+            )
+        return line
+
+
+def status(conn: psycopg.Connection, folder: Path | None = None) -> list[MigrationStatus]:
     done = applied(conn)
-    return [(m, m.version in done) for m in discover(folder)]
+    rows = []
+    for m in discover(folder):
+        if m.version not in done:
+            rows.append(MigrationStatus(m, "pending"))
+        else:
+            checksum = done[m.version][1]
+            state = "applied" if checksum == m.checksum else "edited"
+            rows.append(MigrationStatus(m, state, checksum))
+    return rows
+
+
+def _role(env: str, default: str) -> str:
+    role = os.environ.get(env) or default
+    if not _IDENTIFIER.match(role):
+        raise MigrationError(f"{env}={role[:70]!r} is not a lower-case SQL identifier")
+    return role
 
 
 def reader_role() -> str:
     """Name of the read-only role for agents ($E2I_READER_ROLE, default e2i_reader)."""
-    role = os.environ.get(READER_ROLE_ENV) or DEFAULT_READER_ROLE
-    if not _IDENTIFIER.match(role):
-        raise MigrationError(f"{READER_ROLE_ENV}={role!r} is not a lower-case SQL identifier")
+    return _role(READER_ROLE_ENV, DEFAULT_READER_ROLE)
+
+
+def scorer_role() -> str:
+    """Name of the role that reads the answer key ($E2I_SCORER_ROLE, default e2i_scorer)."""
+    role = _role(SCORER_ROLE_ENV, DEFAULT_SCORER_ROLE)
+    if role == reader_role():
+        raise MigrationError(f"{SCORER_ROLE_ENV} and {READER_ROLE_ENV} must name two roles")
     return role
+
+
+def ensure_role(conn: psycopg.Connection, role: str) -> None:
+    """CREATE ROLE `role` LOGIN unless it exists, race-free across databases.
+
+    Roles are per server while the migration lock is per database, so two first-time
+    migrations of two databases on one server both see the role missing; the loser's CREATE
+    fails on the unique role name and is ignored here, before any migration runs. Without the
+    privilege to create roles, the migration that needs the role reports it."""
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+        return
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+        pass  # created meanwhile by a migration of another database
+    except psycopg.errors.InsufficientPrivilege:
+        pass
 
 
 def migrate(url: str, folder: Path | None = None) -> list[Migration]:
     """Apply every pending migration; return those applied by this call."""
     migrations = discover(folder)
     newly: list[Migration] = []
-    role = reader_role()
+    role, scorer = reader_role(), scorer_role()
     with connect(url, autocommit=True) as conn:
         conn.execute("SELECT set_config('e2i.reader_role', %s, false)", (role,))
-        conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        conn.execute("SELECT set_config('e2i.scorer_role', %s, false)", (scorer,))
+        advisory_lock(conn, ADVISORY_LOCK_KEY, "db migrate")
         try:
+            if [m for m in migrations if m.version not in applied(conn)]:
+                for name in (role, scorer):
+                    ensure_role(conn, name)
             _ensure_ledger(conn)
             done = applied(conn)
             for m in migrations:

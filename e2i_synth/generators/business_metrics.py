@@ -7,9 +7,12 @@ deductible resets, autumn peak). National TRx is planned per brand and split ove
 REGION_WEIGHTS (restricted to the scenario's regions, renormalised); NRx is a falling share of
 TRx; the other metrics get a fixed per-region tilt of +-5%.
 
-value = target x achievement. Achievement is 1 + N(0, 2%) clipped to +-5% for unplanted months;
-from a planted GapSpec's start_month it is the gap's achievement_rate x (1 + N(0, 0.3%) clipped
-to +-0.75%), so after rounding it stays within 1% of the planted rate.
+The true value is target x planned achievement: exactly on target (1) for unplanted months, the
+gap's achievement_rate from a planted GapSpec's start_month. The observed value adds the
+measurement's own sampling error, drawn with the standard error of the true value at the row's
+sample_size (a pharmacy panel projection for volumes, a survey for the other metrics). So the
+row's own statistics (confidence interval, statistical_significance) mean what they say: an
+unplanted row is significant at its nominal rate, a planted gap at the power its size gives.
 
 Every month of a series is a pure function of (scenario, series, month): its random draws come
 from rng_for(seed, "business_metrics", brand, region, metric, month) and the plan is a function
@@ -72,8 +75,6 @@ PLAN_LEVELS: dict[str, dict[str, tuple[float, float]]] = {
 SEASONALITY = (0.94, 0.97, 1.01, 1.01, 1.02, 1.00, 0.98, 0.99, 1.01, 1.03, 1.02, 1.02)
 SEASONAL_AMPLITUDE = {"volume": 1.0, "share": 0.3, "rate": 0.3, "engagement": 0.5, "outcome": 0.0}
 REGION_TILT = 0.05  # non-volume targets vary by region within +-5%
-ACHIEVEMENT_SD, ACHIEVEMENT_MAX_DEVIATION = 0.02, 0.05
-GAP_NOISE_SD, GAP_MAX_DEVIATION = 0.003, 0.0075
 DECIMALS = {"volume": 0, "share": 6, "rate": 6, "engagement": 4, "outcome": 6}
 # ROI of volume metrics: planned revenue per promotional dollar, scaled by achievement.
 PLANNED_RETURN = {"Remibrutinib": 2.4, "Fabhalta": 3.1, "Kisqali": 3.6}
@@ -83,7 +84,7 @@ PANEL_CAPTURE = (0.60, 0.68)
 VOLUME_DESIGN_EFFECT = 2.0
 NATIONAL_SAMPLE = {
     "market_share": 40_000,
-    "conversion_rate": 2_000,
+    "conversion_rate": 10_000,
     "hcp_engagement_score": 800,
     "adherence_rate": 1_200,
     "os_rate": 2_500,
@@ -128,14 +129,27 @@ def expected_row_count(scenario: Scenario) -> int:
     return len(scenario_months(scenario)) * len(metric_series(scenario))
 
 
-def generate_business_metrics(scenario: Scenario, start: date, end: date) -> pl.DataFrame:
-    """Rows of every series for the scenario's months with metric_date in [start, end)."""
+def window_months(scenario: Scenario, start: date, end: date) -> range:
+    """Month indexes of the scenario's months whose first day lies in [start, end): the months
+    a load of that window holds (none for a window after end_date's month)."""
     first, last = month_index(scenario.start_date), month_index(scenario.end_date)
     lo = max(first, month_index(start) + (start.day > 1))
     hi = min(last, month_index(end - timedelta(days=1)))
-    if lo > hi:
+    return range(lo, max(lo, hi + 1))
+
+
+def rows_in_window(scenario: Scenario, start: date, end: date) -> int:
+    """Rows generate_business_metrics gives for [start, end)."""
+    return len(window_months(scenario, start, end)) * len(metric_series(scenario))
+
+
+def generate_business_metrics(scenario: Scenario, start: date, end: date) -> pl.DataFrame:
+    """Rows of every series for the scenario's months with metric_date in [start, end)."""
+    first, last = month_index(scenario.start_date), month_index(scenario.end_date)
+    months = window_months(scenario, start, end)
+    if not months:
         return pl.DataFrame(schema=SPEC.polars_schema)
-    wanted = set(range(lo, hi + 1))
+    wanted = set(months)
     # Each month's mom and yoy need the month before and the month a year before.
     needed = sorted({m - k for m in wanted for k in (0, 1, 12)} & set(range(first, last + 1)))
     frame = _monthly_values(scenario, needed)
@@ -233,20 +247,14 @@ def _monthly_values(scenario: Scenario, months: list[int]) -> pl.DataFrame:
         ]
     )
     z, u = draws[:, 0], draws[:, 1]
-    achievement = 1 + np.clip(
-        ACHIEVEMENT_SD * z, -ACHIEVEMENT_MAX_DEVIATION, ACHIEVEMENT_MAX_DEVIATION
-    )
-    for gap in sorted(scenario.gaps, key=lambda g: g.start_month):
-        hit = (
-            (col["brand"] == gap.brand)
-            & (col["region"] == gap.region)
-            & (metric == gap.metric_name)
-            & (month >= month_index(gap.start_month))
-        )
-        noise = np.clip(GAP_NOISE_SD * z, -GAP_MAX_DEVIATION, GAP_MAX_DEVIATION)
-        achievement = np.where(hit, gap.achievement_rate * (1 + noise), achievement)
+    expected = target * planned_achievement(scenario, grid).to_numpy()
+    kind = col["metric_type"]
+    capture = PANEL_CAPTURE[0] + (PANEL_CAPTURE[1] - PANEL_CAPTURE[0]) * u
+    surveyed = col["_national_n"] * col["_share"] * (0.9 + 0.2 * u)
+    sample_size = np.maximum(1, np.round(np.where(is_volume, expected * capture, surveyed)))
     upper = col["_upper"]
-    value = np.clip(_round(target * achievement, decimals), 0, upper)
+    observed = expected + standard_error(expected, sample_size, kind) * z
+    value = np.clip(_round(observed, decimals), 0, upper)
     grid = grid.with_columns(value=value)
     # NRx are a subset of TRx: cap NRx one below the same month's TRx (binding only when a
     # deep TRx gap, below about 55% of target, is planted).
@@ -262,16 +270,8 @@ def _monthly_values(scenario: Scenario, months: list[int]) -> pl.DataFrame:
     )
     value = np.maximum(np.minimum(value, cap), 0)
 
-    # Statistics of the observed value.
-    capture = PANEL_CAPTURE[0] + (PANEL_CAPTURE[1] - PANEL_CAPTURE[0]) * u
-    surveyed = col["_national_n"] * col["_share"] * (0.9 + 0.2 * u)
-    sample_size = np.maximum(1, np.round(np.where(is_volume, value * capture, surveyed)))
-    p = np.clip(value, 1e-6, 1 - 1e-6)
-    se = np.select(
-        [is_volume, col["metric_type"] == "engagement"],
-        [value * np.sqrt(VOLUME_DESIGN_EFFECT / sample_size), ENGAGEMENT_SD / np.sqrt(sample_size)],
-        default=np.sqrt(p * (1 - p) / sample_size),
-    )
+    # The row's own statistics, from the observed value (as an analyst computes them).
+    se = standard_error(value, sample_size, kind)
     scale = 10.0**decimals
     ci_lower = np.minimum(np.floor(np.maximum(value - Z_95 * se, 0) * scale) / scale, value)
     ci_upper = np.maximum(np.ceil(np.minimum(value + Z_95 * se, upper) * scale) / scale, value)
@@ -299,6 +299,42 @@ def _monthly_values(scenario: Scenario, months: list[int]) -> pl.DataFrame:
         confidence_interval_lower=ci_lower,
         confidence_interval_upper=ci_upper,
         sample_size=pl.Series(sample_size.astype(np.int32)),
+    )
+
+
+def planned_achievement(scenario: Scenario, rows: pl.DataFrame) -> pl.Series:
+    """The true achievement of each row (brand, region, metric_name, metric_date): the planted
+    gap's rate from its start_month (to its end_month, if it recovers), else exactly 1."""
+    rate = pl.lit(1.0)
+    for gap in sorted(scenario.gaps, key=lambda g: g.start_month):
+        hit = (
+            (pl.col("brand") == gap.brand)
+            & (pl.col("region") == gap.region)
+            & (pl.col("metric_name") == gap.metric_name)
+            & (pl.col("metric_date") >= gap.start_month)
+        )
+        if gap.end_month is not None:  # a gap that recovers: on target again after end_month
+            hit = hit & (pl.col("metric_date") <= gap.end_month)
+        rate = pl.when(hit).then(pl.lit(gap.achievement_rate)).otherwise(rate)
+    return rows.with_columns(rate.alias("planned_achievement"))["planned_achievement"]
+
+
+def standard_error(
+    value: np.ndarray, sample_size: np.ndarray, metric_type: np.ndarray
+) -> np.ndarray:
+    """Standard error of a metric's value at its sample size: a panel projection for volumes
+    (design effect VOLUME_DESIGN_EFFECT), a mean score for engagement, a proportion otherwise."""
+    value = np.asarray(value, dtype=float)
+    sample_size = np.asarray(sample_size, dtype=float)
+    metric_type = np.asarray(metric_type)
+    p = np.clip(value, 1e-6, 1 - 1e-6)
+    return np.select(
+        [metric_type == "volume", metric_type == "engagement"],
+        [
+            np.maximum(value, 0) * np.sqrt(VOLUME_DESIGN_EFFECT / sample_size),
+            ENGAGEMENT_SD / np.sqrt(sample_size),
+        ],
+        default=np.sqrt(p * (1 - p) / sample_size),
     )
 
 

@@ -32,7 +32,7 @@ from e2i_synth.domain import FEATURES
 from e2i_synth.generators.feature_store import INSURANCE_TIERS
 from e2i_synth.generators.patient_journeys import split_for_dates
 from e2i_synth.generators.sampling import in_key_order
-from e2i_synth.scenario import ENGAGEMENT_MAX, DriftSpec, Scenario
+from e2i_synth.scenario import ENGAGEMENT_MAX, DriftSpec, Scenario, SeasonalSpec
 from e2i_synth.schemas.feature_values import SPEC, STALE_WINDOWS
 from e2i_synth.seeds import rng_for
 
@@ -101,6 +101,17 @@ def expected_feature_values(scenario: Scenario) -> int:
     return days * len(FEATURES) * observations_per_day(scenario.scale)
 
 
+def window_days(start: date, end: date) -> list[date]:
+    """The days of [start, end) that get observations: every one, after end_date too (the
+    feature store is live: the nightly refresh keeps adding days past the scenario's window)."""
+    return [start + timedelta(days=i) for i in range(max(0, (end - start).days))]
+
+
+def rows_in_window(scenario: Scenario, start: date, end: date) -> int:
+    """Rows generate_feature_values gives for [start, end)."""
+    return len(window_days(start, end)) * len(FEATURES) * observations_per_day(scenario.scale)
+
+
 def tolerance(feature: str) -> tuple[float, float]:
     """(absolute, relative) bound of |value - source| for an undrifted value of `feature`."""
     process = PROCESSES[feature]
@@ -166,12 +177,7 @@ def causal_features(scenario: Scenario, patient_journeys: pl.DataFrame) -> pl.Da
         + c.severity_on_engagement * severity
         + c.academic_on_engagement * academic
     ) / ENGAGEMENT_MAX
-    outcome = (
-        c.baseline_probability
-        + c.true_ate * pl.col("engagement_score")
-        + c.severity_on_treatment * severity
-        + c.academic_on_treatment * academic
-    )
+    outcome = c.treatment_probability(pl.col("engagement_score"), severity, academic)
     return patient_journeys.select(
         "patient_id",
         treatment_propensity=propensity.clip(0.0, 1.0),
@@ -275,6 +281,17 @@ def _drift_us(drift: DriftSpec) -> int:
     return (drift.start - _EPOCH).days * US_PER_DAY
 
 
+def drift_fraction(drift: DriftSpec, ts: np.ndarray) -> np.ndarray:
+    """Share of the drift's magnitude reached at each timestamp (microseconds since the epoch,
+    UTC): a step at start, or a linear ramp over ramp_days."""
+    return drift.fraction((np.asarray(ts) - _drift_us(drift)) / US_PER_DAY)
+
+
+def calendar_months(ts: np.ndarray) -> np.ndarray:
+    """Calendar month (1-12) of each timestamp (microseconds since the epoch, UTC)."""
+    return np.asarray(ts).astype("datetime64[us]").astype("datetime64[M]").astype(np.int64) % 12 + 1
+
+
 def _numeric_values(
     process: ValueProcess,
     source: _Source,
@@ -285,6 +302,7 @@ def _numeric_values(
     drift: DriftSpec | None,
     bounds: tuple[float, float],
     is_int: bool,
+    seasonal: SeasonalSpec | None = None,
 ) -> np.ndarray:
     if process.kind == "additive":
         values = base + process.size * z
@@ -294,14 +312,19 @@ def _numeric_values(
         values = base + (u_step > 1 - process.size / 2) - (u_step < process.size / 2)
     else:
         values = base.copy()
-    if drift is not None:
+    if drift is not None or seasonal is not None:
         mean = float(np.mean(source.values))
         sd = math.sqrt(float(np.var(source.values)) + process.noise_variance(source.values))
-        drifted = ts >= _drift_us(drift)
+    if seasonal is not None:
+        values = values + seasonal.offset_sd(calendar_months(ts)) * sd
+    if drift is not None:
+        share = drift_fraction(drift, ts)
+        # Values before the start are left untouched (not even rounded through the formula).
         if drift.kind == "mean_shift":
-            values[drifted] += drift.magnitude * sd
-        else:  # variance_change
-            values[drifted] = mean + drift.magnitude * (values[drifted] - mean)
+            moved = values + share * drift.magnitude * sd
+        else:  # variance_change: the spread's multiplier moves from 1 to magnitude
+            moved = mean + (1 + share * (drift.magnitude - 1)) * (values - mean)
+        values = np.where(share > 0, moved, values)
     values = np.clip(values, *bounds)
     return np.round(values) if is_int else np.round(values, process.decimals) + 0.0
 
@@ -316,7 +339,7 @@ def _category_codes(
 ) -> np.ndarray:
     codes = base.astype(np.int64)
     if drift is not None:
-        moved = (ts >= _drift_us(drift)) & (u_mix < drift.magnitude)
+        moved = u_mix < drift.magnitude * drift_fraction(drift, ts)
         # Another category, uniformly among the others (a bool flips).
         step = 1 + np.floor(u_category * (n_categories - 1)).astype(np.int64)
         codes = np.where(moved, (codes + step) % n_categories, codes)
@@ -341,7 +364,7 @@ def generate_feature_values(
     end: date,
 ) -> pl.DataFrame:
     """Observations with event_timestamp in [start, end) (UTC days), in feature_value_id order."""
-    days = [start + timedelta(days=i) for i in range(max(0, (end - start).days))]
+    days = window_days(start, end)
     n = observations_per_day(scenario.scale)
     if not days:
         return pl.DataFrame(schema=SPEC.polars_schema)
@@ -354,6 +377,7 @@ def generate_feature_values(
     }
     sources = _sources(scenario, hcp_profiles, patient_journeys, categories)
     drifts = {d.feature: d for d in scenario.drifts}
+    seasonal = {s.feature: s for s in scenario.seasonal}
     uniforms, normals = _day_draws(scenario, days, n)
 
     day_us = np.array([(d - _EPOCH).days * US_PER_DAY for d in days], dtype=np.int64)
@@ -392,6 +416,7 @@ def generate_feature_values(
                 drift,
                 bounds,
                 value_type == "int",
+                seasonal.get(name),
             )
             value = _json_values(numbers, value_type, None)
         window = row["freshness_window_hours"] * US_PER_HOUR

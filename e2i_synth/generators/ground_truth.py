@@ -1,16 +1,22 @@
 """ground_truth generator: the answer key of a scenario, stated with the data it describes.
 
-Pure like every generator: the planted facts come from the scenario, the statistics from the
-generated frames (the same rows that are loaded).
+Pure like every generator. Each row separates what the scenario planted, what this sample
+realised, what the reference method recovers on it, and whether the plant is detectable at
+this size (power of the reference method >= answer_key.bounds.DETECTABLE_POWER); the
+e2i_synth.answer_key modules compute all of it, and the asset checks reuse them.
 """
 
 import json
 
 import polars as pl
 
+from e2i_synth.answer_key.bounds import DETECTABLE_POWER, FALSE_FAILURE_RATE
+from e2i_synth.answer_key.causal import CausalAnswer, causal_answer
+from e2i_synth.answer_key.drift import DriftAnswer, drift_answers
+from e2i_synth.answer_key.gaps import gap_answers, reference_gap_findings, scored_rows
 from e2i_synth.scenario import Scenario
-from e2i_synth.stats.causal import ADJUSTMENT_SET, OUTCOME, TREATMENT, estimate_ate_from_frame
-from e2i_synth.stats.drift import KS_ALPHA, PSI_THRESHOLD, drift_statistics
+from e2i_synth.stats.causal import ADJUSTMENT_SET, OUTCOME, TREATMENT
+from e2i_synth.stats.drift import KS_ALPHA, PSI_THRESHOLD
 
 ESTIMAND = (
     "average change in P(treatment_initiated) per one-point increase of engagement_score "
@@ -19,12 +25,34 @@ ESTIMAND = (
 )
 
 
+CAUSAL_ANSWER_ID = f"causal_effect:{TREATMENT}->{OUTCOME}"
+
+
 def _json(data: object) -> str:
     return json.dumps(data, sort_keys=True, default=str)
 
 
-def _series_key(brand: str, region: str, metric_name: str) -> str:
-    return f"{brand}/{region}/{metric_name}"
+def reference_answers(
+    scenario: Scenario, causal: CausalAnswer, drifts: list[DriftAnswer], scored: pl.DataFrame
+) -> dict:
+    """The reference methods' answers on this sample, in the format of answer_key.answers: the
+    series the reference Gap Analyzer reports, the features the Drift Monitor rule flags (it
+    estimates no onset), the adjusted estimate and interval (none when not identified)."""
+    effects = []
+    if causal.adjusted is not None:
+        effects.append(
+            {"answer_id": CAUSAL_ANSWER_ID, "estimate": causal.adjusted, "ci95": list(causal.ci95)}
+        )
+    return {
+        "scenario_hash": scenario.content_hash(),
+        "agent": "reference methods (e2i_synth.answer_key)",
+        "gaps": reference_gap_findings(scored),
+        "drift": {
+            "window": scenario.monitoring.model_dump(mode="json"),
+            "flagged": [{"feature": d.feature} for d in drifts if d.flagged],
+        },
+        "effects": effects,
+    }
 
 
 def generate_ground_truth(
@@ -35,6 +63,9 @@ def generate_ground_truth(
     business_metrics: pl.DataFrame,
     package_version: str,
 ) -> pl.DataFrame:
+    causal = causal_answer(scenario, patient_journeys)
+    drifts = drift_answers(scenario, features, feature_values)
+    scored = scored_rows(scenario, business_metrics)
     rows: list[dict] = [
         {
             "answer_id": "scenario",
@@ -42,19 +73,26 @@ def generate_ground_truth(
             "subject": scenario.name,
             "planted": True,
             "expected_value": None,
-            "details": _json({"scenario": scenario.model_dump(mode="json")}),
+            "details": _json(
+                {
+                    "scenario": scenario.model_dump(mode="json"),
+                    "detectable_power": DETECTABLE_POWER,
+                    "blocking_false_failure_rate": FALSE_FAILURE_RATE,
+                    # What the reference methods answer on this sample, in the benchmark's
+                    # answer format: the baseline every scorecard compares with.
+                    "reference_answers": reference_answers(scenario, causal, drifts, scored),
+                }
+            ),
         }
     ]
 
-    estimate = estimate_ate_from_frame(patient_journeys)
-    true_ate = scenario.causal.true_ate
     rows.append(
         {
-            "answer_id": f"causal_effect:{TREATMENT}->{OUTCOME}",
+            "answer_id": CAUSAL_ANSWER_ID,
             "kind": "causal_effect",
             "subject": f"{TREATMENT} -> {OUTCOME}",
-            "planted": true_ate != 0,
-            "expected_value": true_ate,
+            "planted": causal.planted != 0,
+            "expected_value": causal.planted,
             "details": _json(
                 {
                     "estimand": ESTIMAND,
@@ -63,63 +101,42 @@ def generate_ground_truth(
                     "unit": "patient (one row of patient_journeys)",
                     "scale": "probability points per engagement point (linear probability model)",
                     "adjustment_set": list(ADJUSTMENT_SET),
-                    "true_ate": true_ate,
-                    "naive_estimate": estimate.naive,
-                    "naive_bias": estimate.naive - true_ate,
-                    "adjusted_estimate": estimate.adjusted,
-                    "adjusted_ci95": [estimate.ci_lower, estimate.ci_upper],
                     "estimator": "OLS with HC1 errors (statsmodels)",
-                    "n": estimate.n,
+                    "n": causal.n,
+                    **causal.as_details(),
                 }
             ),
         }
     )
 
-    planted_drifts = {d.feature: d for d in scenario.drifts}
     windows = scenario.monitoring.model_dump(mode="json")
-    stats = drift_statistics(feature_values, features, scenario.monitoring)
-    for stat in stats.iter_rows(named=True):
-        drift = planted_drifts.get(stat["feature"])
+    for drift in drifts:
         rows.append(
             {
-                "answer_id": f"drift:{stat['feature']}",
+                "answer_id": f"drift:{drift.feature}",
                 "kind": "drift",
-                "subject": stat["feature"],
-                "planted": drift is not None,
-                "expected_value": stat["psi"],
+                "subject": drift.feature,
+                "planted": drift.planted is not None,
+                "expected_value": drift.psi,
                 "details": _json(
                     {
-                        **stat,
+                        **drift.as_details(),
                         "windows": windows,
                         "thresholds": {"psi": PSI_THRESHOLD, "ks_alpha": KS_ALPHA},
-                        "planted": drift.model_dump(mode="json") if drift else None,
                     }
                 ),
             }
         )
 
-    for gap in scenario.gaps:
-        key = _series_key(gap.brand, gap.region, gap.metric_name)
-        observed = business_metrics.filter(
-            (pl.col("brand") == gap.brand)
-            & (pl.col("region") == gap.region)
-            & (pl.col("metric_name") == gap.metric_name)
-            & (pl.col("metric_date") >= gap.start_month)
-        )["achievement_rate"]
+    for gap in gap_answers(scenario, scored):
         rows.append(
             {
-                "answer_id": f"gap:{key}",
+                "answer_id": f"gap:{gap.key}",
                 "kind": "gap",
-                "subject": key,
+                "subject": gap.key,
                 "planted": True,
-                "expected_value": gap.achievement_rate,
-                "details": _json(
-                    {
-                        **gap.model_dump(mode="json"),
-                        "months": observed.len(),
-                        "observed_mean_achievement": observed.mean(),
-                    }
-                ),
+                "expected_value": gap.gap.achievement_rate,
+                "details": _json(gap.as_details()),
             }
         )
 

@@ -9,50 +9,35 @@ from e2i_synth.domain import (
     PRACTICE_SETTINGS,
     REGION_STATES,
     REGION_WEIGHTS,
+    npi_check_digit,
 )
 from e2i_synth.generators.sampling import padded_ids, weighted_choice
 from e2i_synth.scenario import Scenario
 from e2i_synth.seeds import rng_for
 
-FIRST_NAMES = (
-    "Alex",
-    "Maria",
-    "James",
-    "Priya",
-    "Chen",
-    "Fatima",
-    "David",
-    "Elena",
-    "Kwame",
-    "Sofia",
-    "Michael",
-    "Aisha",
-    "Robert",
-    "Yuki",
-    "Daniel",
-    "Laura",
-    "Omar",
-    "Grace",
+# Name pools large enough that full names rarely repeat (about 1 pair in 80 HCPs at full
+# scale), as in a real HCP master.
+FIRST_NAMES = tuple(
+    """Aaron Abigail Adam Adrian Aisha Alan Alex Alice Amanda Amir Ana Andrea Andrew Angela Anil
+    Anna Anthony Arjun Beatriz Benjamin Brian Camila Carlos Caroline Catherine Charles Chen Chloe
+    Christopher Claire Daniel David Deborah Diana Dmitri Eduardo Elena Elizabeth Emily Emma Eric
+    Esther Ethan Fatima Fernando Fiona Francesca Gabriel George Grace Hannah Hassan Helen Hiroshi
+    Ian Ibrahim Irene Isabel Jacob James Jane Javier Jennifer Jessica Jin John Jonathan Jose
+    Joseph Julia Karen Kenji Kevin Kwame Laura Leila Linda Lucas Luis Maria Mark Martha Matthew
+    Mei Michael Michelle Mohammed Nadia Nathan Nicole Nina Noah Olivia Omar Patricia Paul Peter
+    Priya Rachel Rafael Rahul Rebecca Richard Robert Rosa Ruth Samuel Sandra Sarah Sean Sofia
+    Stephen Susan Thomas Tomas Victoria Wei William Yuki Zainab""".split()
 )
-LAST_NAMES = (
-    "Smith",
-    "Garcia",
-    "Patel",
-    "Nguyen",
-    "Johnson",
-    "Kim",
-    "Okafor",
-    "Rossi",
-    "Cohen",
-    "Lopez",
-    "Brown",
-    "Singh",
-    "Martin",
-    "Tanaka",
-    "Khan",
-    "Miller",
-    "Silva",
-    "Wright",
+LAST_NAMES = tuple(
+    """Adams Ahmed Alvarez Anderson Bailey Baker Banerjee Bennett Brooks Brown Campbell Carter
+    Castillo Chang Chen Clark Cohen Collins Cooper Costa Cruz Davis Diaz Edwards Evans Fischer
+    Flores Foster Garcia Gomez Gonzalez Gupta Hall Harris Hernandez Hill Hoffman Hughes Ito Jackson
+    James Jenkins Johnson Jones Kang Khan Kim King Kowalski Kumar Lee Levy Lewis Li Lin Lopez
+    Martin Martinez Mehta Miller Mitchell Moore Morales Morgan Murphy Nakamura Nelson Nguyen
+    Novak Okafor Okonkwo Ortiz Park Parker Patel Perez Peterson Phillips Price Ramirez Reddy Reed
+    Reyes Richardson Rivera Roberts Robinson Rodriguez Rossi Russo Sanchez Sato Schmidt Scott
+    Shah Silva Singh Smith Stewart Sullivan Tanaka Taylor Thomas Thompson Torres Tran Turner
+    Walker Wang Ward Watson White Williams Wilson Wong Wright Wu Yamamoto Young Zhang""".split()
 )
 PRACTICE_WEIGHTS = {
     "academic_medical_center": 0.25,
@@ -61,6 +46,12 @@ PRACTICE_WEIGHTS = {
     "integrated_delivery_network": 0.15,
 }
 ADOPTION_WEIGHTS = dict(zip(ADOPTION_STAGES, (0.05, 0.15, 0.35, 0.30, 0.15), strict=True))
+
+
+def _npis(rng: np.random.Generator, n: int) -> list[str]:
+    """Distinct NPIs: nine digits starting with 1 (as issued so far) and their check digit."""
+    bases = (100_000_000 + rng.choice(100_000_000, size=n, replace=False)).astype(str)
+    return [base + str(npi_check_digit(base)) for base in bases]
 
 
 def generate_hcp_profiles(scenario: Scenario) -> pl.DataFrame:
@@ -87,7 +78,7 @@ def generate_hcp_profiles(scenario: Scenario) -> pl.DataFrame:
     frame = pl.DataFrame(
         {
             "hcp_id": padded_ids("HCP", n, 6),
-            "npi": (1_000_000_000 + rng.choice(9_000_000_000, size=n, replace=False)).astype(str),
+            "npi": _npis(rng, n),
             "first_name": rng.choice(np.array(FIRST_NAMES, dtype=object), n),
             "last_name": rng.choice(np.array(LAST_NAMES, dtype=object), n),
             "specialty": specialty,

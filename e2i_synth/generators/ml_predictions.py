@@ -6,9 +6,10 @@ asked for (the table is partitioned by day later). The helpers for that are shar
 triggers generator.
 
 treatment_propensity scores every patient at diagnosis and rescores them while untreated;
-its score mixes the true P(treatment_initiated) of the causal model with some signal of the
-realised outcome (a model sees more than the confounders), plus noise, so its AUC against
-treatment_initiated is clearly informative but far from perfect. churn_risk scores treated
+its score is the true P(treatment_initiated) of the causal model, known at diagnosis, blurred
+by a lasting per-patient model error and scoring noise: it uses nothing that happens after its
+timestamp (never the realised outcome), so it discriminates less well than the generating
+probability itself. churn_risk scores treated
 patients; next_best_action recommends an action per HCP.
 """
 
@@ -36,11 +37,9 @@ US_PER_SECOND = 1_000_000
 PROPENSITY_RESCORE_PER_DAY = 1 / 90  # untreated patients, after the score at diagnosis
 CHURN_SCORE_PER_DAY = 1 / 60  # patients on therapy
 NBA_PER_HCP_PER_DAY = 1 / 180
-# Propensity model: logit(score) = logit(true p) + OUTCOME_SIGNAL * (+1 treated / -1 not)
-#                                  + patient effect + scoring noise; AUC ~0.73-0.82.
-OUTCOME_SIGNAL = 0.3
-PATIENT_EFFECT_SD = 0.5
-SCORING_NOISE_SD = 0.35
+# Propensity model: logit(score) = logit(true p) + patient effect + scoring noise.
+PATIENT_EFFECT_SD = 0.3
+SCORING_NOISE_SD = 0.2
 HIGH_RISK_PAYERS = ("medicaid", "uninsured")
 # Preference of next_best_action for each action: base logit, and its weight on
 # (digital_engagement, kol_flag, academic_hcp).
@@ -116,12 +115,10 @@ def population(
 
 def true_treatment_probability(scenario: Scenario, patients: pl.DataFrame) -> np.ndarray:
     """P(treatment_initiated) of each patient under the scenario's causal model."""
-    causal = scenario.causal
-    return (
-        causal.baseline_probability
-        + causal.true_ate * patients["engagement_score"].to_numpy()
-        + causal.severity_on_treatment * patients["disease_severity"].to_numpy()
-        + causal.academic_on_treatment * patients["academic_hcp"].to_numpy()
+    return scenario.causal.treatment_probability(
+        patients["engagement_score"].to_numpy(),
+        patients["disease_severity"].to_numpy(),
+        patients["academic_hcp"].to_numpy(),
     )
 
 
@@ -130,6 +127,13 @@ def window_days(scenario: Scenario, start: date, end: date) -> list[date]:
     first = max(start, scenario.start_date)
     stop = min(end, scenario.end_date + timedelta(days=1))
     return [first + timedelta(days=i) for i in range((stop - first).days)]
+
+
+def rows_in_window(scenario: Scenario, start: date, end: date) -> int | None:
+    """Rows of [start, end) as far as the scenario fixes them: 0 for a window with none of its
+    days (daily_draws draws only window_days), else None (some, drawn day by day). For
+    ml_predictions and triggers alike."""
+    return None if window_days(scenario, start, end) else 0
 
 
 # select(rng, population, day number) -> (kind codes, entity indices) of that day's rows.
@@ -294,13 +298,7 @@ def _patient_predictions(
         ],
         how="horizontal",
     )
-    outcome = pl.when(pl.col("treatment_initiated")).then(1.0).otherwise(-1.0)
-    propensity = (
-        pl.col("_logit_p")
-        + OUTCOME_SIGNAL * outcome
-        + pl.col("_effect")
-        + SCORING_NOISE_SD * normal("_u1")
-    )
+    propensity = pl.col("_logit_p") + pl.col("_effect") + SCORING_NOISE_SD * normal("_u1")
     # Churn: low engagement, a fragile payer and comorbidities make stopping more likely.
     churn = (
         -1.3

@@ -21,7 +21,12 @@ SPLIT_BOUNDS = (0.60, 0.80, 0.95, 1.00)
 # Typical patient ages per brand: (mean, sd).
 AGE_BY_BRAND = {"Remibrutinib": (42, 14), "Fabhalta": (48, 15), "Kisqali": (58, 11)}
 FEMALE_SHARE = {"Remibrutinib": 0.68, "Fabhalta": 0.55, "Kisqali": 0.99}
-INSURANCE_WEIGHTS = dict(zip(INSURANCE_TYPES, (0.55, 0.25, 0.16, 0.04), strict=True))
+# Payer mix by age at diagnosis (commercial, medicare, medicaid, uninsured): Medicare from 65
+# (a few keep employer coverage, the poorest are dual-eligible); under 65 Medicare only
+# through disability.
+INSURANCE_WEIGHTS_UNDER_65 = dict(zip(INSURANCE_TYPES, (0.68, 0.03, 0.21, 0.08), strict=True))
+INSURANCE_WEIGHTS_65_PLUS = dict(zip(INSURANCE_TYPES, (0.12, 0.82, 0.06, 0.00), strict=True))
+MEDICARE_AGE = 65
 
 
 def split_cutoffs(scenario: Scenario) -> list[date]:
@@ -36,6 +41,23 @@ def split_for_dates(start_dates: pl.Expr, scenario: Scenario) -> pl.Expr:
     for cutoff, split in reversed(list(zip(split_cutoffs(scenario), DATA_SPLITS, strict=False))):
         expr = pl.when(start_dates < cutoff).then(pl.lit(split)).otherwise(expr)
     return expr
+
+
+def _payers(rng: np.random.Generator, age: np.ndarray) -> np.ndarray:
+    """Each patient's payer, drawn from the mix of the patient's age band."""
+    older = age >= MEDICARE_AGE
+    payers = weighted_choice(rng, INSURANCE_WEIGHTS_UNDER_65, len(age))
+    payers[older] = weighted_choice(rng, INSURANCE_WEIGHTS_65_PLUS, int(older.sum()))
+    return payers
+
+
+def treatment_uniforms(scenario: Scenario) -> np.ndarray:
+    """The uniform draw behind each patient's treatment_initiated (initiated when it is below
+    the patient's probability), in patient_id order. A stream of its own, so the answer key can
+    replay it: with it, the sample's realised effect of engagement is known exactly."""
+    return rng_for(scenario.seed, "patient_journeys", "treatment_initiated").random(
+        scenario.n_patients
+    )
 
 
 def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) -> pl.DataFrame:
@@ -81,13 +103,9 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
         ),
         2,
     )
-    p_treat = (
-        causal.baseline_probability
-        + causal.true_ate * engagement
-        + causal.severity_on_treatment * severity
-        + causal.academic_on_treatment * academic
+    initiated = treatment_uniforms(scenario) < causal.treatment_probability(
+        engagement, severity, academic
     )
-    initiated = rng.random(n) < p_treat
     # Time to first prescription: right-skewed, never past the end of the journey.
     wait = np.minimum(np.round(rng.gamma(2.0, 14.0, n)), duration).astype(np.int32)
 
@@ -105,7 +123,7 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
                 "gender": pl.Series(female).replace_strict(
                     {True: "female", False: "male"}, return_dtype=pl.String
                 ),
-                "insurance_type": weighted_choice(rng, INSURANCE_WEIGHTS, n),
+                "insurance_type": _payers(rng, age),
                 "comorbidity_count": comorbidities.astype(np.int16),
                 "prior_treatment_count": prior_treatments.astype(np.int16),
                 "disease_severity": severity,

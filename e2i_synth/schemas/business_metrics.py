@@ -59,8 +59,9 @@ class BusinessMetrics(pa.DataFrameModel):
     region: str = pa.Field(isin=REGIONS, description="US sales region measured")
     value: pl.Float64 = pa.Field(
         ge=0,
-        description="observed value: volume a whole count of prescriptions, share/rate/outcome "
-        "a proportion rounded to 6 decimals, engagement a 0-10 score rounded to 4 decimals",
+        description="observed value (the true value plus sampling error of the row's "
+        "sample_size): volume a whole count of prescriptions, share/rate/outcome a proportion "
+        "rounded to 6 decimals, engagement a 0-10 score rounded to 4 decimals",
     )
     target: pl.Float64 = pa.Field(
         gt=0, description="planned value (trend x seasonality), rounded like value"
@@ -85,7 +86,8 @@ class BusinessMetrics(pa.DataFrameModel):
         ge=0,
         le=1,
         description="confidence (1 - two-sided p-value) that value differs from target, "
-        "rounded to 4 decimals",
+        "from the row's own standard error, rounded to 4 decimals: an on-target row reaches "
+        "0.95 in 5% of months",
     )
     confidence_interval_lower: pl.Float64 = pa.Field(
         ge=0, description="lower bound of the 95% interval of value, rounded down like value"

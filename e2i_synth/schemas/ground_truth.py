@@ -27,7 +27,10 @@ class GroundTruth(pa.DataFrameModel):
         description="causal_effect: TRUE_ATE; drift: PSI between the windows; gap: planted "
         "achievement_rate; null for the scenario row",
     )
-    details: str = pa.Field(description="JSON: estimand, windows, statistics and planted spec")
+    details: str = pa.Field(
+        description="JSON: planted (the scenario's parameter), realised (what this sample "
+        "holds), recovered (what the reference method finds on it), power and detectable"
+    )
     scenario_hash: str = pa.Field(str_matches=r"^[0-9a-f]{64}$", description="sha256 of scenario")
     seed: pl.Int64 = pa.Field(ge=0, description="scenario seed")
     package_version: str = pa.Field(description="e2i-synth version that generated the data")

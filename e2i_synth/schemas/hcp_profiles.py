@@ -3,13 +3,24 @@
 import pandera.polars as pa
 import polars as pl
 
-from e2i_synth.domain import ADOPTION_STAGES, BRANDS, PRACTICE_SETTINGS, REGIONS, SPECIALTIES
+from e2i_synth.domain import (
+    ADOPTION_STAGES,
+    BRANDS,
+    PRACTICE_SETTINGS,
+    REGIONS,
+    SPECIALTIES,
+    is_valid_npi,
+)
 from e2i_synth.schemas.base import TableSpec
 
 
 class HcpProfiles(pa.DataFrameModel):
     hcp_id: str = pa.Field(unique=True, str_matches=r"^HCP\d{6}$", description="HCP key, HCPnnnnnn")
-    npi: str = pa.Field(unique=True, str_matches=r"^\d{10}$", description="10-digit NPI number")
+    npi: str = pa.Field(
+        unique=True,
+        str_matches=r"^\d{10}$",
+        description="10-digit NPI number with a valid check digit (Luhn with prefix 80840)",
+    )
     first_name: str = pa.Field(description="given name (synthetic)")
     last_name: str = pa.Field(description="family name (synthetic)")
     specialty: str = pa.Field(isin=SPECIALTIES, description="primary specialty")
@@ -27,6 +38,12 @@ class HcpProfiles(pa.DataFrameModel):
     digital_engagement: pl.Float64 = pa.Field(
         ge=0, le=1, description="share of promotional touches that are digital"
     )
+
+    @pa.check("npi", name="npi_check_digit")
+    def npi_check_digit(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("npi").map_elements(is_valid_npi, return_dtype=pl.Boolean)
+        )
 
     class Config:
         strict = True

@@ -46,7 +46,7 @@ def _numeric(values: pl.Series) -> np.ndarray:
     return values.cast(pl.Float64).to_numpy()
 
 
-def _feature_statistics(
+def feature_statistics(
     baseline: pl.Series, current: pl.Series, value_type: str
 ) -> tuple[float | None, float | None, float | None]:
     if value_type in ("float", "int"):
@@ -67,6 +67,23 @@ def _feature_statistics(
     return psi(b_counts, c_counts), float(test.statistic), float(test.pvalue)
 
 
+def is_flagged(psi_value: float, ks_pvalue: float) -> bool:
+    """The Drift Monitor's rule for one feature."""
+    return psi_value >= PSI_THRESHOLD or ks_pvalue < KS_ALPHA
+
+
+def window_masks(windows: MonitoringWindows) -> dict[str, pl.Expr]:
+    """event_timestamp in the baseline and in the current window, [start, end)."""
+    return {
+        "baseline": pl.col("event_timestamp").is_between(
+            _utc(windows.baseline_start), _utc(windows.baseline_end), closed="left"
+        ),
+        "current": pl.col("event_timestamp").is_between(
+            _utc(windows.current_start), _utc(windows.current_end), closed="left"
+        ),
+    }
+
+
 def drift_statistics(
     feature_values: pl.DataFrame, features: pl.DataFrame, windows: MonitoringWindows
 ) -> pl.DataFrame:
@@ -76,14 +93,7 @@ def drift_statistics(
     `feature_values` needs feature_id, value (JSON text, as generated or as read from jsonb)
     and event_timestamp; `features` needs feature_id, name and value_type.
     """
-    in_window = {
-        "baseline": pl.col("event_timestamp").is_between(
-            _utc(windows.baseline_start), _utc(windows.baseline_end), closed="left"
-        ),
-        "current": pl.col("event_timestamp").is_between(
-            _utc(windows.current_start), _utc(windows.current_end), closed="left"
-        ),
-    }
+    in_window = window_masks(windows)
     observed = feature_values.select(OBSERVED_COLUMNS)
     rows = []
     for feature in features.sort("feature_id").iter_rows(named=True):
@@ -93,7 +103,7 @@ def drift_statistics(
         if baseline.is_empty() or current.is_empty():
             stats = (None, None, None)  # nothing to compare: null statistics, drifted null
         else:
-            stats = _feature_statistics(baseline, current, feature["value_type"])
+            stats = feature_statistics(baseline, current, feature["value_type"])
         rows.append(
             {
                 "feature": feature["name"],
