@@ -8,22 +8,32 @@ run the same assets from e2i_synth.definitions.
 """
 
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing import get_context
 
 import dagster as dg
+import psycopg
 from dagster._core.execution.execution_result import ExecutionResult
 
 from e2i_synth.assets.partitions import partition_range, range_tags
 from e2i_synth.assets.scenario_resource import ScenarioResource
-from e2i_synth.db.active_scenario import activate
+from e2i_synth.db.active_scenario import (
+    STAGING_SCHEMA,
+    get_active_hash,
+    prepare_staging,
+    swap_in,
+    touch,
+)
+from e2i_synth.db.copy import LoadError
 from e2i_synth.db.io_manager import DryRunIOManager, clear_dry_run
 from e2i_synth.db.locks import advisory_lock
-from e2i_synth.db.resource import Database
+from e2i_synth.db.resource import STAGING_ENV, Database
 from e2i_synth.definitions import ASSETS, CHECKS, build_resources
 from e2i_synth.scenario import Scenario
 from e2i_synth.schemas import TABLES
@@ -165,22 +175,41 @@ def _run_parallel(
     tags: dict[str, str],
     run_instance: dg.DagsterInstance,
     verbose: bool,
+    staging: str | None,
 ) -> ExecutionResult:
     """One run on Dagster's multiprocess executor: each asset and check in its own process.
 
     The processes build their resources from e2i_synth.definitions, so they use the database
-    from the environment and the scenario recorded in it (materialize() activated it)."""
+    from the environment and the scenario recorded in it (materialize() recorded it, in the
+    staging schema during a scenario change: `staging` is handed to them in the environment)."""
     run_config = {"execution": {"config": {"multiprocess": {"max_concurrent": os.cpu_count()}}}}
     if not verbose:
         run_config.update(QUIET)
     family = type(stage.partitions).__name__.removesuffix("PartitionsDefinition")
-    return dg.execute_job(
-        dg.reconstructable(_PARTITIONED_JOBS[family]),
-        instance=run_instance,
-        run_config=run_config,
-        tags=tags,
-        asset_selection=stage.keys,
-    )
+    with _environment(STAGING_ENV, staging):
+        return dg.execute_job(
+            dg.reconstructable(_PARTITIONED_JOBS[family]),
+            instance=run_instance,
+            run_config=run_config,
+            tags=tags,
+            asset_selection=stage.keys,
+        )
+
+
+@contextmanager
+def _environment(name: str, value: str | None) -> Iterator[None]:
+    """$name set to value (when not None) for the duration; the processes started meanwhile
+    inherit it."""
+    before = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 @dataclass
@@ -240,9 +269,10 @@ def materialize(
     )
     if dry_run:
         return run()
-    # One full materialization at a time per database: a second one (of another scenario)
-    # would empty the tables under the first one's later stages. The lock is a session lock
-    # on a connection of its own, released when it closes (also if this process dies).
+    # One full materialization at a time per database: two scenario changes would share the
+    # staging schema, and a second run would rewrite tables under the first one's later
+    # stages. The lock is a session lock on a connection of its own, released when it closes
+    # (also if this process dies).
     with database.connect(autocommit=True) as lock:
         advisory_lock(lock, MATERIALIZE_LOCK_KEY, "materialize")
         return run()
@@ -260,6 +290,10 @@ def _materialize(
     isolate: bool,
 ) -> RunSummary:
     scenario_yaml = scenario.to_yaml()
+    # The Dagster instance (its storage may be this PostgreSQL) is opened before anything is
+    # written, so a bad storage URL fails here with the database untouched.
+    run_instance = run_instance or instance()
+    staging: str | None = None  # where a scenario change is loaded (see db/active_scenario.py)
     if dry_run:
         database = Database(url=database.url, home=database.home, migrate_on_setup=False)
         resources = {"database": database, "io_manager": DryRunIOManager()}
@@ -268,11 +302,27 @@ def _materialize(
     else:
         database.migrate()
         with database.connect() as conn:
-            activate(conn, scenario.content_hash(), scenario_yaml, list(TABLES))
+            if get_active_hash(conn) == scenario.content_hash():
+                # Same scenario: each table (or window) is replaced in its own transaction,
+                # which is crash-safe by itself (db/copy.py), and the tables stay consistent.
+                touch(conn, scenario.content_hash(), scenario_yaml)
+            else:
+                # A change (or a first load, which a kill must not leave half done either):
+                # every table is loaded aside and swapped in at the end, together with the
+                # recorded scenario, in one transaction. Public is not touched before.
+                staging = STAGING_SCHEMA
+                prepare_staging(conn, scenario.content_hash(), scenario_yaml, staging)
+                progress(f"scenario change: loading into schema {staging}, swapped in at the end")
+        swap_database = database
+        database = Database(
+            url=database.url,
+            home=database.home,
+            migrate_on_setup=database.migrate_on_setup,
+            staging_schema=staging,
+        )
         resources = build_resources(database)
         checks = CHECKS
     resources["scenario"] = ScenarioResource(database=database, yaml_text=scenario_yaml)
-    run_instance = run_instance or instance()
     chunk_days = chunk_days or default_chunk_days(scenario)
     summary = RunSummary(success=True, run_ids=[], tables=[])
     tables: dict[str, TableSummary] = {}
@@ -309,7 +359,8 @@ def _materialize(
                     **(range_tags(*span) if span else {}),
                 }
                 if parallel and stage.partitions is not None:
-                    outcome = _outcome(_run_parallel(stage, tags, run_instance, verbose), dry_run)
+                    result = _run_parallel(stage, tags, run_instance, verbose, staging)
+                    outcome = _outcome(result, dry_run)
                 elif children is not None:
                     outcome = _run_isolated(
                         children, keys, tags, with_checks, database, scenario_yaml, verbose
@@ -330,11 +381,27 @@ def _materialize(
                     summary.success = False
                     summary.errors += outcome.errors
                     summary.tables = list(tables.values())
+                    if staging:
+                        summary.errors.append(
+                            "scenario change not applied: the database still holds its previous "
+                            f"scenario, every table intact; this run's tables are left in schema "
+                            f"{staging} (dropped by the next scenario change)"
+                        )
                     return summary
     finally:
         if children is not None:
             children.shutdown()
     summary.tables = list(tables.values())
+    if staging:
+        progress(f"scenario change: every stage and check passed; swapping {staging} in")
+        started = time.perf_counter()
+        try:
+            with swap_database.connect() as conn:
+                swap_in(conn, staging)
+            progress(f"scenario change: swapped in, in {time.perf_counter() - started:.2f}s")
+        except (LoadError, psycopg.Error) as exc:
+            summary.success = False
+            summary.errors.append(f"scenario change not applied (rolled back): {exc}")
     return summary
 
 
@@ -372,7 +439,15 @@ def _run_isolated(
     verbose: bool,
 ) -> RunOutcome:
     future = children.submit(
-        _child_run, keys, tags, with_checks, database.url, database.home, scenario_yaml, verbose
+        _child_run,
+        keys,
+        tags,
+        with_checks,
+        database.url,
+        database.home,
+        scenario_yaml,
+        verbose,
+        database.staging_schema,
     )
     try:
         return future.result()
@@ -389,9 +464,11 @@ def _child_run(
     home: str | None,
     scenario_yaml: str,
     verbose: bool,
+    staging: str | None = None,
 ) -> RunOutcome:
     """One run in a child process: the same resources, rebuilt from picklable settings."""
-    database = Database(url=url, home=home, migrate_on_setup=False)  # the parent migrated
+    # The parent migrated; `staging`: the schema a scenario change loads into.
+    database = Database(url=url, home=home, migrate_on_setup=False, staging_schema=staging)
     resources = build_resources(database)
     resources["scenario"] = ScenarioResource(database=database, yaml_text=scenario_yaml)
     result = _run_in_process(keys, tags, with_checks, resources, CHECKS, instance(), verbose)

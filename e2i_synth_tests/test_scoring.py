@@ -21,7 +21,7 @@ from e2i_synth.answer_key.scoring import (
     score,
 )
 from e2i_synth.cli import main
-from e2i_synth.db.active_scenario import activate
+from e2i_synth.db.active_scenario import touch
 from e2i_synth.scenario import ScenarioError, load_scenario
 from e2i_synth.scenarios import bundled_path
 
@@ -273,7 +273,7 @@ def test_score_command_on_a_database(monkeypatch, db_url, tmp_path, capsys):
     scenario = load_scenario(bundled_path("default"), scale="small")
     truth = generate_ground_truth_frame(scenario)
     with psycopg.connect(db_url) as conn:
-        activate(conn, scenario.content_hash(), scenario.to_yaml(), [])
+        touch(conn, scenario.content_hash(), scenario.to_yaml())
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO ground_truth VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s)",

@@ -44,19 +44,19 @@ def _window_filter(
     )
 
 
-def _serialise_replacements(
-    cur: psycopg.Cursor, spec: TableSpec, window: tuple[datetime, datetime] | None
-) -> None:
-    """Two loads of the same table (or the same window) run one after the other, so the second
-    deletes the first's rows instead of adding to them. Readers are never blocked."""
-    if window is None:
-        lock = sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
-            sql.Identifier(spec.name)
-        )
-        cur.execute(lock)
-    else:
-        key = f"{spec.name}:{window[0].isoformat()}:{window[1].isoformat()}"
-        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+def _serialise_replacements(cur: psycopg.Cursor, spec: TableSpec) -> None:
+    """Every load of a table, of the whole table or of any window, waits for the table's
+    previous load to commit, so it deletes that load's rows instead of adding to them.
+
+    One lock per table, not per window: two overlapping windows (a backfill over a range and
+    a nightly run of one day inside it) would otherwise both insert the shared day's keys and
+    the second to commit would fail on a duplicate key. Loads of disjoint windows of one table
+    now wait for each other too; generating their frames (most of a run) still runs in
+    parallel, only the DELETE + COPY of one table is serialised. SHARE ROW EXCLUSIVE conflicts
+    with itself and with every writer but not with readers (ACCESS SHARE), who are never
+    blocked; and unlike an advisory lock, a role without write privileges cannot take it."""
+    lock = sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(spec.name))
+    cur.execute(lock)
 
 
 @dataclass(frozen=True)
@@ -85,13 +85,18 @@ def _set_based_foreign_keys(cur: psycopg.Cursor, spec: TableSpec) -> list[Foreig
     """The foreign keys from and to the table, when a whole-table load may check them in one
     query each instead of one trigger call per row: the session may set
     session_replication_role (superuser, or PG15+ GRANT SET ON PARAMETER). Else []."""
-    if cur.execute("SELECT current_setting('is_superuser')").fetchone()[0] != "on":
-        if cur.connection.info.server_version < 150000:
-            return []
-        query = "SELECT has_parameter_privilege('session_replication_role', 'SET')"
-        if not cur.execute(query).fetchone()[0]:
-            return []
-    return foreign_keys(cur, spec.name)
+    return foreign_keys(cur, spec.name) if may_turn_row_triggers_off(cur) else []
+
+
+def may_turn_row_triggers_off(cur: psycopg.Cursor) -> bool:
+    """The session may set session_replication_role (superuser, or PG15+ GRANT SET ON
+    PARAMETER), so foreign keys can be checked set-based instead of by per-row triggers."""
+    if cur.execute("SELECT current_setting('is_superuser')").fetchone()[0] == "on":
+        return True
+    if cur.connection.info.server_version < 150000:
+        return False
+    query = "SELECT has_parameter_privilege('session_replication_role', 'SET')"
+    return cur.execute(query).fetchone()[0]
 
 
 def foreign_keys(cur: psycopg.Cursor, table: str) -> list[ForeignKey]:
@@ -184,7 +189,7 @@ def replace_rows(
     rows = 0
     try:
         with conn.transaction(), conn.cursor() as cur:
-            _serialise_replacements(cur, spec, window)
+            _serialise_replacements(cur, spec)
             # A whole-table load checks its foreign keys set-based (one anti-join each) instead
             # of one trigger call per row (~7 us a row, 40% of a 1M-row load): the row triggers
             # are off for the DELETE and COPY, and writers of the tables on the other side of

@@ -1,0 +1,18 @@
+"""A scenario change killed after each stage's progress line and inside its swap: every table
+keeps its previous version each time (the quick test in test_scenario_change.py kills at two
+of these moments). Runs only with E2I_SOAK=1, e.g. `make soak`."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2i_synth.db.resource import Database
+from e2i_synth_tests.test_scenario_change import KILL_POINTS, _kill_at_each, load_a
+
+pytestmark = pytest.mark.soak
+
+
+def test_a_scenario_change_killed_at_every_stage_leaves_the_previous_scenario(
+    database: Database, monkeypatch, tmp_path
+):
+    _kill_at_each(load_a(database, monkeypatch), tmp_path, KILL_POINTS)
