@@ -11,6 +11,7 @@ upper bound (exact binomial), and for blocking rules the largest margin used (st
 
 import argparse
 import json
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -21,6 +22,9 @@ import e2i_synth.scenarios
 from e2i_synth.answer_key import causal, drift, gaps
 from e2i_synth.answer_key.sample import generate_answer_key_tables
 from e2i_synth.scenario import load_scenario
+
+# Spawned, not forked: a fork of a process whose polars threads hold a lock deadlocks.
+SPAWN = multiprocessing.get_context("spawn")
 
 OUT = Path(__file__).parent / "out" / "false_failures.json"
 
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         seeds = list(range(1, args.seeds + 1))
         parts = [seeds[i :: args.workers] for i in range(args.workers)]
-        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        with ProcessPoolExecutor(max_workers=args.workers, mp_context=SPAWN) as pool:
             results = [r for part in pool.map(_batch, [name] * len(parts), parts) for r in part]
         n = len(results)
         print(f"\n{name}: {n} seeds in {time.perf_counter() - started:.0f}s")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -24,6 +25,9 @@ from e2i_synth.answer_key.sample import generate_ground_truth_frame
 from e2i_synth.answer_key.scoring import reference_answers, score
 from e2i_synth.scenario import load_scenario
 from e2i_synth.scenarios import LADDER, bundled_path
+
+# Spawned, not forked: a fork of a process whose polars threads hold a lock deadlocks.
+SPAWN = multiprocessing.get_context("spawn")
 
 # Packaged: the README's table, a test and the reference_scorecard asset check read it.
 OUT = Path(e2i_synth.answer_key.__file__).parent / "leaderboard.json"
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     jobs = [(name, None) for name in args.rungs]
     jobs += [(name, seed) for name in args.rungs for seed in range(1, args.seeds)]
-    with ProcessPoolExecutor(max_workers=2) as pool:
+    with ProcessPoolExecutor(max_workers=2, mp_context=SPAWN) as pool:
         results = list(pool.map(_run, jobs))
     bundled = [r for r, (_, seed) in zip(results, jobs, strict=True) if seed is None]
     output: dict = {"bundled_seed": bundled}

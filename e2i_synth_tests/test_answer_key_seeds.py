@@ -2,6 +2,7 @@
 many seeds, through the pure generators (no database), with zero blocking failures; and the
 same checks do fail when the data contradicts the scenario."""
 
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 import polars as pl
@@ -12,6 +13,9 @@ from e2i_synth.answer_key import causal, drift, gaps
 from e2i_synth.answer_key.detectability import detectability
 from e2i_synth.answer_key.sample import AnswerKeyTables, generate_answer_key_tables
 from e2i_synth.scenario import Scenario, load_scenario
+
+# Spawned, not forked: a fork of a process whose polars threads hold a lock deadlocks.
+SPAWN = multiprocessing.get_context("spawn")
 
 SCENARIOS = ("default", "null", "strong")
 SEEDS_PER_SCENARIO = 200
@@ -60,7 +64,7 @@ def test_blocking_checks_never_fail_on_valid_seeds(name):
     seeds = [KNOWN_BAD_SEEDS.get(name, 80190), *range(1, count)]
     assert len(set(seeds)) == count
     halves = [seeds[0::2], seeds[1::2]]  # two processes: the machines have two cores
-    with ProcessPoolExecutor(max_workers=2) as pool:
+    with ProcessPoolExecutor(max_workers=2, mp_context=SPAWN) as pool:
         found = [f for part in pool.map(_failures_for_seeds, [name] * 2, halves) for f in part]
     assert found == []
 
