@@ -9,16 +9,14 @@ import polars as pl
 
 from e2i_synth.assets.partitions import MONTHLY, window_dates
 from e2i_synth.assets.scenario_resource import ScenarioResource
+from e2i_synth.assets.table_asset import table_asset
 from e2i_synth.generators.business_metrics import generate_business_metrics
-from e2i_synth.schemas import TABLES
 
 METRICS_GROUP = "metrics"
 
 
 @dg.asset(
-    group_name=METRICS_GROUP,
-    kinds={"polars", "postgres"},
-    description=TABLES["business_metrics"].description,
+    **table_asset("business_metrics", METRICS_GROUP, "monthly"),
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
