@@ -9,6 +9,7 @@ import polars as pl
 
 from e2i_synth.assets.inputs import reading
 from e2i_synth.assets.partitions import DAILY, window_dates
+from e2i_synth.assets.plots import add_partition_metadata, feature_daily_means
 from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.assets.table_asset import table_asset
 from e2i_synth.generators import feature_values as values_generator
@@ -47,6 +48,8 @@ def feature_values(
     patient_journeys: pl.DataFrame,
     features: pl.DataFrame,
 ) -> pl.DataFrame:
-    return values_generator.generate_feature_values(
+    values = values_generator.generate_feature_values(
         scenario.load(), hcp_profiles, patient_journeys, features, *window_dates(context)
     )
+    add_partition_metadata(context, feature_daily_means(values, features))  # the Plots tab
+    return values

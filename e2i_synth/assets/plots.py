@@ -17,7 +17,9 @@ from e2i_synth.scenario import GapSpec
 DAY_FORMAT = "%Y-%m-%d"
 
 
-def feature_daily_means(values: pl.DataFrame, features: pl.DataFrame) -> dict[str, dict[str, float]]:
+def feature_daily_means(
+    values: pl.DataFrame, features: pl.DataFrame
+) -> dict[str, dict[str, float]]:
     """{day: {"mean <feature name>": mean}} for every numeric value (JSON numbers; booleans and
     category strings are left out) of feature_values."""
     if values.is_empty():
@@ -36,7 +38,9 @@ def feature_daily_means(values: pl.DataFrame, features: pl.DataFrame) -> dict[st
     )
     out: dict[str, dict[str, float]] = {}
     for day, feature_id, mean in means.iter_rows():
-        out.setdefault(day.strftime(DAY_FORMAT), {})[f"mean {names.get(feature_id, feature_id)}"] = mean
+        out.setdefault(day.strftime(DAY_FORMAT), {})[
+            f"mean {names.get(feature_id, feature_id)}"
+        ] = mean
     return out
 
 
@@ -52,7 +56,9 @@ def achievement_by_month(
     if metrics.is_empty():
         return {}
     out: dict[str, dict[str, float]] = {}
-    overall = metrics.group_by("metric_date").agg(pl.col("achievement_rate").mean()).sort("metric_date")
+    overall = (
+        metrics.group_by("metric_date").agg(pl.col("achievement_rate").mean()).sort("metric_date")
+    )
     for month, mean in overall.iter_rows():
         if mean is not None:
             out.setdefault(month.strftime(DAY_FORMAT), {})["mean achievement_rate"] = mean
@@ -62,9 +68,13 @@ def achievement_by_month(
             & (pl.col("region") == gap.region)
             & (pl.col("metric_name") == gap.metric_name)
         )
-        for month, rate in rows.group_by("metric_date").agg(pl.col("achievement_rate").mean()).iter_rows():
+        for month, rate in (
+            rows.group_by("metric_date").agg(pl.col("achievement_rate").mean()).iter_rows()
+        ):
             if rate is not None:
-                out.setdefault(month.strftime(DAY_FORMAT), {})[f"achievement_rate {_series(gap)}"] = rate
+                out.setdefault(month.strftime(DAY_FORMAT), {})[
+                    f"achievement_rate {_series(gap)}"
+                ] = rate
     return out
 
 

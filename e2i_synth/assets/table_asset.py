@@ -57,9 +57,7 @@ def _imports(name: str, path: Path) -> set[str]:
             if base.split(".")[0] != PACKAGE:
                 continue
             found.add(base)
-            found.update(
-                f"{base}.{a.name}" for a in node.names if _is_module(f"{base}.{a.name}")
-            )
+            found.update(f"{base}.{a.name}" for a in node.names if _is_module(f"{base}.{a.name}"))
     return found
 
 
@@ -71,9 +69,8 @@ def _is_module(name: str) -> bool:
 
 
 @cache
-def source_digest(module: str) -> str:
-    """sha256 (12 hex digits) over the source of `module` and every e2i_synth module it
-    imports, transitively, in name order."""
+def source_modules(module: str) -> dict[str, Path]:
+    """`module` and every e2i_synth module it imports, transitively: name -> source file."""
     seen: dict[str, Path] = {}
     pending = [module]
     while pending:
@@ -85,10 +82,16 @@ def source_digest(module: str) -> str:
             continue
         seen[name] = path
         pending.extend(_imports(name, path) - seen.keys())
+    return seen
+
+
+def source_digest(module: str) -> str:
+    """sha256 (12 hex digits) over the source of source_modules(module), in name order."""
+    modules = source_modules(module)
     digest = hashlib.sha256()
-    for name in sorted(seen):
+    for name in sorted(modules):
         digest.update(name.encode())
-        digest.update(seen[name].read_bytes())
+        digest.update(modules[name].read_bytes())
     return digest.hexdigest()[:12]
 
 
