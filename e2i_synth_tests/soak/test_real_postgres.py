@@ -6,9 +6,9 @@ superuser is reachable only on the server's own unix socket; over TCP every logi
 password (scram-sha-256). A DBA's setup follows: a non-superuser role `e2i_owner` with a password
 owns the data database and Dagster's own (`e2i_dagster`, as dagster.yaml names it), and may not
 create databases or roles (so the DBA also creates the agent's and the scorer's roles, which
-the migrations would otherwise create). Then, with E2I_DATABASE_URL pointing at it and DAGSTER_HOME holding the
-project's dagster.yaml, `e2i-synth db migrate` and `e2i-synth materialize --scale small` run as
-a user would, and every check must pass.
+the migrations would otherwise create). Then, with E2I_DATABASE_URL pointing at it and
+DAGSTER_HOME holding the project's dagster.yaml, `e2i-synth db migrate` and `e2i-synth
+materialize --scale small` run as a user would, and every check must pass.
 
 Needs initdb and pg_ctl (Debian: `apt-get install -y postgresql`; .ci/run installs it), else
 skipped with that reason. Slow (a full small run): only with E2I_SOAK=1 (`make soak`, .ci/run).
