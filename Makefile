@@ -1,6 +1,10 @@
-# e2i-synth: every target creates or updates .venv first, so a fresh clone needs only Python 3.11.
-PYTHON ?= python3.11
-VENV := .venv
+# e2i-synth: every target creates or updates .venv first, so a fresh clone needs only Python
+# 3.11 or 3.12. PYTHON: the first of python3.11, python3.12, python3 that runs and is 3.11 or
+# 3.12 (a pyenv shim of a version not selected does not run, and is skipped); `make test
+# PYTHON=python3.12 VENV=.venv312` tests another interpreter in its own venv.
+SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))
+PYTHON ?= $(firstword $(foreach p,python3.11 python3.12 python3,$(shell $(p) -c '$(SUPPORTED)' >/dev/null 2>&1 && echo $(p))))
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SCALE ?= small
@@ -11,6 +15,8 @@ export DAGSTER_HOME := $(CURDIR)
 .PHONY: install run test soak lint format db-up db-down dev bench bench-scale schema docs clean screenshot
 
 $(STAMP): pyproject.toml
+	@test -x $(BIN)/python || test -n "$(PYTHON)" || \
+		{ echo "e2i-synth needs Python 3.11 or 3.12 (python3.11, python3.12 or python3)" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

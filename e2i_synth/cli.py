@@ -103,6 +103,16 @@ def _confirm(prompt: str) -> bool:
     return input(prompt).strip().lower() == "yes"
 
 
+def _days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days >= 0, got {text!r}")
+    return value
+
+
 def cmd_materialize(args: argparse.Namespace) -> int:
     _check_materialize_args(args)
     scenario = load_scenario(args.scenario, args.scale)  # fails here, before anything runs
@@ -123,6 +133,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         chunk_days=args.chunk_days,
         parallel=args.parallel,
         isolate=args.isolate,
+        live_days=args.live_days,
         progress=lambda line: print(line, flush=True),
     )
     print(summary.render())
@@ -339,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="run each Dagster run in a fresh process, so memory does not build up from run "
         "to run (default: on above scale 100)",
+    )
+    mat.add_argument(
+        "--live-days",
+        type=_days,
+        help="load feature_values at most this many days past the scenario's end_date "
+        "(default: up to yesterday, so the last days always have rows; 0: none)",
     )
     mat.set_defaults(func=cmd_materialize)
 

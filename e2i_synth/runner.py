@@ -21,7 +21,7 @@ import dagster as dg
 import psycopg
 from dagster._core.execution.execution_result import ExecutionResult
 
-from e2i_synth.assets.partitions import partition_range, range_tags
+from e2i_synth.assets.partitions import DAY_FORMAT, live_until, partition_range, range_tags
 from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.db.active_scenario import (
     STAGING_SCHEMA,
@@ -241,6 +241,7 @@ def materialize(
     run_instance: dg.DagsterInstance | None = None,
     parallel: bool = False,
     isolate: bool | None = None,
+    live_days: int | None = None,
 ) -> RunSummary:
     """Generate, validate and (unless dry_run) load every table with all checks.
 
@@ -249,7 +250,8 @@ def materialize(
     multiprocess executor. With `isolate` (default: above scale 100; never for dry runs, whose
     stages hand frames to each other in memory) each run executes in a fresh child process,
     on the instance from DAGSTER_HOME or an ephemeral one; otherwise every run executes in
-    this process, on `run_instance`."""
+    this process, on `run_instance`. Daily partitions (feature_values) are loaded past the
+    scenario's end_date up to yesterday (its live days), or `live_days` days past it at most."""
     if parallel and (dry_run or run_instance is None and not os.environ.get("DAGSTER_HOME")):
         raise ValueError("parallel runs need DAGSTER_HOME (a persistent instance) and no dry run")
     if isolate is None:
@@ -266,6 +268,7 @@ def materialize(
         run_instance,
         parallel,
         isolate,
+        live_days,
     )
     if dry_run:
         return run()
@@ -288,6 +291,7 @@ def _materialize(
     run_instance: dg.DagsterInstance | None,
     parallel: bool,
     isolate: bool,
+    live_days: int | None,
 ) -> RunSummary:
     scenario_yaml = scenario.to_yaml()
     # The Dagster instance (its storage may be this PostgreSQL) is opened before anything is
@@ -342,6 +346,8 @@ def _materialize(
                 runs = [([key], None) for key in stage.keys]
             else:
                 first, last = partition_range(stage.partitions, scenario)
+                if isinstance(stage.partitions, dg.DailyPartitionsDefinition):
+                    last = live_until(scenario, live_days).strftime(DAY_FORMAT)  # live days
                 spans = _chunks(stage.partitions, first, last, chunk_days)
                 runs = [(stage.keys, span) for span in spans]
             for index, (keys, span) in enumerate(runs):

@@ -3,10 +3,12 @@ in-process run, and check each table once."""
 
 import collections
 import os
+from datetime import UTC, date, datetime, time, timedelta
 
 import dagster as dg
 from psycopg import sql
 
+from e2i_synth.assets.partitions import live_until
 from e2i_synth.definitions import CHECKS
 from e2i_synth.runner import materialize
 from e2i_synth.scenario import load_scenario
@@ -28,17 +30,39 @@ def _fingerprints(database) -> dict[str, tuple[int, str]]:
     return found
 
 
+def test_live_until_is_yesterday_or_end_date_plus_live_days():
+    scenario = load_scenario(scale="small")  # end_date 2026-06-30
+    today = date(2026, 11, 30)
+    assert live_until(scenario, today=today) == date(2026, 11, 29)
+    assert live_until(scenario, 7, today=today) == date(2026, 7, 7)
+    assert live_until(scenario, 0, today=today) == scenario.end_date
+    assert live_until(scenario, today=date(2026, 7, 1)) == scenario.end_date  # nothing live yet
+
+
 def test_chunked_isolated_runs_load_the_same_rows_and_check_each_table_once(database):
     scenario = load_scenario(scale="small")
     whole = materialize(scenario, database, run_instance=dg.DagsterInstance.ephemeral())
     assert whole.success, whole.errors
     expected = _fingerprints(database)
+    # feature_values is caught up to yesterday (its live days after end_date): a monitor asking
+    # for the last 7 days finds each of them.
+    last = live_until(scenario)
+    live_days = (last - scenario.end_date).days
+    assert last == datetime.now(UTC).date() - timedelta(days=1) or live_days == 0
+    with database.connect() as conn:
+        days = conn.execute(
+            "SELECT count(DISTINCT event_timestamp::date), max(event_timestamp::date) "
+            "FROM feature_values WHERE event_timestamp >= %s",
+            (datetime.combine(last - timedelta(days=6), time(), UTC),),
+        ).fetchone()
+    assert days == (7, last)
 
     lines: list[str] = []
     chunked = materialize(
         scenario,
         database,
         chunk_days=180,
+        live_days=live_days,  # the same days, even if midnight (UTC) passed meanwhile
         isolate=True,  # each run in a fresh process, as above scale 100
         progress=lines.append,
     )
@@ -47,9 +71,10 @@ def test_chunked_isolated_runs_load_the_same_rows_and_check_each_table_once(data
     # Every run in a process of its own, none in this one.
     assert len(chunked.processes) == len(chunked.run_ids) and os.getpid() not in chunked.processes
     assert _fingerprints(database) == expected
-    # 30 months in 180-day chunks: 5 monthly runs and 6 daily runs, not one per family.
+    # 30 months in 180-day chunks: 5 monthly runs; the days (with the live ones) likewise.
+    daily_partitions = (last - scenario.start_date).days + 1
     assert sum("monthly partitions" in line for line in lines) == 5
-    assert sum("daily partitions" in line for line in lines) == 6
+    assert sum("daily partitions" in line for line in lines) == -(-daily_partitions // 180)
 
     checks_per_table = collections.Counter(
         key.asset_key.path[-1] for c in CHECKS for key in c.check_keys
@@ -58,7 +83,8 @@ def test_chunked_isolated_runs_load_the_same_rows_and_check_each_table_once(data
         assert table.checks_passed == checks_per_table[table.table], table.table
         assert not table.checks_failed
     by_name = {t.table: t for t in chunked.tables}
-    assert by_name["feature_values"].partitions == 912  # every day of 2024-01-01..2026-06-30
+    # every day of 2024-01-01..2026-06-30 (912), and the live days up to yesterday
+    assert by_name["feature_values"].partitions == daily_partitions == 912 + live_days
     assert by_name["feature_values"].rows == expected["feature_values"][0]
 
 

@@ -13,19 +13,17 @@ import polars as pl
 from e2i_synth.assets.inputs import reading
 from e2i_synth.assets.partitions import MONTHLY, month_windows, window_dates
 from e2i_synth.assets.scenario_resource import ScenarioResource
+from e2i_synth.assets.table_asset import table_asset
 from e2i_synth.frames import FrameStream
 from e2i_synth.generators import ml_predictions as predictions_generator
 from e2i_synth.generators import treatment_events as events_generator
 from e2i_synth.generators.triggers import generate_triggers
-from e2i_synth.schemas import TABLES
 
 ACTIVITY_GROUP = "activity"
 
 
 @dg.asset(
-    group_name=ACTIVITY_GROUP,
-    kinds={"polars", "postgres"},
-    description=TABLES["treatment_events"].description,
+    **table_asset("treatment_events", ACTIVITY_GROUP),
     deps=["hcp_profiles"],
     ins=reading(patient_journeys=events_generator.PATIENT_COLUMNS),
 )
@@ -35,9 +33,7 @@ def treatment_events(scenario: ScenarioResource, patient_journeys: pl.DataFrame)
 
 
 @dg.asset(
-    group_name=ACTIVITY_GROUP,
-    kinds={"polars", "postgres"},
-    description=TABLES["ml_predictions"].description,
+    **table_asset("ml_predictions", ACTIVITY_GROUP, "monthly"),
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     ins=reading(
@@ -62,9 +58,7 @@ def ml_predictions(
 
 
 @dg.asset(
-    group_name=ACTIVITY_GROUP,
-    kinds={"polars", "postgres"},
-    description=TABLES["triggers"].description,
+    **table_asset("triggers", ACTIVITY_GROUP, "monthly"),
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     ins=reading(

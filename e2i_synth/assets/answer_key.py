@@ -8,14 +8,12 @@ import polars as pl
 from e2i_synth.answer_key import causal, drift, gaps
 from e2i_synth.assets.inputs import reading
 from e2i_synth.assets.scenario_resource import ScenarioResource
+from e2i_synth.assets.table_asset import table_asset
 from e2i_synth.generators.ground_truth import generate_ground_truth
-from e2i_synth.schemas import TABLES
 
 
 @dg.asset(
-    group_name="answer_key",
-    kinds={"polars", "postgres"},
-    description=TABLES["ground_truth"].description,
+    **table_asset("ground_truth", "answer_key"),
     ins=reading(
         patient_journeys=causal.COLUMNS,
         features=drift.FEATURE_COLUMNS,

@@ -4,26 +4,22 @@ import dagster as dg
 import polars as pl
 
 from e2i_synth.assets.scenario_resource import ScenarioResource
+from e2i_synth.assets.table_asset import table_asset
 from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
 from e2i_synth.generators.patient_journeys import generate_patient_journeys
-from e2i_synth.schemas import TABLES
 
 ENTITY_GROUP = "entities"
 
 
 @dg.asset(
-    group_name=ENTITY_GROUP,
-    kinds={"polars", "postgres"},
-    description=TABLES["hcp_profiles"].description,
+    **table_asset("hcp_profiles", ENTITY_GROUP),
 )
 def hcp_profiles(scenario: ScenarioResource) -> pl.DataFrame:
     return generate_hcp_profiles(scenario.load())
 
 
 @dg.asset(
-    group_name=ENTITY_GROUP,
-    kinds={"polars", "postgres"},
-    description=TABLES["patient_journeys"].description,
+    **table_asset("patient_journeys", ENTITY_GROUP),
 )
 def patient_journeys(scenario: ScenarioResource, hcp_profiles: pl.DataFrame) -> pl.DataFrame:
     return generate_patient_journeys(scenario.load(), hcp_profiles)

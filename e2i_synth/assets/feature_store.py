@@ -9,36 +9,31 @@ import polars as pl
 
 from e2i_synth.assets.inputs import reading
 from e2i_synth.assets.partitions import DAILY, window_dates
+from e2i_synth.assets.plots import add_partition_metadata, feature_daily_means
 from e2i_synth.assets.scenario_resource import ScenarioResource
+from e2i_synth.assets.table_asset import table_asset
 from e2i_synth.generators import feature_values as values_generator
 from e2i_synth.generators.feature_store import generate_feature_groups, generate_features
-from e2i_synth.schemas import TABLES
 
 FEATURE_STORE_GROUP = "feature_store"
 
 
 @dg.asset(
-    group_name=FEATURE_STORE_GROUP,
-    kinds={"polars", "postgres"},
-    description=TABLES["feature_groups"].description,
+    **table_asset("feature_groups", FEATURE_STORE_GROUP),
 )
 def feature_groups(scenario: ScenarioResource) -> pl.DataFrame:
     return generate_feature_groups(scenario.load())
 
 
 @dg.asset(
-    group_name=FEATURE_STORE_GROUP,
-    kinds={"polars", "postgres"},
-    description=TABLES["features"].description,
+    **table_asset("features", FEATURE_STORE_GROUP),
 )
 def features(scenario: ScenarioResource, feature_groups: pl.DataFrame) -> pl.DataFrame:
     return generate_features(scenario.load(), feature_groups)
 
 
 @dg.asset(
-    group_name=FEATURE_STORE_GROUP,
-    kinds={"polars", "postgres"},
-    description=TABLES["feature_values"].description,
+    **table_asset("feature_values", FEATURE_STORE_GROUP, "daily"),
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     ins=reading(
@@ -53,6 +48,8 @@ def feature_values(
     patient_journeys: pl.DataFrame,
     features: pl.DataFrame,
 ) -> pl.DataFrame:
-    return values_generator.generate_feature_values(
+    values = values_generator.generate_feature_values(
         scenario.load(), hcp_profiles, patient_journeys, features, *window_dates(context)
     )
+    add_partition_metadata(context, feature_daily_means(values, features))  # the Plots tab
+    return values

@@ -8,19 +8,21 @@ import dagster as dg
 import polars as pl
 
 from e2i_synth.assets.partitions import MONTHLY, window_dates
+from e2i_synth.assets.plots import achievement_by_month, add_partition_metadata
 from e2i_synth.assets.scenario_resource import ScenarioResource
+from e2i_synth.assets.table_asset import table_asset
 from e2i_synth.generators.business_metrics import generate_business_metrics
-from e2i_synth.schemas import TABLES
 
 METRICS_GROUP = "metrics"
 
 
 @dg.asset(
-    group_name=METRICS_GROUP,
-    kinds={"polars", "postgres"},
-    description=TABLES["business_metrics"].description,
+    **table_asset("business_metrics", METRICS_GROUP, "monthly"),
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def business_metrics(context: dg.AssetExecutionContext, scenario: ScenarioResource) -> pl.DataFrame:
-    return generate_business_metrics(scenario.load(), *window_dates(context))
+    loaded = scenario.load()
+    metrics = generate_business_metrics(loaded, *window_dates(context))
+    add_partition_metadata(context, achievement_by_month(metrics, loaded.gaps))  # the Plots tab
+    return metrics

@@ -10,7 +10,7 @@ The partitions start at the start_date of the scenario Dagster loads by default 
 or the packaged default) and run up to yesterday, so the nightly schedule always has a new day.
 """
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -34,6 +34,18 @@ def partition_range(partitions: dg.PartitionsDefinition, scenario: Scenario) -> 
             scenario.end_date.replace(day=1).strftime(DAY_FORMAT),
         )
     return scenario.start_date.strftime(DAY_FORMAT), scenario.end_date.strftime(DAY_FORMAT)
+
+
+def live_until(scenario: Scenario, live_days: int | None = None, today: date | None = None) -> date:
+    """Last day of feature_values that `e2i-synth materialize` loads: yesterday (UTC), the
+    newest daily partition, so a monitor asking for "the last 7 days" finds them; or
+    end_date + live_days when that comes first; end_date when yesterday is not after it.
+    Days after end_date are live days (the feature store keeps observing every entity)."""
+    yesterday = (today or datetime.now(UTC).date()) - timedelta(days=1)
+    last = yesterday
+    if live_days is not None:
+        last = min(last, scenario.end_date + timedelta(days=live_days))
+    return max(last, scenario.end_date)
 
 
 def window_dates(context: dg.AssetExecutionContext) -> tuple[date, date]:
