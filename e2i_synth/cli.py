@@ -8,7 +8,7 @@ import time
 from e2i_synth.db import embedded
 from e2i_synth.db.connection import URL_ENV, DatabaseUnavailable
 from e2i_synth.db.migrate import MigrationError, status
-from e2i_synth.scenario import ScenarioError, check_window, load_scenario
+from e2i_synth.scenario import ScenarioError, check_window, load_scenario, parse_scenario
 
 
 class UsageError(ValueError):
@@ -96,10 +96,10 @@ def _reset(args: argparse.Namespace, db) -> int:
     return 0
 
 
-def _confirm(prompt: str) -> bool:
+def _confirm(prompt: str, flag: str = "--yes", what: str = "db reset") -> bool:
     """True when the user types yes; refuses (UsageError) when nobody can answer."""
     if not sys.stdin.isatty():
-        raise UsageError("db reset asks for confirmation, but stdin is not a terminal: use --yes")
+        raise UsageError(f"{what} asks for confirmation, but stdin is not a terminal: use {flag}")
     return input(prompt).strip().lower() == "yes"
 
 
@@ -123,6 +123,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     db = _resource()
     target = "dry run: nothing is written" if args.dry_run else db.masked_url()
     print(f"scenario {scenario.name} (scale {scenario.scale:g}, seed {scenario.seed}) -> {target}")
+    if not args.dry_run and not _confirm_scenario_change(db, scenario, args.force):
+        print("nothing was written")
+        return 2
     _report_weak_plants(scenario)
     started = time.perf_counter()
     summary = runner.materialize(
@@ -143,6 +146,35 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     where = "this process" if processes == 1 else f"{processes} processes"
     print(f"{verdict} in {elapsed:.1f}s ({runs} Dagster runs in {where})")
     return 0 if summary.success else 1
+
+
+def _confirm_scenario_change(db, scenario, force: bool) -> bool:
+    """A run that would replace another scenario's data says so first, and goes on only with
+    --force or a typed yes. (The replacement itself is atomic: one swap at the end.)"""
+    import yaml
+
+    from e2i_synth.db.active_scenario import get_active_yaml
+
+    with db.connect() as conn:
+        active = get_active_yaml(conn)
+    if active is None:
+        return True
+    try:
+        old = parse_scenario(active, "recorded scenario")
+    except ScenarioError:
+        old = None  # recorded by another version: describe it by its hash only
+    if old is not None and old.content_hash() == scenario.content_hash():
+        return True
+    held = yaml.safe_load(active) or {}
+    print(
+        f"notice: the database holds scenario {held.get('name')!s:.40} (scale "
+        f"{held.get('scale')}, seed {held.get('seed')}); this run replaces every table with "
+        f"{scenario.name} (scale {scenario.scale:g}, seed {scenario.seed}). The old data stays "
+        "until the new one has passed its checks, then both swap in one transaction."
+    )
+    if force:
+        return True
+    return _confirm("replace it? type yes: ", flag="--force", what="a scenario change")
 
 
 def _report_weak_plants(scenario) -> None:
@@ -333,6 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--scenario", help="scenario YAML file (default: the packaged scenario)")
     mat.add_argument("--scale", type=_scale, help="small, full or a factor (overrides the file)")
     mat.add_argument("--dry-run", action="store_true", help="generate and validate, write nothing")
+    mat.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the data of another scenario without asking (a scenario change)",
+    )
     mat.add_argument("--verbose", action="store_true", help="show Dagster's event log")
     mat.add_argument(
         "--parallel",

@@ -86,6 +86,13 @@ def test_materialize_loads_every_table_and_passes_every_check(cli_env, capsys):
     # A second run of the same scenario replaces rows: same counts, no duplicates.
     assert main(["materialize", "--scale", "small"]) == 0
     assert _counts(cli_env) == counts
-    # A different scenario replaces the data wholesale.
-    assert main(["materialize", "--scale", "0.2"]) == 0
+    capsys.readouterr()
+    # A different scenario says so and, with nobody to answer, writes nothing without --force;
+    assert main(["materialize", "--scale", "0.2"]) == 2
+    captured = capsys.readouterr()
+    assert "notice: the database holds scenario default (scale 0.1" in captured.out
+    assert "use --force" in captured.err
+    assert _counts(cli_env) == counts
+    # with it, the data is replaced wholesale.
+    assert main(["materialize", "--scale", "0.2", "--force"]) == 0
     assert _counts(cli_env)["patient_journeys"] == 500
