@@ -77,7 +77,8 @@ SWAP_BLOCKED = """SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 
 
 def _kill_cli_at(url: str, scenario_file: Path, point: str) -> str:
     """Start `e2i-synth materialize --scenario FILE`, SIGKILL it at `point`; its output."""
-    argv = [sys.executable, "-m", "e2i_synth.cli", "materialize", "--force", "--scenario", str(scenario_file)]
+    argv = [sys.executable, "-m", "e2i_synth.cli", "materialize", "--force"]
+    argv += ["--scenario", str(scenario_file)]
     holder = psycopg.connect(url)  # holds the recorded scenario's row for the "swap" point
     if point == "swap":
         holder.execute("SELECT * FROM e2i_active_scenario FOR UPDATE")
@@ -138,7 +139,10 @@ def _kill_at_each(at_a: Database, tmp_path: Path, points: tuple[str, ...]) -> No
         print(f"killed at {point}: every table equals its previous version")
     # The next run discards the killed runs' staging and completes the change.
     done = subprocess.run(
-        [sys.executable, "-m", "e2i_synth.cli", "materialize", "--force", "--scenario", str(scenario_file)],
+        [
+            *(sys.executable, "-m", "e2i_synth.cli", "materialize", "--force"),
+            *("--scenario", str(scenario_file)),
+        ],
         env=_cli_env(url),
         capture_output=True,
         text=True,
