@@ -306,7 +306,8 @@ def _materialize(
     else:
         database.migrate()
         with database.connect() as conn:
-            if get_active_hash(conn) == scenario.content_hash():
+            active = get_active_hash(conn)
+            if active == scenario.content_hash():
                 # Same scenario: each table (or window) is replaced in its own transaction,
                 # which is crash-safe by itself (db/copy.py), and the tables stay consistent.
                 touch(conn, scenario.content_hash(), scenario_yaml)
@@ -316,7 +317,8 @@ def _materialize(
                 # recorded scenario, in one transaction. Public is not touched before.
                 staging = STAGING_SCHEMA
                 prepare_staging(conn, scenario.content_hash(), scenario_yaml, staging)
-                progress(f"scenario change: loading into schema {staging}, swapped in at the end")
+                what = "first load" if active is None else "scenario change"
+                progress(f"{what}: loading into schema {staging}, swapped in at the end")
         swap_database = database
         database = Database(
             url=database.url,
