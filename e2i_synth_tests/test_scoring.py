@@ -263,7 +263,13 @@ def test_a_ramp_reaches_part_of_its_size_in_between():
 
 def test_the_leaderboard_is_reproducible_for_a_rung():
     documented = {r["rung"]: r for r in json.loads(LEADERBOARD.read_text())["bundled_seed"]}
-    assert rung_scores("recovering_gap") == documented["recovering_gap"]
+    # Equal up to the last bits of a float: BLAS and numpy builds differ between Python 3.11
+    # and 3.12 in the 16th digit of the OLS estimate.
+    scores, expected = rung_scores("recovering_gap"), documented["recovering_gap"]
+    assert scores.keys() == expected.keys()
+    for key, value in scores.items():
+        close = isinstance(value, float) and value == pytest.approx(expected[key], rel=1e-9)
+        assert close or value == expected[key], key
 
 
 def test_score_command_on_a_database(monkeypatch, db_url, tmp_path, capsys):
