@@ -161,9 +161,7 @@ class DriftSpec(_Strict):
     @field_validator("feature")
     @classmethod
     def _known_feature(cls, value: str) -> str:
-        if value not in FEATURES:
-            raise ValueError(f"unknown feature {value!r}; known: {list(FEATURES)}")
-        return value
+        return known_feature(value)
 
     @model_validator(mode="after")
     def _kind_fits(self) -> DriftSpec:
@@ -393,6 +391,13 @@ class Scenario(_Strict):
 
 def _same_day_later(a: date, b: date, years: int) -> bool:
     return (b.year - a.year, b.month, b.day) == (years, a.month, a.day)
+
+
+def known_feature(value: str) -> str:
+    """A feature name of the feature store, or a ValueError naming the known ones."""
+    if value not in FEATURES:
+        raise ValueError(f"unknown feature {value!r}; known: {list(FEATURES)}")
+    return value
 
 
 def _known(kind: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:

@@ -12,7 +12,11 @@ import psycopg
 
 from e2i_synth.answer_key.answers import Answers
 from e2i_synth.answer_key.scoring import ScoreRefused, score
+from e2i_synth.db.active_scenario import get_active_hash
+from e2i_synth.db.copy import read_table
+from e2i_synth.schemas import TABLES
 
+# The columns of ground_truth the scorer reads (types and order from its model).
 GROUND_TRUTH_COLUMNS = (
     "answer_id",
     "kind",
@@ -25,30 +29,15 @@ GROUND_TRUTH_COLUMNS = (
 
 
 def active_hash(conn: psycopg.Connection) -> str:
-    exists = conn.execute("SELECT to_regclass('e2i_active_scenario') IS NOT NULL").fetchone()[0]
-    row = (
-        conn.execute("SELECT scenario_hash FROM e2i_active_scenario").fetchone() if exists else None
-    )
-    if row is None:
+    active = get_active_hash(conn)
+    if active is None:
         raise ScoreRefused("the database has no active scenario: run `e2i-synth materialize` first")
-    return row[0]
+    return active
 
 
 def read_ground_truth(conn: psycopg.Connection) -> pl.DataFrame:
-    rows = conn.execute(
-        "SELECT answer_id, kind, subject, planted, expected_value, details::text, scenario_hash "
-        "FROM ground_truth ORDER BY answer_id"
-    ).fetchall()
-    schema = {
-        "answer_id": pl.String,
-        "kind": pl.String,
-        "subject": pl.String,
-        "planted": pl.Boolean,
-        "expected_value": pl.Float64,
-        "details": pl.String,
-        "scenario_hash": pl.String,
-    }
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    """ground_truth in answer_id order, typed by its pandera model."""
+    return read_table(conn, TABLES["ground_truth"], columns=GROUND_TRUTH_COLUMNS)
 
 
 def score_active(conn: psycopg.Connection, answers: Answers) -> dict:

@@ -47,6 +47,7 @@ from e2i_synth.domain import (
     METRIC_NAMES,
     REGIONS,
 )
+from e2i_synth.scenario import known_feature
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "answers.schema.json"
 MAX_ANSWERS_BYTES = 1_000_000
@@ -122,9 +123,7 @@ class DriftFinding(_Strict):
     @field_validator("feature")
     @classmethod
     def _known_feature(cls, value: str) -> str:
-        if value not in FEATURES:
-            raise ValueError(f"unknown feature {value!r}; known: {list(FEATURES)}")
-        return value
+        return known_feature(value)
 
 
 class DriftReport(_Strict):

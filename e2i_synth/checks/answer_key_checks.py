@@ -9,7 +9,6 @@ the ground_truth generator and the many-seed test share.
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -24,6 +23,7 @@ from e2i_synth.db.metadata import markdown_table
 from e2i_synth.db.resource import Database
 from e2i_synth.domain import FEATURES
 from e2i_synth.schemas import TABLES
+from e2i_synth.stats.drift import utc_day
 
 
 def _specs(rules: dict[str, Rule]) -> list[dg.AssetCheckSpec]:
@@ -55,10 +55,6 @@ def _results(verdicts: list[Verdict], rules: dict[str, Rule]) -> Iterator[dg.Ass
         )
 
 
-def _utc(day) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
 @dg.multi_asset_check(specs=_specs(causal.RULES))
 def causal_checks(database: Database, scenario: ScenarioResource):
     loaded = scenario.load()
@@ -76,7 +72,9 @@ def drift_checks(database: Database, scenario: ScenarioResource):
     with database.connect() as conn:
         features = read_table(conn, TABLES["features"], columns=drift.FEATURE_COLUMNS)
         values = pl.concat(
-            read_table(conn, spec, window=(_utc(start), _utc(end)), columns=drift.VALUE_COLUMNS)
+            read_table(
+                conn, spec, window=(utc_day(start), utc_day(end)), columns=drift.VALUE_COLUMNS
+            )
             for start, end in (
                 (w.baseline_start, w.baseline_end),
                 (w.current_start, w.current_end),

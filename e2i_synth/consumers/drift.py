@@ -4,13 +4,13 @@ Scoring uses e2i_synth.stats.drift (PSI over baseline quantile bins, scipy's two
 the same code that computed the answer key at generation time.
 """
 
-from datetime import UTC, date, datetime
+from datetime import date
 
 import polars as pl
 
 from e2i_synth.db.resource import Database
 from e2i_synth.scenario import MonitoringWindows
-from e2i_synth.stats.drift import drift_statistics
+from e2i_synth.stats.drift import drift_statistics, utc_day
 
 _WINDOW_QUERY = """
 SELECT f.feature_id, f.name, f.value_type, v.value::text, v.event_timestamp
@@ -21,15 +21,11 @@ ORDER BY f.feature_id, v.event_timestamp
 """
 
 
-def _utc(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
 def window_values(
     database: Database, start: date, end: date, features: list[str] | None = None
 ) -> pl.DataFrame:
     """feature_values with event_timestamp in [start, end), with their feature's name and type."""
-    params = {"start": _utc(start), "end": _utc(end), "names": features}
+    params = {"start": utc_day(start), "end": utc_day(end), "names": features}
     with database.connect() as conn:
         rows = conn.execute(_WINDOW_QUERY, params).fetchall()
     return pl.DataFrame(

@@ -31,7 +31,8 @@ PSI_FLOOR = 1e-4
 OBSERVED_COLUMNS = ("feature_id", "value", "event_timestamp")
 
 
-def _utc(day: date) -> datetime:
+def utc_day(day: date) -> datetime:
+    """Midnight UTC of `day`: where a window of feature_values event timestamps starts."""
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
@@ -76,10 +77,10 @@ def window_masks(windows: MonitoringWindows) -> dict[str, pl.Expr]:
     """event_timestamp in the baseline and in the current window, [start, end)."""
     return {
         "baseline": pl.col("event_timestamp").is_between(
-            _utc(windows.baseline_start), _utc(windows.baseline_end), closed="left"
+            utc_day(windows.baseline_start), utc_day(windows.baseline_end), closed="left"
         ),
         "current": pl.col("event_timestamp").is_between(
-            _utc(windows.current_start), _utc(windows.current_end), closed="left"
+            utc_day(windows.current_start), utc_day(windows.current_end), closed="left"
         ),
     }
 
