@@ -19,9 +19,9 @@ from pathlib import Path
 from scipy.stats import beta
 
 import e2i_synth.scenarios
-from e2i_synth.answer_key import causal, drift, gaps
-from e2i_synth.answer_key.sample import generate_answer_key_tables
-from e2i_synth.scenario import load_scenario
+from e2i_synth.core.scenario import load_scenario
+from e2i_synth.tables.answer_key import causal, drift, gaps
+from e2i_synth.tables.answer_key.sample import generate_answer_key_tables
 
 # Spawned, not forked: a fork of a process whose polars threads hold a lock deadlocks.
 SPAWN = multiprocessing.get_context("spawn")

@@ -1,8 +1,8 @@
 """The baseline leaderboard: the reference methods scored on every rung of the ladder.
 
 No database: each bundled scenario's answer-key tables come from the pure generators
-(e2i_synth.answer_key.sample), ground_truth from its generator, and the reference answers
-stored in it are scored like any agent's. Writes e2i_synth/answer_key/leaderboard.json and
+(e2i_synth.tables.answer_key.sample), ground_truth from its generator, and the reference answers
+stored in it are scored like any agent's. Writes e2i_synth/tables/answer_key/leaderboard.json and
 prints the markdown table that the README's leaderboard holds.
 
     .venv/bin/python -m bench.leaderboard [--seeds N] [RUNG ...]
@@ -20,17 +20,17 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import e2i_synth.answer_key
-from e2i_synth.answer_key.sample import generate_ground_truth_frame
-from e2i_synth.answer_key.scoring import reference_answers, score
-from e2i_synth.scenario import load_scenario
+import e2i_synth.tables.answer_key
+from e2i_synth.core.scenario import load_scenario
 from e2i_synth.scenarios import LADDER, bundled_path
+from e2i_synth.tables.answer_key.sample import generate_ground_truth_frame
+from e2i_synth.tables.answer_key.scoring import reference_answers, score
 
 # Spawned, not forked: a fork of a process whose polars threads hold a lock deadlocks.
 SPAWN = multiprocessing.get_context("spawn")
 
 # Packaged: the README's table, a test and the reference_scorecard asset check read it.
-OUT = Path(e2i_synth.answer_key.__file__).parent / "leaderboard.json"
+OUT = Path(e2i_synth.tables.answer_key.__file__).parent / "leaderboard.json"
 CAUSAL_ID = "causal_effect:engagement_score->treatment_initiated"
 
 

@@ -50,6 +50,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.copy import QueuedLibpqWriter
 
+from e2i_synth.core.sampling import padded_ids
+from e2i_synth.core.scenario import Scenario, load_scenario
 from e2i_synth.db import embedded
 from e2i_synth.db.connection import URL_ENV, connect, mask_url
 from e2i_synth.db.copy import (
@@ -60,16 +62,14 @@ from e2i_synth.db.copy import (
     replace_rows,
 )
 from e2i_synth.db.migrate import migrate
-from e2i_synth.generators import hcp_profiles as hcp_profiles_module
-from e2i_synth.generators import patient_journeys as patient_journeys_module
-from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
-from e2i_synth.generators.ml_predictions import generate_ml_predictions
-from e2i_synth.generators.patient_journeys import generate_patient_journeys
-from e2i_synth.generators.sampling import padded_ids
-from e2i_synth.generators.treatment_events import generate_treatment_events
-from e2i_synth.generators.triggers import generate_triggers
-from e2i_synth.scenario import Scenario, load_scenario
-from e2i_synth.schemas import TABLES, TableSpec
+from e2i_synth.tables import TABLES, TableSpec
+from e2i_synth.tables.activity.ml_predictions import generate_ml_predictions
+from e2i_synth.tables.activity.treatment_events import generate_treatment_events
+from e2i_synth.tables.activity.triggers import generate_triggers
+from e2i_synth.tables.entities import hcp_profiles as hcp_profiles_module
+from e2i_synth.tables.entities import patient_journeys as patient_journeys_module
+from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 
 OUT = Path(__file__).resolve().parent / "out" / "latest.json"
 TARGET_VS_CEILING = 0.7

@@ -5,10 +5,10 @@ import os
 import sys
 import time
 
+from e2i_synth.core.scenario import ScenarioError, check_window, load_scenario, parse_scenario
 from e2i_synth.db import embedded
 from e2i_synth.db.connection import URL_ENV, DatabaseUnavailable
 from e2i_synth.db.migrate import MigrationError, status
-from e2i_synth.scenario import ScenarioError, check_window, load_scenario, parse_scenario
 
 
 class UsageError(ValueError):
@@ -118,7 +118,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, args.scale)  # fails here, before anything runs
     # Its days must exist as Dagster partitions today.
     check_window(scenario, source=args.scenario or "default scenario")
-    from e2i_synth import runner  # Dagster, scipy, statsmodels: seconds, after the checks
+    from e2i_synth.pipeline import runner  # Dagster, scipy, statsmodels: seconds, after the checks
 
     db = _resource()
     target = "dry run: nothing is written" if args.dry_run else db.masked_url()
@@ -179,7 +179,7 @@ def _confirm_scenario_change(db, scenario, force: bool) -> bool:
 
 def _report_weak_plants(scenario) -> None:
     """Plants the scenario's size cannot carry are run anyway, and said so up front."""
-    from e2i_synth.answer_key.detectability import detectability
+    from e2i_synth.tables.answer_key.detectability import detectability
 
     for plant in detectability(scenario):
         if not plant.detectable:
@@ -190,9 +190,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     """Score an answers file against the active scenario: 0 scored, 2 bad input or refused."""
     import json
 
-    from e2i_synth.answer_key.answers import AnswersError, load_answers
-    from e2i_synth.answer_key.scoring import ScoreRefused
-    from e2i_synth.scorecard import render, score_active
+    from e2i_synth.tables.answer_key.answers import AnswersError, load_answers
+    from e2i_synth.tables.answer_key.scorecard import render, score_active
+    from e2i_synth.tables.answer_key.scoring import ScoreRefused
 
     try:
         answers = load_answers(args.answers)
@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         "score",
         help="score an agent's answers (JSON) against the active scenario's answer key",
     )
-    score.add_argument("answers", help="answers file (e2i_synth/answer_key/schemas/)")
+    score.add_argument("answers", help="answers file (e2i_synth/tables/answer_key/schemas/)")
     score.add_argument("--json", action="store_true", help="the scorecard as JSON, for CI")
     score.set_defaults(func=cmd_score)
 

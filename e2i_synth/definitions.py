@@ -4,17 +4,21 @@ import os
 
 import dagster as dg
 
-from e2i_synth.assets import activity, answer_key, entities, feature_store, metrics
-from e2i_synth.assets.scenario_resource import ScenarioResource
-from e2i_synth.checks.activity_checks import ACTIVITY_CHECKS
-from e2i_synth.checks.answer_key_checks import ANSWER_KEY_CHECKS
-from e2i_synth.checks.entity_checks import ENTITY_CHECKS
-from e2i_synth.checks.feature_store_checks import FEATURE_STORE_CHECKS
-from e2i_synth.checks.metrics_checks import METRICS_CHECKS
 from e2i_synth.db.connection import URL_ENV
 from e2i_synth.db.io_manager import PostgresIOManager
 from e2i_synth.db.resource import Database
-from e2i_synth.jobs import IN_PROCESS_BY_DEFAULT, JOBS, SCHEDULES
+from e2i_synth.pipeline.jobs import IN_PROCESS_BY_DEFAULT, JOBS, SCHEDULES
+from e2i_synth.pipeline.resources import ScenarioResource
+from e2i_synth.tables.activity import assets as activity
+from e2i_synth.tables.activity.checks import ACTIVITY_CHECKS
+from e2i_synth.tables.answer_key import assets as answer_key
+from e2i_synth.tables.answer_key.checks import ANSWER_KEY_CHECKS
+from e2i_synth.tables.entities import assets as entities
+from e2i_synth.tables.entities.checks import ENTITY_CHECKS
+from e2i_synth.tables.feature_store import assets as feature_store
+from e2i_synth.tables.feature_store.checks import FEATURE_STORE_CHECKS
+from e2i_synth.tables.metrics import assets as metrics
+from e2i_synth.tables.metrics.checks import METRICS_CHECKS
 
 ASSETS = dg.load_assets_from_modules([entities, activity, metrics, feature_store, answer_key])
 CHECKS = [

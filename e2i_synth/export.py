@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from e2i_synth.db.copy import READ_PAGE_ROWS, iter_table
-from e2i_synth.schemas import TABLES, TableSpec
+from e2i_synth.tables import TABLES, TableSpec
 
 FORMATS = ("parquet", "csv")
 ANSWER_KEY_TABLES = ("ground_truth",)

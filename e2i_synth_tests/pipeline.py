@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from e2i_synth.assets.partitions import partition_range, range_tags
 from e2i_synth.db.resource import Database
 from e2i_synth.definitions import build_resources
-from e2i_synth.runner import stages
+from e2i_synth.pipeline.partitions import partition_range, range_tags
+from e2i_synth.pipeline.runner import stages
 
 
 @dataclass

@@ -10,20 +10,21 @@ import pytest
 from polars.testing import assert_frame_equal
 from scipy.stats import mannwhitneyu
 
-from e2i_synth.assets import activity, entities
-from e2i_synth.assets.partitions import month_windows
-from e2i_synth.checks.activity_checks import ACTIVITY_CHECKS, treatment_events_journey_rules
-from e2i_synth.checks.entity_checks import ENTITY_CHECKS
+from e2i_synth.core.scenario import Scenario, load_scenario
 from e2i_synth.db.copy import count_rows, read_table
-from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
-from e2i_synth.generators.ml_predictions import generate_ml_predictions
-from e2i_synth.generators.patient_journeys import generate_patient_journeys, split_for_dates
-from e2i_synth.generators.treatment_events import generate_treatment_events
-from e2i_synth.generators.triggers import generate_triggers
-from e2i_synth.scenario import Scenario, load_scenario
-from e2i_synth.schemas import TABLES
-from e2i_synth.schemas.treatment_events import EVENT_TYPES, TREATMENT_EVENT_TYPES
-from e2i_synth.schemas.triggers import STATUSES
+from e2i_synth.pipeline.partitions import month_windows
+from e2i_synth.tables import TABLES
+from e2i_synth.tables.activity import assets as activity
+from e2i_synth.tables.activity.checks import ACTIVITY_CHECKS, treatment_events_journey_rules
+from e2i_synth.tables.activity.ml_predictions import generate_ml_predictions
+from e2i_synth.tables.activity.treatment_events import generate_treatment_events
+from e2i_synth.tables.activity.treatment_events_model import EVENT_TYPES, TREATMENT_EVENT_TYPES
+from e2i_synth.tables.activity.triggers import generate_triggers
+from e2i_synth.tables.activity.triggers_model import STATUSES
+from e2i_synth.tables.entities import assets as entities
+from e2i_synth.tables.entities.checks import ENTITY_CHECKS
+from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys, split_for_dates
 from e2i_synth_tests.pipeline import failed_checks, run
 
 

@@ -10,17 +10,17 @@ import pytest
 from psycopg import sql
 
 import e2i_synth.scenarios
-from e2i_synth import runner
-from e2i_synth.answer_key import gaps
-from e2i_synth.answer_key.bounds import bonferroni_z
 from e2i_synth.consumers.causal import estimate_ate
 from e2i_synth.consumers.drift import drift_report
+from e2i_synth.core.scenario import Scenario, load_scenario
+from e2i_synth.core.vocabulary import FEATURES
 from e2i_synth.db.copy import read_table
 from e2i_synth.db.resource import Database
 from e2i_synth.definitions import CHECKS
-from e2i_synth.domain import FEATURES
-from e2i_synth.scenario import Scenario, load_scenario
-from e2i_synth.schemas import TABLES
+from e2i_synth.pipeline import runner
+from e2i_synth.tables import TABLES
+from e2i_synth.tables.answer_key import gaps
+from e2i_synth.tables.answer_key.bounds import bonferroni_z
 
 SCENARIO_DIR = Path(e2i_synth.scenarios.__file__).parent
 BLOCKING_CHECKS = {

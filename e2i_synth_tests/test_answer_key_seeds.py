@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 
 import e2i_synth.scenarios
-from e2i_synth.answer_key import causal, drift, gaps
-from e2i_synth.answer_key.detectability import detectability
-from e2i_synth.answer_key.sample import AnswerKeyTables, generate_answer_key_tables
-from e2i_synth.scenario import Scenario, load_scenario
+from e2i_synth.core.scenario import Scenario, load_scenario
+from e2i_synth.tables.answer_key import causal, drift, gaps
+from e2i_synth.tables.answer_key.detectability import detectability
+from e2i_synth.tables.answer_key.sample import AnswerKeyTables, generate_answer_key_tables
 
 # Spawned, not forked: a fork of a process whose polars threads hold a lock deadlocks.
 SPAWN = multiprocessing.get_context("spawn")
@@ -182,7 +182,7 @@ def test_a_sample_too_small_to_estimate_still_passes_its_blocking_checks():
 
 
 def test_the_answer_key_does_not_depend_on_the_order_rows_are_read():
-    from e2i_synth.generators.ground_truth import generate_ground_truth
+    from e2i_synth.tables.answer_key.ground_truth import generate_ground_truth
 
     scenario = _bundled("default").model_copy(update={"scale": 0.1})
     t = generate_answer_key_tables(scenario)

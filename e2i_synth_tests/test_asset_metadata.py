@@ -8,12 +8,14 @@ import re
 import dagster as dg
 import polars as pl
 
-from e2i_synth.assets import entities, feature_store, metrics
-from e2i_synth.assets.partitions import range_tags
-from e2i_synth.assets.table_asset import OWNERS, source_digest, source_modules
 from e2i_synth.db.copy import read_table
 from e2i_synth.definitions import build_resources, defs
-from e2i_synth.schemas import TABLES
+from e2i_synth.pipeline.partitions import range_tags
+from e2i_synth.pipeline.table_asset import OWNERS, source_digest, source_modules
+from e2i_synth.tables import TABLES
+from e2i_synth.tables.entities import assets as entities
+from e2i_synth.tables.feature_store import assets as feature_store
+from e2i_synth.tables.metrics import assets as metrics
 
 
 def test_every_asset_declares_owners_tags_code_version_and_column_schema():
@@ -35,17 +37,19 @@ def test_every_asset_declares_owners_tags_code_version_and_column_schema():
 
 
 def test_code_version_covers_the_modules_the_generator_imports():
-    modules = source_modules("e2i_synth.generators.feature_values")
+    modules = source_modules("e2i_synth.tables.feature_store.feature_values")
     # the schema, seeds and scenario shape the rows: an edit there changes the code version
-    assert {"e2i_synth.schemas.feature_values", "e2i_synth.seeds", "e2i_synth.scenario"} <= set(
-        modules
-    )
+    assert {
+        "e2i_synth.tables.feature_store.feature_values_model",
+        "e2i_synth.core.seeds",
+        "e2i_synth.core.scenario",
+    } <= set(modules)
     assert "e2i_synth.cli" not in modules
-    assert source_digest("e2i_synth.generators.feature_values") == source_digest(
-        "e2i_synth.generators.feature_values"
+    assert source_digest("e2i_synth.tables.feature_store.feature_values") == source_digest(
+        "e2i_synth.tables.feature_store.feature_values"
     )
-    assert source_digest("e2i_synth.generators.feature_values") != source_digest(
-        "e2i_synth.generators.triggers"
+    assert source_digest("e2i_synth.tables.feature_store.feature_values") != source_digest(
+        "e2i_synth.tables.activity.triggers"
     )
 
 

@@ -8,31 +8,31 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from e2i_synth.answer_key.bounds import bonferroni_z
-from e2i_synth.answer_key.gaps import scored_rows
-from e2i_synth.assets import metrics
-from e2i_synth.checks.metrics_checks import (
-    METRICS_CHECKS,
-    arithmetic_reconciles,
-    month_continuity,
-    value_ranges,
-)
+from e2i_synth.core.scenario import Scenario, load_scenario
+from e2i_synth.core.table_spec import pg_type_for
+from e2i_synth.core.vocabulary import BRAND_METRICS, COMMON_METRICS, REGION_WEIGHTS
 from e2i_synth.db.copy import count_rows
-from e2i_synth.domain import BRAND_METRICS, COMMON_METRICS, REGION_WEIGHTS
-from e2i_synth.generators.business_metrics import (
+from e2i_synth.tables import TABLES
+from e2i_synth.tables.answer_key.bounds import bonferroni_z
+from e2i_synth.tables.answer_key.gaps import scored_rows
+from e2i_synth.tables.entities.patient_journeys import split_for_dates
+from e2i_synth.tables.metrics import assets as metrics
+from e2i_synth.tables.metrics.business_metrics import (
     expected_row_count,
     generate_business_metrics,
     metric_series,
     scenario_months,
     scenario_window,
 )
-from e2i_synth.generators.patient_journeys import split_for_dates
-from e2i_synth.scenario import Scenario, load_scenario
-from e2i_synth.schemas import TABLES
-from e2i_synth.schemas.base import pg_type_for
-from e2i_synth.schemas.business_metrics import (
+from e2i_synth.tables.metrics.business_metrics_model import (
     NATIONAL_TRX_RANGE,
     UNIT_INTERVAL_METRICS,
+)
+from e2i_synth.tables.metrics.checks import (
+    METRICS_CHECKS,
+    arithmetic_reconciles,
+    month_continuity,
+    value_ranges,
 )
 from e2i_synth_tests.pipeline import failed_checks, run
 
@@ -373,7 +373,7 @@ def test_checks_report_broken_rows(database):
 
 def _invoke(check, database, with_scenario: bool = False) -> dg.AssetCheckResult:
     """Run one check directly (outside a run) against the database."""
-    from e2i_synth.assets.scenario_resource import ScenarioResource
+    from e2i_synth.pipeline.resources import ScenarioResource
 
     resources = {"database": database}
     if with_scenario:

@@ -3,11 +3,11 @@
 import pytest
 
 from e2i_synth.consumers.causal import estimate_ate, estimate_ate_from_frame
+from e2i_synth.core.scenario import load_scenario
 from e2i_synth.db.copy import replace_rows
-from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
-from e2i_synth.generators.patient_journeys import generate_patient_journeys
-from e2i_synth.scenario import load_scenario
-from e2i_synth.schemas import TABLES
+from e2i_synth.tables import TABLES
+from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 
 
 def _journeys(scenario):

@@ -9,7 +9,7 @@ import pytest
 from e2i_synth.cli import main
 from e2i_synth.db import migrate
 from e2i_synth.db.copy import count_rows
-from e2i_synth.schemas import TABLES
+from e2i_synth.tables import TABLES
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ import hashlib
 
 import psycopg
 
-from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
-from e2i_synth.generators.patient_journeys import generate_patient_journeys
-from e2i_synth.scenario import load_scenario
+from e2i_synth.core.scenario import load_scenario
+from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 from e2i_synth_tests.pipeline import run
 
 

@@ -1,7 +1,7 @@
 """The README's table reference is the one generated from the models."""
 
 from e2i_synth.docs import readme_path, render_readme, tables_markdown
-from e2i_synth.schemas import TABLES
+from e2i_synth.tables import TABLES
 
 
 def test_readme_tables_match_the_models():

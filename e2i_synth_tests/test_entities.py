@@ -4,11 +4,11 @@ rarely repeat, a payer mix that follows age."""
 import polars as pl
 import pytest
 
-from e2i_synth.domain import is_valid_npi, npi_check_digit
-from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
-from e2i_synth.generators.patient_journeys import MEDICARE_AGE, generate_patient_journeys
-from e2i_synth.scenario import load_scenario
-from e2i_synth.schemas import TABLES, FrameValidationError
+from e2i_synth.core.scenario import load_scenario
+from e2i_synth.core.vocabulary import is_valid_npi, npi_check_digit
+from e2i_synth.tables import TABLES, FrameValidationError
+from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
+from e2i_synth.tables.entities.patient_journeys import MEDICARE_AGE, generate_patient_journeys
 
 
 @pytest.fixture(scope="module")

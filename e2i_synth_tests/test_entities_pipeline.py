@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from e2i_synth.assets import entities
-from e2i_synth.checks.entity_checks import ENTITY_CHECKS
 from e2i_synth.db.copy import count_rows
+from e2i_synth.tables.entities import assets as entities
+from e2i_synth.tables.entities.checks import ENTITY_CHECKS
 from e2i_synth_tests.pipeline import failed_checks, run
 
 ASSETS = dg.load_assets_from_modules([entities])

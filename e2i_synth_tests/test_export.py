@@ -15,7 +15,7 @@ from e2i_synth.cli import main
 from e2i_synth.db.connection import with_database
 from e2i_synth.db.copy import count_rows, read_table
 from e2i_synth.db.migrate import migrate
-from e2i_synth.schemas import TABLES
+from e2i_synth.tables import TABLES
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,23 @@ import polars as pl
 import psycopg
 import pytest
 
-from e2i_synth.assets import entities, feature_store
-from e2i_synth.checks.entity_checks import ENTITY_CHECKS
-from e2i_synth.checks.feature_store_checks import (
+from e2i_synth.core.scenario import ENGAGEMENT_MAX, Scenario, load_scenario
+from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
+from e2i_synth.db.copy import count_rows, read_table, replace_rows
+from e2i_synth.stats.drift import drift_statistics
+from e2i_synth.tables import TABLES
+from e2i_synth.tables.entities import assets as entities
+from e2i_synth.tables.entities.checks import ENTITY_CHECKS
+from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys, split_for_dates
+from e2i_synth.tables.feature_store import assets as feature_store
+from e2i_synth.tables.feature_store.catalog import (
+    FRESHNESS_HOURS,
+    INSURANCE_TIERS,
+    generate_feature_groups,
+    generate_features,
+)
+from e2i_synth.tables.feature_store.checks import (
     FEATURE_STORE_CHECKS,
     data_split_mismatches,
     duplicate_keys,
@@ -21,15 +35,7 @@ from e2i_synth.checks.feature_store_checks import (
     source_disagreements,
     value_violations,
 )
-from e2i_synth.db.copy import count_rows, read_table, replace_rows
-from e2i_synth.domain import FEATURE_GROUPS, FEATURES
-from e2i_synth.generators.feature_store import (
-    FRESHNESS_HOURS,
-    INSURANCE_TIERS,
-    generate_feature_groups,
-    generate_features,
-)
-from e2i_synth.generators.feature_values import (
+from e2i_synth.tables.feature_store.feature_values import (
     PROCESSES,
     as_of,
     expected_feature_values,
@@ -37,11 +43,6 @@ from e2i_synth.generators.feature_values import (
     observations_per_day,
     tolerance,
 )
-from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
-from e2i_synth.generators.patient_journeys import generate_patient_journeys, split_for_dates
-from e2i_synth.scenario import ENGAGEMENT_MAX, Scenario, load_scenario
-from e2i_synth.schemas import TABLES
-from e2i_synth.stats.drift import drift_statistics
 from e2i_synth_tests.pipeline import failed_checks, run
 
 KEY = ["feature_id", "entity_values", "event_timestamp"]

@@ -4,12 +4,12 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from e2i_synth.core.scenario import load_scenario
 from e2i_synth.db.copy import LoadError, count_rows, read_table, replace_rows
 from e2i_synth.db.io_manager import PostgresIOManager
-from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
-from e2i_synth.generators.patient_journeys import generate_patient_journeys
-from e2i_synth.scenario import load_scenario
-from e2i_synth.schemas import TABLES
+from e2i_synth.tables import TABLES
+from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 
 HCP = TABLES["hcp_profiles"]
 PATIENTS = TABLES["patient_journeys"]

@@ -7,7 +7,7 @@ from datetime import date
 import polars as pl
 
 from e2i_synth.db.metadata import column_schema, markdown_table, output_metadata
-from e2i_synth.schemas import TABLES
+from e2i_synth.tables import TABLES
 
 UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from e2i_synth.db.migrate import LEDGER, MigrationError, discover, migrate, sql_dir
-from e2i_synth.schemas import TABLES
+from e2i_synth.tables import TABLES
 
 
 def _ledger(url: str) -> list[tuple[int, str, str]]:

@@ -28,20 +28,8 @@ import polars as pl
 import psycopg
 import pytest
 
-from e2i_synth.assets.partitions import MONTHLY
-from e2i_synth.assets.scenario_resource import ScenarioResource
 from e2i_synth.cli import main
-from e2i_synth.db import embedded
-from e2i_synth.db.connection import DatabaseUnavailable, connect, mask_url
-from e2i_synth.db.copy import LoadError, count_rows, read_table, replace_rows
-from e2i_synth.db.io_manager import PostgresIOManager
-from e2i_synth.db.migrate import migrate
-from e2i_synth.db.resource import Database
-from e2i_synth.generators.business_metrics import generate_business_metrics
-from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
-from e2i_synth.generators.patient_journeys import generate_patient_journeys
-from e2i_synth.generators.triggers import generate_triggers
-from e2i_synth.scenario import (
+from e2i_synth.core.scenario import (
     Scenario,
     ScenarioError,
     build_scenario,
@@ -50,7 +38,19 @@ from e2i_synth.scenario import (
     load_scenario,
     partitions_start,
 )
-from e2i_synth.schemas import TABLES
+from e2i_synth.db import embedded
+from e2i_synth.db.connection import DatabaseUnavailable, connect, mask_url
+from e2i_synth.db.copy import LoadError, count_rows, read_table, replace_rows
+from e2i_synth.db.io_manager import PostgresIOManager
+from e2i_synth.db.migrate import migrate
+from e2i_synth.db.resource import Database
+from e2i_synth.pipeline.partitions import MONTHLY
+from e2i_synth.pipeline.resources import ScenarioResource
+from e2i_synth.tables import TABLES
+from e2i_synth.tables.activity.triggers import generate_triggers
+from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
+from e2i_synth.tables.metrics.business_metrics import generate_business_metrics
 from e2i_synth_tests.conftest import _url_for
 from e2i_synth_tests.servers import dedicated_pgdata, start_server
 
@@ -121,7 +121,7 @@ from datetime import datetime
 import polars as pl
 from e2i_synth.db.connection import connect
 from e2i_synth.db.copy import replace_rows
-from e2i_synth.schemas import TABLES
+from e2i_synth.tables import TABLES
 
 url, table, path, start, end = sys.argv[1:6]
 frame = pl.read_parquet(path)
@@ -325,9 +325,9 @@ def test_a_second_materialize_waits_for_the_first_and_tables_never_mix(database,
     tables never mix the two scenarios."""
     import threading
 
-    from e2i_synth import runner
+    from e2i_synth.core.scenario import parse_scenario
     from e2i_synth.db.active_scenario import get_active_yaml
-    from e2i_synth.scenario import parse_scenario
+    from e2i_synth.pipeline import runner
 
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     first = parse_scenario(SHORT_SCENARIO + "seed: 1\n")
@@ -617,7 +617,9 @@ def test_bad_scenario_file_exits_2_naming_the_field_and_writes_nothing(
     name, empty_db_url, monkeypatch, capsys
 ):
     monkeypatch.setenv("E2I_DATABASE_URL", empty_db_url)
-    monkeypatch.setattr("e2i_synth.runner.materialize", _never_runs)  # a bad file never loads
+    monkeypatch.setattr(
+        "e2i_synth.pipeline.runner.materialize", _never_runs
+    )  # a bad file never loads
     path = BAD_SCENARIOS / name
     assert main(["materialize", "--scenario", str(path)]) == 2
     out, err = capsys.readouterr()
@@ -633,7 +635,7 @@ def test_generated_bad_scenario_exits_2_with_a_short_error_and_writes_nothing(
     name, empty_db_url, monkeypatch, capsys, tmp_path
 ):
     monkeypatch.setenv("E2I_DATABASE_URL", empty_db_url)
-    monkeypatch.setattr("e2i_synth.runner.materialize", _never_runs)
+    monkeypatch.setattr("e2i_synth.pipeline.runner.materialize", _never_runs)
     make_text, words = GENERATED_BAD_SCENARIOS[name]
     path = tmp_path / "scenario.yaml"
     path.write_text(make_text())
@@ -681,7 +683,7 @@ def test_bad_arguments_exit_2_without_a_traceback_and_write_nothing(
 ):
     argv, env, words = BAD_ARGUMENTS[name]
     monkeypatch.setenv("E2I_DATABASE_URL", empty_db_url)
-    monkeypatch.setattr("e2i_synth.runner.materialize", _never_runs)
+    monkeypatch.setattr("e2i_synth.pipeline.runner.materialize", _never_runs)
     for key, value in env.items():
         if value is None:
             monkeypatch.delenv(key, raising=False)
@@ -721,7 +723,7 @@ def test_window_check_follows_dagster_partitions(today, end_date, refused):
 
 
 def test_window_check_agrees_with_dagster_today():
-    from e2i_synth.assets.partitions import DAILY, MONTHLY, PARTITIONS_START
+    from e2i_synth.pipeline.partitions import DAILY, MONTHLY, PARTITIONS_START
 
     last_month = date.fromisoformat(MONTHLY.get_last_partition_key())
     assert last_loadable_day() == (last_month + timedelta(days=31)).replace(day=1) - timedelta(1)
@@ -1049,12 +1051,12 @@ ALLOWED_INTERPOLATIONS: dict[tuple[str, tuple[str, ...]], str] = {
     "role name, written to sql/schema.sql",
     ("db/dump_schema.py", ("DEFAULT_SCORER_ROLE", "DEFAULT_SCORER_ROLE")): "module constant "
     "role name, written to sql/schema.sql",
-    ("checks/activity_checks.py", ("column", "i", "split")): "_split_of: a column expression "
+    ("tables/activity/checks.py", ("column", "i", "split")): "_split_of: a column expression "
     "from the call sites, the loop index of a %(cutoff_i)s parameter name, and the DATA_SPLITS "
     "constants",
-    ("checks/activity_checks.py", ("cases", "DATA_SPLITS[-1]")): "_split_of: the WHEN "
+    ("tables/activity/checks.py", ("cases", "DATA_SPLITS[-1]")): "_split_of: the WHEN "
     "fragments built above and a DATA_SPLITS constant",
-    ("checks/activity_checks.py", ("key", "table", "hcp_rule")): "data_split_check: table and "
+    ("tables/activity/checks.py", ("key", "table", "hcp_rule")): "data_split_check: table and "
     "key names are string literals at its three call sites; sql.Identifier would be better",
 }
 

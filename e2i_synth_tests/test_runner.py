@@ -8,11 +8,11 @@ from datetime import UTC, date, datetime, time, timedelta
 import dagster as dg
 from psycopg import sql
 
-from e2i_synth.assets.partitions import live_until
+from e2i_synth.core.scenario import load_scenario
 from e2i_synth.definitions import CHECKS
-from e2i_synth.runner import materialize
-from e2i_synth.scenario import load_scenario
-from e2i_synth.schemas import TABLES
+from e2i_synth.pipeline.partitions import live_until
+from e2i_synth.pipeline.runner import materialize
+from e2i_synth.tables import TABLES
 
 
 def _fingerprints(database) -> dict[str, tuple[int, str]]:

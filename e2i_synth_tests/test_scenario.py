@@ -2,7 +2,7 @@
 
 import pytest
 
-from e2i_synth.scenario import ScenarioError, build_scenario, load_scenario, parse_scenario
+from e2i_synth.core.scenario import ScenarioError, build_scenario, load_scenario, parse_scenario
 
 
 def test_default_scenario_loads_with_presets():

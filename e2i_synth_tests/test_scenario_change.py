@@ -22,13 +22,13 @@ import polars as pl
 import psycopg
 import pytest
 
-from e2i_synth import runner
-from e2i_synth.assets import metrics as metrics_assets
+from e2i_synth.core.scenario import Scenario, parse_scenario
 from e2i_synth.db.active_scenario import STAGING_SCHEMA, get_active_hash, staging_exists
 from e2i_synth.db.resource import Database
 from e2i_synth.definitions import ASSETS, build_resources
-from e2i_synth.scenario import Scenario, parse_scenario
-from e2i_synth.schemas import TABLES
+from e2i_synth.pipeline import runner
+from e2i_synth.tables import TABLES
+from e2i_synth.tables.metrics import assets as metrics_assets
 from e2i_synth_tests.test_reliability import SHORT_SCENARIO, _cli_env, _fingerprints
 
 A = parse_scenario(SHORT_SCENARIO + "seed: 1\n")

@@ -8,11 +8,13 @@ import dagster as dg
 import pytest
 from dagster._utils.schedules import cron_string_iterator
 
-from e2i_synth import runner
+from e2i_synth.core.scenario import load_scenario
 from e2i_synth.definitions import defs
-from e2i_synth.generators import business_metrics, feature_values, ml_predictions
-from e2i_synth.runner import materialize
-from e2i_synth.scenario import load_scenario
+from e2i_synth.pipeline import runner
+from e2i_synth.pipeline.runner import materialize
+from e2i_synth.tables.activity import ml_predictions
+from e2i_synth.tables.feature_store import feature_values
+from e2i_synth.tables.metrics import business_metrics
 
 JOBS = {"daily_refresh": runner.daily_refresh_job, "monthly_close": runner.monthly_close_job}
 

@@ -8,11 +8,20 @@ from datetime import date
 import psycopg
 import pytest
 
-from bench.leaderboard import OUT as LEADERBOARD  # e2i_synth/answer_key/leaderboard.json
+from bench.leaderboard import OUT as LEADERBOARD  # e2i_synth/tables/answer_key/leaderboard.json
 from bench.leaderboard import rung_scores
-from e2i_synth.answer_key.answers import SCHEMA_PATH, AnswersError, parse_answers, schema_text
-from e2i_synth.answer_key.sample import generate_ground_truth_frame
-from e2i_synth.answer_key.scoring import (
+from e2i_synth.cli import main
+from e2i_synth.core.scenario import ScenarioError, load_scenario
+from e2i_synth.db.active_scenario import touch
+from e2i_synth.scenarios import bundled_path
+from e2i_synth.tables.answer_key.answers import (
+    SCHEMA_PATH,
+    AnswersError,
+    parse_answers,
+    schema_text,
+)
+from e2i_synth.tables.answer_key.sample import generate_ground_truth_frame
+from e2i_synth.tables.answer_key.scoring import (
     ScoreRefused,
     empty_answers,
     interval_score,
@@ -20,10 +29,6 @@ from e2i_synth.answer_key.scoring import (
     reference_answers,
     score,
 )
-from e2i_synth.cli import main
-from e2i_synth.db.active_scenario import touch
-from e2i_synth.scenario import ScenarioError, load_scenario
-from e2i_synth.scenarios import bundled_path
 
 CAUSAL = "causal_effect:engagement_score->treatment_initiated"
 
@@ -195,7 +200,7 @@ def test_bad_answers_are_refused_naming_the_field(answers, message):
 
 def test_the_json_schema_file_is_generated_from_the_models():
     assert SCHEMA_PATH.read_text() == schema_text(), (
-        "stale: run .venv/bin/python -m e2i_synth.answer_key.answers"
+        "stale: run .venv/bin/python -m e2i_synth.tables.answer_key.answers"
     )
 
 
@@ -242,14 +247,14 @@ def test_interval_score_rewards_narrow_covering_intervals():
     ],
 )
 def test_new_plant_fields_are_validated_with_named_errors(change, message):
-    from e2i_synth.scenario import build_scenario
+    from e2i_synth.core.scenario import build_scenario
 
     with pytest.raises(ScenarioError, match=message):
         build_scenario(change)
 
 
 def test_a_ramp_reaches_part_of_its_size_in_between():
-    from e2i_synth.scenario import DriftSpec
+    from e2i_synth.core.scenario import DriftSpec
 
     spec = DriftSpec(
         feature="engagement_score",
@@ -315,8 +320,8 @@ def test_score_command_on_a_database(monkeypatch, db_url, tmp_path, capsys):
     assert main(["score", str(bad)]) == 2
     # The Dagster check on the same database: the reference scorecard, compared with the
     # leaderboard (which documents the bundled rungs at their own scale, not at small).
-    from e2i_synth.checks.answer_key_checks import reference_scorecard
     from e2i_synth.db.resource import Database
+    from e2i_synth.tables.answer_key.checks import reference_scorecard
 
     result = reference_scorecard(database=Database(url=db_url, migrate_on_setup=False))
     assert result.passed and result.metadata["documented"].value is False

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from e2i_synth.cli import main
+from e2i_synth.core.scenario import load_scenario
 from e2i_synth.db.connection import connect
 from e2i_synth.db.copy import replace_rows
 from e2i_synth.db.locks import LOCK_TIMEOUT_ENV, LockTimeout
@@ -24,9 +25,8 @@ from e2i_synth.db.migrate import (
     migrate,
 )
 from e2i_synth.db.resource import Database
-from e2i_synth.runner import MATERIALIZE_LOCK_KEY, materialize
-from e2i_synth.scenario import load_scenario
-from e2i_synth.schemas import TABLES
+from e2i_synth.pipeline.runner import MATERIALIZE_LOCK_KEY, materialize
+from e2i_synth.tables import TABLES
 from e2i_synth_tests.conftest import _url_for
 
 # The answer key and the scenario that planted it: the scorer's, never the agent's.

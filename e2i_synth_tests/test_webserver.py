@@ -26,12 +26,12 @@ import psycopg
 import pytest
 import yaml
 
+from e2i_synth.core.scenario import load_scenario
 from e2i_synth.db.connection import URL_ENV
 from e2i_synth.db.dagster_storage import DAGSTER_URL_ENV
 from e2i_synth.db.resource import Database
 from e2i_synth.definitions import ASSETS, CHECKS
-from e2i_synth.runner import RunSummary, materialize
-from e2i_synth.scenario import load_scenario
+from e2i_synth.pipeline.runner import RunSummary, materialize
 
 PROJECT = Path(__file__).resolve().parents[1]
 WEBSERVER = Path(sys.executable).parent / "dagster-webserver"

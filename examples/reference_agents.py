@@ -26,15 +26,15 @@ from pathlib import Path
 
 import polars as pl
 
-from e2i_synth.answer_key.answers import parse_answers
 from e2i_synth.consumers.causal import estimate_ate
 from e2i_synth.consumers.drift import drift_report
 from e2i_synth.consumers.gaps import achievement_by_series
+from e2i_synth.core.scenario import parse_scenario
 from e2i_synth.db.active_scenario import get_active_yaml
 from e2i_synth.db.connection import DatabaseTarget
-from e2i_synth.generators.ground_truth import CAUSAL_ANSWER_ID
-from e2i_synth.scenario import parse_scenario
-from e2i_synth.scorecard import active_hash, render, score_active
+from e2i_synth.tables.answer_key.answers import parse_answers
+from e2i_synth.tables.answer_key.ground_truth import CAUSAL_ANSWER_ID
+from e2i_synth.tables.answer_key.scorecard import active_hash, render, score_active
 
 RUN_MONTHS = 3
 GAP_ACHIEVEMENT = 0.93

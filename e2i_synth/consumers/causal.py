@@ -3,8 +3,8 @@ estimated from the loaded patient_journeys (see e2i_synth.stats.causal for the e
 
 from e2i_synth.db.copy import read_table
 from e2i_synth.db.resource import Database
-from e2i_synth.schemas import TABLES
 from e2i_synth.stats.causal import AteEstimate, estimate_ate_from_frame
+from e2i_synth.tables import TABLES
 
 __all__ = ["AteEstimate", "estimate_ate", "estimate_ate_from_frame"]
 

@@ -8,8 +8,8 @@ from datetime import date
 
 import polars as pl
 
+from e2i_synth.core.scenario import MonitoringWindows
 from e2i_synth.db.resource import Database
-from e2i_synth.scenario import MonitoringWindows
 from e2i_synth.stats.drift import drift_statistics, utc_day
 
 _WINDOW_QUERY = """

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from e2i_synth.db.copy import check_foreign_keys, foreign_keys, may_turn_row_triggers_off
-from e2i_synth.schemas import TABLES
+from e2i_synth.tables import TABLES
 
 ACTIVE_TABLE = "e2i_active_scenario"
 STAGING_SCHEMA = "e2i_next"

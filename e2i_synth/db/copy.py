@@ -16,7 +16,7 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from e2i_synth.schemas import TableSpec
+from e2i_synth.tables import TableSpec
 
 COPY_CHUNK_ROWS = 100_000
 

@@ -10,19 +10,17 @@ from datetime import datetime
 import dagster as dg
 import polars as pl
 
+from e2i_synth.core.frames import FrameStream, frames_of
 from e2i_synth.db.copy import read_table, replace_rows
 from e2i_synth.db.metadata import markdown_table, output_metadata
 from e2i_synth.db.resource import Database
-from e2i_synth.frames import FrameStream, frames_of
-from e2i_synth.schemas import TABLES, FrameValidationError, TableSpec
+from e2i_synth.tables import TABLES, FrameValidationError, TableSpec
 
 
 def _spec(asset_key: dg.AssetKey) -> TableSpec:
     name = asset_key.path[-1]
     if name not in TABLES:
-        raise KeyError(
-            f"asset {asset_key.to_user_string()} has no table model in e2i_synth.schemas"
-        )
+        raise KeyError(f"asset {asset_key.to_user_string()} has no table model in e2i_synth.tables")
     return TABLES[name]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
-from e2i_synth.schemas import TableSpec
+from e2i_synth.tables import TableSpec
 
 PREVIEW_ROWS = 5
 CELL_CHARS = 60  # longer cell texts are cut, with an ellipsis

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import ks_2samp
 
-from e2i_synth.scenario import MonitoringWindows
+from e2i_synth.core.scenario import MonitoringWindows
 
 PSI_BINS = 10
 PSI_THRESHOLD = 0.2

@@ -25,13 +25,13 @@ import polars as pl
 import psycopg
 import pytest
 
+from e2i_synth.core.scenario import load_scenario
 from e2i_synth.db.connection import connect
 from e2i_synth.db.copy import read_table, replace_rows
 from e2i_synth.db.migrate import migrate
-from e2i_synth.generators.hcp_profiles import generate_hcp_profiles
-from e2i_synth.generators.patient_journeys import generate_patient_journeys
-from e2i_synth.scenario import load_scenario
-from e2i_synth.schemas import TABLES
+from e2i_synth.tables import TABLES
+from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 from e2i_synth_tests.servers import dedicated_pgdata, start_server
 
 pytestmark = pytest.mark.soak
@@ -51,7 +51,7 @@ import sys
 import polars as pl
 from e2i_synth.db.connection import connect
 from e2i_synth.db.copy import replace_rows
-from e2i_synth.schemas import TABLES
+from e2i_synth.tables import TABLES
 
 frame = pl.read_parquet(sys.argv[2])
 with connect(sys.argv[1], application_name=sys.argv[3]) as conn:

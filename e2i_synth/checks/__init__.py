@@ -1,1 +1,0 @@
-"""Asset checks: run in PostgreSQL against the loaded tables, after each load."""

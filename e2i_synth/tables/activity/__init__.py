@@ -1,0 +1,1 @@
+"""What happens, dated: treatment_events, ml_predictions and triggers."""

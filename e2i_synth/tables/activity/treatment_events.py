@@ -1,0 +1,360 @@
+"""treatment_events generator: a claims-like event stream per patient.
+
+Every journey opens with one diagnosis claim on journey_start_date, followed by baseline labs,
+recurring office visits and labs, and rare hospitalizations spread over the journey. Patients
+who initiated treatment fill the brand first at journey_start_date + days_to_treatment, then
+refill about every days_supply days until they stop after a geometric number of fills; a stop
+that falls inside the journey is recorded as a switch to a competitor or a discontinuation,
+which is then their last treatment event. Product, NDC and CPT codes are illustrative.
+"""
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+import polars as pl
+
+from e2i_synth.core.sampling import in_key_order, weighted_choice
+from e2i_synth.core.scenario import Scenario
+from e2i_synth.core.seeds import rng_for
+from e2i_synth.tables.activity.treatment_events_model import (
+    DISPENSING_EVENT_TYPES,
+    EVENT_TYPES,
+    MEDICAL_EVENT_TYPES,
+    SPEC,
+    TREATMENT_EVENT_TYPES,
+)
+
+TABLE = "treatment_events"
+EVENT_CODE = {t: i for i, t in enumerate(EVENT_TYPES)}
+
+
+class Product(NamedTuple):
+    name: str
+    ndc: str  # synthetic code in the 5-4-2 NDC format
+    quantity: int  # units per fill
+    days_supply: int
+    cost_per_fill: float  # USD, list price
+
+
+BRAND_PRODUCTS: dict[str, Product] = {
+    "Remibrutinib": Product("Remibrutinib 25 mg tablet", "00078-1250-15", 60, 30, 5_200.0),
+    "Fabhalta": Product("Fabhalta 200 mg capsule", "00078-1189-20", 60, 30, 46_000.0),
+    "Kisqali": Product("Kisqali 200 mg tablet", "00078-0867-63", 63, 28, 13_800.0),
+}
+# What patients switch to, per brand (picked with equal chance).
+COMPETITOR_PRODUCTS: dict[str, tuple[Product, ...]] = {
+    "Remibrutinib": (
+        Product("omalizumab 300 mg/2 mL syringe", "50242-0215-01", 1, 28, 3_300.0),
+        Product("dupilumab 300 mg/2 mL pen", "00024-5915-02", 2, 28, 3_800.0),
+    ),
+    "Fabhalta": (
+        Product("ravulizumab 1100 mg/11 mL vial", "25682-0025-01", 3, 56, 60_000.0),
+        Product("pegcetacoplan 1080 mg/20 mL vial", "73606-0010-01", 8, 28, 40_000.0),
+    ),
+    "Kisqali": (
+        Product("palbociclib 125 mg capsule", "00069-0189-21", 21, 28, 14_500.0),
+        Product("abemaciclib 150 mg tablet", "00002-5337-54", 56, 28, 14_000.0),
+    ),
+}
+# ICD-10-CM codes of each brand's indication, with the share of patients coded with each.
+INDICATION_CODES: dict[str, dict[str, float]] = {
+    "Remibrutinib": {"L50.1": 1.0},
+    "Fabhalta": {"D59.5": 0.7, "N02.8": 0.3},
+    "Kisqali": {"C50.911": 0.5, "C50.912": 0.5},
+}
+# CPT codes per medical event type; lab panels depend on what the brand's label monitors.
+VISIT_CODES: dict[str, tuple[str, ...]] = {
+    "diagnosis": ("99204", "99205"),
+    "office_visit": ("99213", "99214", "99215"),
+    "hospitalization": ("99222", "99223"),
+}
+LAB_CODES: dict[str, tuple[str, ...]] = {
+    "Remibrutinib": ("85025", "86140", "80053"),
+    "Fabhalta": ("85025", "83615", "86356", "80053"),
+    "Kisqali": ("85025", "80076", "93000", "80053"),
+}
+# Allowed amount of a medical claim: (median USD, lognormal sigma).
+MEDICAL_COST: dict[str, tuple[float, float]] = {
+    "diagnosis": (310.0, 0.25),
+    "lab_test": (95.0, 0.6),
+    "office_visit": (165.0, 0.3),
+    "hospitalization": (18_000.0, 0.7),
+}
+# Allowed amount relative to commercial rates.
+PAYER_FACTOR: dict[str, float] = {
+    "commercial": 1.0,
+    "medicare": 0.8,
+    "medicaid": 0.65,
+    "uninsured": 1.25,
+}
+BASELINE_LAB_SHARE = 0.85  # patients with labs in the two weeks after diagnosis
+BASELINE_LAB_DAYS = 14
+OFFICE_VISITS_PER_YEAR = 5.0
+LAB_TESTS_PER_YEAR: dict[str, float] = {"Remibrutinib": 2.0, "Fabhalta": 5.0, "Kisqali": 7.0}
+# Chance of stopping after each fill (so the number of fills is geometric), by brand.
+STOP_AFTER_FILL: dict[str, float] = {"Remibrutinib": 0.10, "Fabhalta": 0.05, "Kisqali": 0.07}
+SWITCH_SHARE = 0.3  # of stops, the share that are switches to a competitor
+EARLY_REFILL_DAYS = 2  # refills come at most this many days before the supply runs out
+LATE_REFILL_DAYS = 7
+LAPSE_SHARE = 0.06  # refills after a longer lapse (15-45 days late)
+STOP_GRACE_DAYS = 30  # a stop is recorded up to this long after the last supply ran out
+
+
+# Patients are generated in blocks of this many (in patient_id order), each block from its own
+# seed, so large scales stream in bounded memory. The size is a constant: changing it changes
+# the rows.
+PATIENT_BLOCK = 20_000
+
+
+# The columns of patient_journeys the events derive from (the asset reads only these).
+PATIENT_COLUMNS = (
+    "patient_id",
+    "hcp_id",
+    "brand",
+    "insurance_type",
+    "data_split",
+    "journey_start_date",
+    "journey_end_date",
+    "disease_severity",
+    "treatment_initiated",
+    "days_to_treatment",
+)
+
+
+def iter_treatment_events(
+    scenario: Scenario, patient_journeys: pl.DataFrame
+) -> Iterator[pl.DataFrame]:
+    """The events of each block of patients in turn; event_ids run on across blocks."""
+    # Key order, so the result does not depend on how the input was read.
+    patients = in_key_order(patient_journeys, PATIENT_COLUMNS, "patient_id")
+    offset = 0
+    for block, start in enumerate(range(0, patients.height, PATIENT_BLOCK)):
+        rng = rng_for(scenario.seed, TABLE, block)
+        frame = _block_events(rng, patients.slice(start, PATIENT_BLOCK), offset)
+        offset += frame.height
+        yield frame
+
+
+def generate_treatment_events(scenario: Scenario, patient_journeys: pl.DataFrame) -> pl.DataFrame:
+    return pl.concat(list(iter_treatment_events(scenario, patient_journeys)))
+
+
+def _block_events(rng: np.random.Generator, patients: pl.DataFrame, offset: int) -> pl.DataFrame:
+    n = patients.height
+    duration = (
+        (patients["journey_end_date"] - patients["journey_start_date"]).dt.total_days().to_numpy()
+    )
+    brand = patients["brand"].to_numpy()
+    years = duration / 365.25
+
+    icd10 = np.empty(n, dtype=object)
+    for b, codes in INDICATION_CODES.items():
+        mask = brand == b
+        icd10[mask] = weighted_choice(rng, codes, int(mask.sum()))
+
+    # (patient index, days from diagnosis, event code) of every event, by kind.
+    parts: list[tuple[np.ndarray, np.ndarray, int | np.ndarray]] = []
+    everyone = np.arange(n)
+    parts.append((everyone, np.zeros(n, dtype=np.int64), EVENT_CODE["diagnosis"]))
+
+    baseline = everyone[rng.random(n) < BASELINE_LAB_SHARE]
+    parts.append(
+        (
+            baseline,
+            rng.integers(0, np.minimum(BASELINE_LAB_DAYS, duration[baseline]) + 1),
+            EVENT_CODE["lab_test"],
+        )
+    )
+    lab_rate = np.array([LAB_TESTS_PER_YEAR[b] for b in brand])
+    hospital_rate = 0.02 + 0.025 * patients["disease_severity"].to_numpy()
+    for code, rate in (
+        (EVENT_CODE["office_visit"], np.full(n, OFFICE_VISITS_PER_YEAR)),
+        (EVENT_CODE["lab_test"], lab_rate),
+        (EVENT_CODE["hospitalization"], hospital_rate),
+    ):
+        who = np.repeat(everyone, rng.poisson(rate * years))
+        # Uniform over days 1..duration (day 0 is the diagnosis visit itself).
+        parts.append((who, 1 + (rng.random(who.size) * duration[who]).astype(np.int64), code))
+
+    parts.extend(_fills_and_stops(rng, patients, duration))
+
+    events = (
+        pl.DataFrame(
+            {
+                "_p": np.concatenate([p for p, _, _ in parts]),
+                "_day": np.concatenate([d for _, d, _ in parts]),
+                "_code": np.concatenate([np.broadcast_to(c, p.shape) for p, _, c in parts]).astype(
+                    np.int64
+                ),
+            }
+        )
+        # Two draws of the same recurring event on one day are one claim.
+        .unique(["_p", "_day", "_code"], keep="first", maintain_order=True)
+        .sort("_p", "_day", "_code")
+    )
+    return _describe_events(rng, events, patients, icd10, offset)
+
+
+def _fills_and_stops(
+    rng: np.random.Generator, patients: pl.DataFrame, duration: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, int | np.ndarray]]:
+    """First prescription, refills, and the switch or discontinuation of initiated patients."""
+    treated = np.flatnonzero(patients["treatment_initiated"].to_numpy())
+    brand = patients["brand"].to_numpy()[treated]
+    first = patients["days_to_treatment"].to_numpy()[treated].astype(np.int64)
+    supply = np.array([BRAND_PRODUCTS[b].days_supply for b in brand])
+    planned = rng.geometric(np.array([STOP_AFTER_FILL[b] for b in brand]))
+    room = duration[treated] - first
+    # Never more candidate fills than fit in the journey at the shortest refill interval.
+    cap = np.minimum(planned, room // (supply - EARLY_REFILL_DAYS) + 1)
+
+    who = np.repeat(np.arange(treated.size), cap)
+    group_start = np.repeat(np.cumsum(cap) - cap, cap)
+    nth = np.arange(who.size) - group_start
+    gap = supply[who] + rng.integers(-EARLY_REFILL_DAYS, LATE_REFILL_DAYS + 1, who.size)
+    gap = gap + (rng.random(who.size) < LAPSE_SHARE) * rng.integers(15, 46, who.size)
+    gap[nth == 0] = 0
+    total = np.cumsum(gap)
+    day = first[who] + total - total[group_start]
+    kept = day <= duration[treated][who]
+    who, day, nth = who[kept], day[kept], nth[kept]
+
+    fills = np.bincount(who, minlength=treated.size)
+    last = np.zeros(treated.size, dtype=np.int64)
+    np.maximum.at(last, who, day)
+    # A stop is observed when every planned fill happened and the supply ran out in the journey.
+    stop_day = last + supply + rng.integers(0, STOP_GRACE_DAYS + 1, treated.size)
+    switched = rng.random(treated.size) < SWITCH_SHARE
+    stops = np.flatnonzero((fills == planned) & (stop_day <= duration[treated]))
+    stop_code = np.where(switched[stops], EVENT_CODE["switch"], EVENT_CODE["discontinuation"])
+    return [
+        (
+            treated[who],
+            day,
+            np.where(nth == 0, EVENT_CODE["prescription"], EVENT_CODE["refill"]),
+        ),
+        (treated[stops], stop_day[stops], stop_code),
+    ]
+
+
+def _describe_events(
+    rng: np.random.Generator,
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    icd10: np.ndarray,
+    offset: int,
+) -> pl.DataFrame:
+    """The claim columns of each (patient, day, event code), in event order."""
+    m = events.height
+    idx = events["_p"].to_numpy()
+    frame = pl.concat(
+        [
+            patients[idx].select(
+                "patient_id",
+                "hcp_id",
+                "brand",
+                "insurance_type",
+                "data_split",
+                "journey_start_date",
+            ),
+            events,
+            pl.DataFrame(
+                {
+                    "icd10_code": icd10[idx],
+                    "_u_code": rng.random(m),
+                    "_u_competitor": rng.random(m),
+                    "_cost_noise": rng.standard_normal(m),
+                },
+                schema_overrides={"icd10_code": pl.String},
+            ),
+        ],
+        how="horizontal",
+    )
+    event_type = pl.col("event_type")
+    medical = event_type.is_in(MEDICAL_EVENT_TYPES)
+    dispensing = event_type.is_in(DISPENSING_EVENT_TYPES)
+    n_competitors = {b: len(ps) for b, ps in COMPETITOR_PRODUCTS.items()}
+    competitor = (pl.col("_u_competitor") * pl.col("brand").replace_strict(n_competitors)).floor()
+    cost = (
+        pl.when(medical)
+        .then(pl.col("_median") * (pl.col("_sigma") * pl.col("_cost_noise")).exp())
+        .when(dispensing)
+        .then(pl.col("_fill_cost") * (1 + 0.01 * pl.col("_cost_noise").clip(-3, 3)))
+        .otherwise(0.0)
+    )
+    payer = pl.col("insurance_type").replace_strict(PAYER_FACTOR, return_dtype=pl.Float64)
+    return (
+        frame.with_columns(
+            event_type=pl.col("_code").replace_strict(
+                dict(enumerate(EVENT_TYPES)), return_dtype=pl.String
+            ),
+            event_date=pl.col("journey_start_date") + pl.duration(days=pl.col("_day")),
+            days_from_diagnosis=pl.col("_day").cast(pl.Int32),
+        )
+        .with_columns(
+            _product_key=pl.when(event_type == "switch")
+            .then(pl.format("{}|{}", pl.col("brand"), competitor.cast(pl.Int64)))
+            .when(event_type.is_in(TREATMENT_EVENT_TYPES))
+            .then(pl.col("brand"))
+        )
+        .join(
+            _procedure_code_table(), on=["brand", "event_type"], how="left", maintain_order="left"
+        )
+        .join(_product_table(), on="_product_key", how="left", maintain_order="left")
+        .join(_medical_cost_table(), on="event_type", how="left", maintain_order="left")
+        .with_columns(
+            event_id=pl.format(
+                "EVT{}", pl.int_range(offset + 1, offset + m + 1).cast(pl.String).str.zfill(8)
+            ),
+            claim_type=pl.when(medical)
+            .then(pl.lit("medical"))
+            .when(dispensing)
+            .then(pl.lit("pharmacy"))
+            .otherwise(pl.lit("derived")),
+            procedure_code=pl.col("_codes").list.get(
+                (pl.col("_u_code") * pl.col("_codes").list.len()).floor().cast(pl.Int64),
+                null_on_oob=True,
+            ),
+            ndc_code=pl.when(dispensing).then(pl.col("_ndc")),
+            quantity=pl.when(dispensing).then(pl.col("_quantity")),
+            days_supply=pl.when(dispensing).then(pl.col("_days_supply")),
+            cost_usd=(cost * payer).round(2),
+        )
+        .select(SPEC.columns)
+    )
+
+
+def _procedure_code_table() -> pl.DataFrame:
+    """Candidate CPT codes per (brand, medical event type)."""
+    rows = [
+        (b, t, list(LAB_CODES[b] if t == "lab_test" else VISIT_CODES[t]))
+        for b in BRAND_PRODUCTS
+        for t in MEDICAL_EVENT_TYPES
+    ]
+    return pl.DataFrame(rows, schema=["brand", "event_type", "_codes"], orient="row")
+
+
+def _medical_cost_table() -> pl.DataFrame:
+    return pl.DataFrame(
+        [(t, median, sigma) for t, (median, sigma) in MEDICAL_COST.items()],
+        schema=["event_type", "_median", "_sigma"],
+        orient="row",
+    )
+
+
+def _product_table() -> pl.DataFrame:
+    """Product attributes keyed by brand (its own product) or brand|k (its k-th competitor)."""
+    keyed = [(b, p) for b, p in BRAND_PRODUCTS.items()] + [
+        (f"{b}|{k}", p) for b, ps in COMPETITOR_PRODUCTS.items() for k, p in enumerate(ps)
+    ]
+    return pl.DataFrame(
+        {
+            "_product_key": [k for k, _ in keyed],
+            "product_name": [p.name for _, p in keyed],
+            "_ndc": [p.ndc for _, p in keyed],
+            "_quantity": pl.Series([p.quantity for _, p in keyed], dtype=pl.Int32),
+            "_days_supply": pl.Series([p.days_supply for _, p in keyed], dtype=pl.Int16),
+            "_fill_cost": [p.cost_per_fill for _, p in keyed],
+        }
+    )

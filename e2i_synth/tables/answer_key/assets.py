@@ -1,0 +1,38 @@
+"""The ground_truth asset: the answer key, materialized with the data it describes."""
+
+from importlib.metadata import version
+
+import dagster as dg
+import polars as pl
+
+from e2i_synth.pipeline.inputs import reading
+from e2i_synth.pipeline.resources import ScenarioResource
+from e2i_synth.pipeline.table_asset import table_asset
+from e2i_synth.tables.answer_key import causal, drift, gaps
+from e2i_synth.tables.answer_key.ground_truth import generate_ground_truth
+
+
+@dg.asset(
+    **table_asset("ground_truth", "answer_key"),
+    ins=reading(
+        patient_journeys=causal.COLUMNS,
+        features=drift.FEATURE_COLUMNS,
+        feature_values=drift.VALUE_COLUMNS,
+        business_metrics=gaps.COLUMNS,
+    ),
+)
+def ground_truth(
+    scenario: ScenarioResource,
+    patient_journeys: pl.DataFrame,
+    features: pl.DataFrame,
+    feature_values: pl.DataFrame,
+    business_metrics: pl.DataFrame,
+) -> pl.DataFrame:
+    return generate_ground_truth(
+        scenario.load(),
+        patient_journeys,
+        features,
+        feature_values,
+        business_metrics,
+        package_version=version("e2i-synth"),
+    )

@@ -1,0 +1,172 @@
+"""The causal answer: engagement_score -> treatment_initiated in patient_journeys.
+
+planted   the scenario's true_ate.
+realised  what this sample of patients realised: the share whose treatment_initiated would
+          change with one more engagement point, from the same uniform draws (so the answer
+          key knows it exactly, with no estimator involved).
+recovered the reference method (OLS adjusted for disease_severity and academic_hcp, HC1
+          interval; e2i_synth.stats.causal) on this sample, and the naive estimate.
+
+Because P(treatment_initiated) is exactly linear in the loaded columns, the adjusted OLS
+estimate given this sample's covariates is true_ate + c'(y - p) with known weights c and
+known variances p(1 - p): its spread, its power and a Bernstein bound with a stated
+false-failure rate are all exact for this sample.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import polars as pl
+
+from e2i_synth.core.scenario import Scenario
+from e2i_synth.stats.causal import ADJUSTMENT_SET, OUTCOME, TREATMENT, estimate_ate_from_frame
+from e2i_synth.tables.answer_key.bounds import (
+    DETECTABLE_POWER,
+    FALSE_FAILURE_RATE,
+    bernstein_bound,
+    power_two_sided,
+)
+from e2i_synth.tables.answer_key.verdict import Rule, Verdict
+from e2i_synth.tables.entities.patient_journeys import treatment_uniforms
+
+# The columns of patient_journeys the causal answer reads.
+COLUMNS = ("patient_id", TREATMENT, OUTCOME, *ADJUSTMENT_SET)
+
+
+RULES = {
+    "causal_model_holds": Rule(
+        blocking=True,
+        description="every patient's treatment_initiated is the causal model's draw, and the "
+        "adjusted estimate lies within the Bernstein bound of true_ate (false-failure rate "
+        f"<= {FALSE_FAILURE_RATE:g} for a correct generator, exact for this sample)",
+    ),
+    "causal_effect_recovered": Rule(
+        blocking=False,
+        description="the reference method's 95% interval covers true_ate (by design it misses "
+        "1 run in 20: a warning; estimate, interval and power are in ground_truth)",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class CausalAnswer:
+    n: int
+    planted: float  # true_ate
+    realised: float | None  # in-sample share of patients whose treatment flips with +1 point
+    outcome_mismatches: int  # rows whose outcome is not the model's draw
+    # The rest needs an identified regression (more patients than coefficients, covariates
+    # that vary); None (power 0) in a sample too small for it.
+    confounding_bias: float | None  # slope of P(treatment) on engagement alone, minus true_ate
+    adjusted: float | None
+    ci95: tuple[float, float] | None
+    naive: float | None
+    estimator_sd: float | None  # exact sd of the adjusted estimate given these covariates
+    power: float  # of the reference 95% interval excluding 0, at true_ate
+    bound: float | None  # |adjusted - true_ate| above it: P <= FALSE_FAILURE_RATE if correct
+
+    @property
+    def detectable(self) -> bool | None:
+        """Whether the reference method finds the planted effect (None: nothing planted)."""
+        return None if self.planted == 0 else self.power >= DETECTABLE_POWER
+
+    def as_details(self) -> dict:
+        return {
+            "planted": {"true_ate": self.planted},
+            "realised": {
+                "effect_in_sample": self.realised,
+                "confounding_bias_of_naive_slope": self.confounding_bias,
+            },
+            "recovered": {
+                "adjusted_estimate": self.adjusted,
+                "adjusted_ci95": list(self.ci95) if self.ci95 else None,
+                "naive_estimate": self.naive,
+                "naive_bias": None if self.naive is None else self.naive - self.planted,
+            },
+            "power": self.power,
+            "detectable": self.detectable,
+            "estimator_sd_given_covariates": self.estimator_sd,
+        }
+
+
+def _design(journeys: pl.DataFrame) -> np.ndarray:
+    columns = [journeys[c].cast(pl.Float64).to_numpy() for c in (TREATMENT, *ADJUSTMENT_SET)]
+    return np.column_stack([np.ones(journeys.height), *columns])
+
+
+def causal_answer(scenario: Scenario, journeys: pl.DataFrame) -> CausalAnswer:
+    """The causal answer for `journeys` (COLUMNS, any row order) under `scenario`."""
+    journeys = journeys.sort("patient_id")
+    causal = scenario.causal
+    x = _design(journeys)
+    p = np.clip(causal.treatment_probability(x[:, 1], x[:, 2], x[:, 3]), 0.0, 1.0)
+    y = journeys[OUTCOME].to_numpy()
+
+    # The outcome is the model's draw; with it, the in-sample effect of +1 point.
+    u = treatment_uniforms(scenario)
+    realised = None
+    mismatches = journeys.height
+    if len(u) == journeys.height:
+        mismatches = int(np.sum(y != (u < p)))
+        shifted = np.clip(p + causal.true_ate, 0.0, 1.0)
+        realised = float(np.mean((u < shifted).astype(float) - (u < p)))
+    common = {"n": journeys.height, "planted": causal.true_ate, "realised": realised}
+    if journeys.height <= x.shape[1] or np.linalg.matrix_rank(x) < x.shape[1]:
+        return CausalAnswer(
+            **common,
+            outcome_mismatches=mismatches,
+            confounding_bias=None,
+            adjusted=None,
+            ci95=None,
+            naive=None,
+            estimator_sd=None,
+            power=0.0,
+            bound=None,
+        )
+
+    # adjusted - true_ate = c'(y - p): c is the engagement row of (X'X)^-1 X'.
+    weights = np.linalg.solve(x.T @ x, x.T)[1]
+    variances = p * (1 - p)
+    sd = float(np.sqrt(np.sum(weights**2 * variances)))
+    naive_slope = float(np.polyfit(x[:, 1], p, 1)[0])
+    estimate = estimate_ate_from_frame(journeys)
+    return CausalAnswer(
+        **common,
+        outcome_mismatches=mismatches,
+        confounding_bias=naive_slope - causal.true_ate,
+        adjusted=estimate.adjusted,
+        ci95=(estimate.ci_lower, estimate.ci_upper),
+        naive=estimate.naive,
+        estimator_sd=sd,
+        power=float(power_two_sided(causal.true_ate / sd)) if sd > 0 else 1.0,
+        bound=bernstein_bound(weights, variances),
+    )
+
+
+def causal_verdicts(scenario: Scenario, answer: CausalAnswer) -> list[Verdict]:
+    identified = answer.adjusted is not None
+    error = answer.adjusted - answer.planted if identified else None
+    holds = (
+        answer.n == scenario.n_patients
+        and answer.outcome_mismatches == 0
+        and (not identified or abs(error) <= answer.bound)
+    )
+    covers = identified and answer.ci95[0] <= answer.planted <= answer.ci95[1]
+    return [
+        Verdict(
+            name="causal_model_holds",
+            passed=holds,
+            metadata={
+                "patients": answer.n,
+                "expected_patients": scenario.n_patients,
+                "outcome_mismatches": answer.outcome_mismatches,
+                "adjusted_minus_true_ate": error,
+                "bound": answer.bound,
+            },
+        ),
+        Verdict(
+            name="causal_effect_recovered",
+            passed=covers,
+            metadata={k: v for k, v in asdict(answer).items() if k != "ci95"}
+            | {"ci95": f"[{answer.ci95[0]:.4f}, {answer.ci95[1]:.4f}]" if identified else None},
+        ),
+    ]

@@ -1,0 +1,1 @@
+"""Who exists: hcp_profiles and patient_journeys (model, pure generator, assets, checks)."""

@@ -1,0 +1,145 @@
+"""patient_journeys generator: one journey per patient, with a known causal structure.
+
+disease_severity and academic_hcp raise both engagement_score and the probability of
+treatment_initiated; engagement_score adds exactly `causal.true_ate` to that probability per
+point (see scenario.CausalModel). So a naive comparison is biased and a backdoor-adjusted one
+recovers the truth.
+"""
+
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+
+from e2i_synth.core.sampling import padded_ids, weighted_choice
+from e2i_synth.core.scenario import ENGAGEMENT_MAX, SEVERITY_MAX, Scenario
+from e2i_synth.core.seeds import rng_for
+from e2i_synth.core.vocabulary import DATA_SPLITS, INSURANCE_TYPES
+
+# Cumulative share of the date window given to each split, in time order.
+SPLIT_BOUNDS = (0.60, 0.80, 0.95, 1.00)
+# Typical patient ages per brand: (mean, sd).
+AGE_BY_BRAND = {"Remibrutinib": (42, 14), "Fabhalta": (48, 15), "Kisqali": (58, 11)}
+FEMALE_SHARE = {"Remibrutinib": 0.68, "Fabhalta": 0.55, "Kisqali": 0.99}
+# Payer mix by age at diagnosis (commercial, medicare, medicaid, uninsured): Medicare from 65
+# (a few keep employer coverage, the poorest are dual-eligible); under 65 Medicare only
+# through disability.
+INSURANCE_WEIGHTS_UNDER_65 = dict(zip(INSURANCE_TYPES, (0.68, 0.03, 0.21, 0.08), strict=True))
+INSURANCE_WEIGHTS_65_PLUS = dict(zip(INSURANCE_TYPES, (0.12, 0.82, 0.06, 0.00), strict=True))
+MEDICARE_AGE = 65
+
+
+def split_cutoffs(scenario: Scenario) -> list[date]:
+    """Dates at which train, validation, test and holdout end (exclusive), by journey start."""
+    span = (scenario.end_date - scenario.start_date).days
+    return [scenario.start_date + timedelta(days=round(span * b)) for b in SPLIT_BOUNDS[:-1]]
+
+
+def split_for_dates(start_dates: pl.Expr, scenario: Scenario) -> pl.Expr:
+    """data_split of a journey from its start date; shared by every table that carries a split."""
+    expr = pl.lit(DATA_SPLITS[-1])
+    for cutoff, split in reversed(list(zip(split_cutoffs(scenario), DATA_SPLITS, strict=False))):
+        expr = pl.when(start_dates < cutoff).then(pl.lit(split)).otherwise(expr)
+    return expr
+
+
+def _payers(rng: np.random.Generator, age: np.ndarray) -> np.ndarray:
+    """Each patient's payer, drawn from the mix of the patient's age band."""
+    older = age >= MEDICARE_AGE
+    payers = weighted_choice(rng, INSURANCE_WEIGHTS_UNDER_65, len(age))
+    payers[older] = weighted_choice(rng, INSURANCE_WEIGHTS_65_PLUS, int(older.sum()))
+    return payers
+
+
+def treatment_uniforms(scenario: Scenario) -> np.ndarray:
+    """The uniform draw behind each patient's treatment_initiated (initiated when it is below
+    the patient's probability), in patient_id order. A stream of its own, so the answer key can
+    replay it: with it, the sample's realised effect of engagement is known exactly."""
+    return rng_for(scenario.seed, "patient_journeys", "treatment_initiated").random(
+        scenario.n_patients
+    )
+
+
+def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) -> pl.DataFrame:
+    rng = rng_for(scenario.seed, "patient_journeys")
+    causal = scenario.causal
+    n = scenario.n_patients
+
+    # Busier HCPs treat more of the patients.
+    volume = hcp_profiles["patient_volume_monthly"].to_numpy().astype(float)
+    hcp_idx = rng.choice(hcp_profiles.height, size=n, p=volume / volume.sum())
+    # Only the columns used: gathering whole HCP rows for millions of patients costs GBs.
+    hcps = hcp_profiles.select("hcp_id", "brand_focus", "academic_hcp", "region")[hcp_idx]
+    # Per-brand parameters looked up in polars: a numpy object array of millions of brand
+    # strings would cost more memory than the whole table.
+    brand = hcps["brand_focus"]
+    academic = hcps["academic_hcp"].to_numpy()
+
+    def by_brand(values: dict[str, float]) -> np.ndarray:
+        return brand.replace_strict(values, return_dtype=pl.Float64).to_numpy()
+
+    span = (scenario.end_date - scenario.start_date).days
+    start_offset = rng.integers(0, span, n)
+    duration = np.minimum(rng.integers(30, 541, n), span - start_offset)
+
+    age_mean = by_brand({b: m for b, (m, _) in AGE_BY_BRAND.items()})
+    age_sd = by_brand({b: sd for b, (_, sd) in AGE_BY_BRAND.items()})
+    age = np.clip(np.round(rng.normal(age_mean, age_sd)), 18, 95)
+    female = rng.random(n) < by_brand(FEMALE_SHARE)
+
+    # Academic centres see the more severe cases.
+    severity = np.round(SEVERITY_MAX * rng.beta(2.2 + 0.8 * academic, 2.6, n), 1)
+    comorbidities = rng.poisson(0.4 + 0.12 * severity + 0.02 * np.maximum(age - 40, 0))
+    prior_treatments = rng.poisson(0.6 + 0.1 * severity)
+
+    engagement = np.round(
+        np.clip(
+            causal.engagement_intercept
+            + causal.severity_on_engagement * severity
+            + causal.academic_on_engagement * academic
+            + rng.normal(0, causal.engagement_noise_sd, n),
+            0,
+            ENGAGEMENT_MAX,
+        ),
+        2,
+    )
+    initiated = treatment_uniforms(scenario) < causal.treatment_probability(
+        engagement, severity, academic
+    )
+    # Time to first prescription: right-skewed, never past the end of the journey.
+    wait = np.minimum(np.round(rng.gamma(2.0, 14.0, n)), duration).astype(np.int32)
+
+    start = pl.lit(scenario.start_date) + pl.duration(days=pl.col("_start_offset"))
+    return (
+        pl.DataFrame(
+            {
+                "patient_id": padded_ids("PAT", n, 7),
+                "hcp_id": hcps["hcp_id"],
+                "brand": brand,
+                "region": hcps["region"],
+                "_start_offset": start_offset,
+                "_duration": duration,
+                "age_at_diagnosis": age.astype(np.int16),
+                "gender": pl.Series(female).replace_strict(
+                    {True: "female", False: "male"}, return_dtype=pl.String
+                ),
+                "insurance_type": _payers(rng, age),
+                "comorbidity_count": comorbidities.astype(np.int16),
+                "prior_treatment_count": prior_treatments.astype(np.int16),
+                "disease_severity": severity,
+                "academic_hcp": academic,
+                "engagement_score": engagement,
+                "treatment_initiated": initiated,
+                "_wait": wait,
+            },
+        )
+        .with_columns(
+            days_to_treatment=pl.when("treatment_initiated").then("_wait"),
+            journey_start_date=start.cast(pl.Date),
+        )
+        .with_columns(
+            journey_end_date=(pl.col("journey_start_date") + pl.duration(days=pl.col("_duration"))),
+            data_split=split_for_dates(pl.col("journey_start_date"), scenario),
+        )
+        .drop("_start_offset", "_duration", "_wait")
+    )

@@ -1,0 +1,1 @@
+"""The feature store: feature_groups and features (the catalog) and feature_values."""

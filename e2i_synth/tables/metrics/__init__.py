@@ -1,0 +1,1 @@
+"""What the market reports: business_metrics, monthly by brand, region and metric."""
