@@ -11,6 +11,7 @@ from polars.testing import assert_frame_equal
 from scipy.stats import mannwhitneyu
 
 from e2i_synth.core.scenario import Scenario, load_scenario
+from e2i_synth.core.split import split_for_dates
 from e2i_synth.db.copy import count_rows, read_table
 from e2i_synth.pipeline.partitions import month_windows
 from e2i_synth.tables import TABLES
@@ -24,7 +25,7 @@ from e2i_synth.tables.activity.triggers_model import STATUSES
 from e2i_synth.tables.entities import assets as entities
 from e2i_synth.tables.entities.checks import ENTITY_CHECKS
 from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
-from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys, split_for_dates
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 from e2i_synth_tests.pipeline import failed_checks, run
 
 

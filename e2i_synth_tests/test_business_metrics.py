@@ -9,13 +9,13 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from e2i_synth.core.scenario import Scenario, load_scenario
+from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.table_spec import pg_type_for
 from e2i_synth.core.vocabulary import BRAND_METRICS, COMMON_METRICS, REGION_WEIGHTS
 from e2i_synth.db.copy import count_rows
 from e2i_synth.tables import TABLES
 from e2i_synth.tables.answer_key.bounds import bonferroni_z
 from e2i_synth.tables.answer_key.gaps import scored_rows
-from e2i_synth.tables.entities.patient_journeys import split_for_dates
 from e2i_synth.tables.metrics import assets as metrics
 from e2i_synth.tables.metrics.business_metrics import (
     expected_row_count,

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from e2i_synth.core.scenario import ENGAGEMENT_MAX, Scenario, load_scenario
+from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
 from e2i_synth.db.copy import count_rows, read_table, replace_rows
 from e2i_synth.stats.drift import drift_statistics
@@ -18,7 +19,7 @@ from e2i_synth.tables import TABLES
 from e2i_synth.tables.entities import assets as entities
 from e2i_synth.tables.entities.checks import ENTITY_CHECKS
 from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
-from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys, split_for_dates
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 from e2i_synth.tables.feature_store import assets as feature_store
 from e2i_synth.tables.feature_store.catalog import (
     FRESHNESS_HOURS,

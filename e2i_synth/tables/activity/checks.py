@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from e2i_synth.core.scenario import Scenario
+from e2i_synth.core.split import split_cutoffs
 from e2i_synth.core.vocabulary import DATA_SPLITS
 from e2i_synth.db.metadata import markdown_table
 from e2i_synth.db.resource import Database
@@ -24,7 +25,6 @@ from e2i_synth.pipeline.table_checks import table_checks
 from e2i_synth.tables import TABLES
 from e2i_synth.tables.activity import ml_predictions as predictions_generator
 from e2i_synth.tables.activity.treatment_events_model import EVENT_TYPES, TREATMENT_EVENT_TYPES
-from e2i_synth.tables.entities.patient_journeys import split_cutoffs
 
 AUC_MIN = 0.55
 AUC_MAX = 0.95

@@ -24,12 +24,12 @@ from scipy.special import ndtri
 from e2i_synth.core.sampling import in_key_order
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.core.seeds import rng_for
+from e2i_synth.core.split import split_for_dates
 from e2i_synth.tables.activity.ml_predictions_model import (
     NEXT_BEST_ACTIONS,
     PREDICTION_MODELS,
     SPEC,
 )
-from e2i_synth.tables.entities.patient_journeys import split_for_dates
 
 TABLE = "ml_predictions"
 EPOCH = date(1970, 1, 1)

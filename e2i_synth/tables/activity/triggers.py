@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from e2i_synth.core.scenario import ENGAGEMENT_MAX, Scenario
+from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import BRAND_INDICATION
 from e2i_synth.tables.activity.ml_predictions import (
     EPOCH,
@@ -23,7 +24,6 @@ from e2i_synth.tables.activity.ml_predictions import (
     timestamp_and_id,
 )
 from e2i_synth.tables.activity.triggers_model import PRIORITIES, SPEC, TRIGGER_TYPES
-from e2i_synth.tables.entities.patient_journeys import split_for_dates
 
 TABLE = "triggers"
 TYPE_CODE = {t: i for i, t in enumerate(TRIGGER_TYPES)}

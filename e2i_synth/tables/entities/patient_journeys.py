@@ -6,18 +6,15 @@ point (see scenario.CausalModel). So a naive comparison is biased and a backdoor
 recovers the truth.
 """
 
-from datetime import date, timedelta
-
 import numpy as np
 import polars as pl
 
 from e2i_synth.core.sampling import padded_ids, weighted_choice
 from e2i_synth.core.scenario import ENGAGEMENT_MAX, SEVERITY_MAX, Scenario
 from e2i_synth.core.seeds import rng_for
-from e2i_synth.core.vocabulary import DATA_SPLITS, INSURANCE_TYPES
+from e2i_synth.core.split import split_for_dates
+from e2i_synth.core.vocabulary import INSURANCE_TYPES
 
-# Cumulative share of the date window given to each split, in time order.
-SPLIT_BOUNDS = (0.60, 0.80, 0.95, 1.00)
 # Typical patient ages per brand: (mean, sd).
 AGE_BY_BRAND = {"Remibrutinib": (42, 14), "Fabhalta": (48, 15), "Kisqali": (58, 11)}
 FEMALE_SHARE = {"Remibrutinib": 0.68, "Fabhalta": 0.55, "Kisqali": 0.99}
@@ -27,20 +24,6 @@ FEMALE_SHARE = {"Remibrutinib": 0.68, "Fabhalta": 0.55, "Kisqali": 0.99}
 INSURANCE_WEIGHTS_UNDER_65 = dict(zip(INSURANCE_TYPES, (0.68, 0.03, 0.21, 0.08), strict=True))
 INSURANCE_WEIGHTS_65_PLUS = dict(zip(INSURANCE_TYPES, (0.12, 0.82, 0.06, 0.00), strict=True))
 MEDICARE_AGE = 65
-
-
-def split_cutoffs(scenario: Scenario) -> list[date]:
-    """Dates at which train, validation, test and holdout end (exclusive), by journey start."""
-    span = (scenario.end_date - scenario.start_date).days
-    return [scenario.start_date + timedelta(days=round(span * b)) for b in SPLIT_BOUNDS[:-1]]
-
-
-def split_for_dates(start_dates: pl.Expr, scenario: Scenario) -> pl.Expr:
-    """data_split of a journey from its start date; shared by every table that carries a split."""
-    expr = pl.lit(DATA_SPLITS[-1])
-    for cutoff, split in reversed(list(zip(split_cutoffs(scenario), DATA_SPLITS, strict=False))):
-        expr = pl.when(start_dates < cutoff).then(pl.lit(split)).otherwise(expr)
-    return expr
 
 
 def _payers(rng: np.random.Generator, age: np.ndarray) -> np.ndarray:

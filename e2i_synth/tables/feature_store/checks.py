@@ -14,12 +14,12 @@ import psycopg
 from psycopg import sql
 
 from e2i_synth.core.scenario import ENGAGEMENT_MAX, Scenario
+from e2i_synth.core.split import split_cutoffs
 from e2i_synth.core.vocabulary import DATA_SPLITS, FEATURE_GROUPS, FEATURES
 from e2i_synth.db.resource import Database
 from e2i_synth.pipeline.resources import ScenarioResource
 from e2i_synth.pipeline.table_checks import table_checks
 from e2i_synth.tables import TABLES
-from e2i_synth.tables.entities.patient_journeys import split_cutoffs
 from e2i_synth.tables.feature_store import feature_values as feature_values_generator
 from e2i_synth.tables.feature_store.catalog import INSURANCE_TIERS
 from e2i_synth.tables.feature_store.feature_values import as_of, tolerance
@@ -129,7 +129,7 @@ def freshness_mismatches(conn: psycopg.Connection, scenario: Scenario) -> dict[s
 
 def data_split_mismatches(conn: psycopg.Connection, scenario: Scenario) -> dict[str, int]:
     """Patient rows whose split is not their patient's; other rows whose split is not that of
-    their event date (patient_journeys.split_cutoffs)."""
+    their event date (core.split.split_cutoffs)."""
     by_date = sql.SQL(" ").join(
         sql.SQL("WHEN (fv.event_timestamp AT TIME ZONE 'UTC')::date < {} THEN {}").format(
             sql.Literal(cutoff), sql.Literal(split)

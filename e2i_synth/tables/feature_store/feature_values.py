@@ -31,8 +31,8 @@ import polars as pl
 from e2i_synth.core.sampling import in_key_order
 from e2i_synth.core.scenario import ENGAGEMENT_MAX, DriftSpec, Scenario, SeasonalSpec
 from e2i_synth.core.seeds import rng_for
+from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import FEATURES
-from e2i_synth.tables.entities.patient_journeys import split_for_dates
 from e2i_synth.tables.feature_store.catalog import INSURANCE_TIERS
 from e2i_synth.tables.feature_store.feature_values_model import SPEC, STALE_WINDOWS
 

@@ -28,8 +28,8 @@ from scipy.special import erf
 
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.core.seeds import rng_for
+from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import BRAND_METRICS, COMMON_METRICS, REGION_WEIGHTS
-from e2i_synth.tables.entities.patient_journeys import split_for_dates
 from e2i_synth.tables.metrics.business_metrics_model import (
     ENGAGEMENT_SCALE_MAX,
     METRIC_TYPES,
