@@ -91,7 +91,6 @@ FEATURES: dict[str, tuple[str, str]] = {
     "treatment_propensity": ("causal_features", "float"),
     "outcome_probability": ("causal_features", "float"),
 }
-DRIFT_KINDS: tuple[str, ...] = ("mean_shift", "variance_change", "category_mix")
 
 
 def npi_check_digit(base: str) -> int:

@@ -6,7 +6,7 @@ causal graph). Estimated by OLS (a linear probability model) with heteroskedasti
 (HC1) standard errors from statsmodels, next to the naive estimate that ignores confounding.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -33,9 +33,6 @@ class AteEstimate:
 
     def covers(self, value: float) -> bool:
         return self.ci_lower <= value <= self.ci_upper
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def estimate_ate_from_frame(journeys: pl.DataFrame, alpha: float = 0.05) -> AteEstimate:
