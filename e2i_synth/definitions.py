@@ -9,25 +9,12 @@ from e2i_synth.db.io_manager import PostgresIOManager
 from e2i_synth.db.resource import Database
 from e2i_synth.pipeline.jobs import IN_PROCESS_BY_DEFAULT, JOBS, SCHEDULES
 from e2i_synth.pipeline.resources import ScenarioResource
-from e2i_synth.tables.activity import assets as activity
-from e2i_synth.tables.activity.checks import ACTIVITY_CHECKS
-from e2i_synth.tables.answer_key import assets as answer_key
-from e2i_synth.tables.answer_key.checks import ANSWER_KEY_CHECKS
-from e2i_synth.tables.entities import assets as entities
-from e2i_synth.tables.entities.checks import ENTITY_CHECKS
-from e2i_synth.tables.feature_store import assets as feature_store
-from e2i_synth.tables.feature_store.checks import FEATURE_STORE_CHECKS
-from e2i_synth.tables.metrics import assets as metrics
-from e2i_synth.tables.metrics.checks import METRICS_CHECKS
+from e2i_synth.tables import family_modules
 
-ASSETS = dg.load_assets_from_modules([entities, activity, metrics, feature_store, answer_key])
-CHECKS = [
-    *ENTITY_CHECKS,
-    *ACTIVITY_CHECKS,
-    *METRICS_CHECKS,
-    *FEATURE_STORE_CHECKS,
-    *ANSWER_KEY_CHECKS,
-]
+# Every table family (a folder under tables/) brings its assets.py and checks.py: adding a
+# table or a family needs no line here.
+ASSETS = dg.load_assets_from_modules(family_modules("assets"))
+CHECKS = dg.load_asset_checks_from_modules(family_modules("checks"))
 
 
 def database_from_env() -> Database:

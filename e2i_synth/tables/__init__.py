@@ -1,4 +1,10 @@
-"""One pandera model per table; TABLES is the registry the loader, checks and tests read."""
+"""The tables, a folder per family. TABLES is the registry of TableSpecs the loader, checks and
+tests read: one line per table."""
+
+import importlib
+import importlib.util
+import pkgutil
+from types import ModuleType
 
 from e2i_synth.core.table_spec import FrameValidationError, TableSpec
 from e2i_synth.tables.activity import ml_predictions_model as ml_predictions
@@ -28,4 +34,15 @@ TABLES: dict[str, TableSpec] = {
     )
 }
 
-__all__ = ["TABLES", "FrameValidationError", "TableSpec"]
+
+def family_modules(kind: str) -> list[ModuleType]:
+    """Each table family's `kind` module ("assets" or "checks"), in folder order: a family is
+    a package under tables/ that has one."""
+    found = []
+    for family in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg):
+        if importlib.util.find_spec(f"{__name__}.{family}.{kind}") is not None:
+            found.append(importlib.import_module(f"{__name__}.{family}.{kind}"))
+    return found
+
+
+__all__ = ["TABLES", "FrameValidationError", "TableSpec", "family_modules"]
