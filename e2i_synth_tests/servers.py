@@ -1,11 +1,12 @@
 """Test helpers: a dedicated embedded PostgreSQL, in a folder of its own, started in a fresh
-process.
+process; a server URL with a password put in.
 
 A fresh process, as `e2i-synth db up` does: start_embedded caches the URL per process (cleared
 only by stop_embedded), so after a crash or a stop from outside, a start in the same process
 would return the URL of a server that is not running.
 """
 
+import re
 import shutil
 import subprocess
 import sys
@@ -49,3 +50,7 @@ def dedicated_pgdata(prefix: str) -> Iterator[Path]:
         if embedded.is_running(pgdata):
             embedded.stop_embedded(pgdata)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def with_password(url: str, password: str, user: str = "postgres") -> str:
+    return re.sub(r"://[^@/]*@", f"://{user}:{password}@", url, count=1)

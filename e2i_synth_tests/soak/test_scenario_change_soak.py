@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from e2i_synth.db.resource import Database
-from e2i_synth_tests.test_scenario_change import KILL_POINTS, _kill_at_each, load_a
+from e2i_synth_tests.db.test_scenario_change import KILL_POINTS, _kill_at_each, load_a
 
 pytestmark = pytest.mark.soak
 

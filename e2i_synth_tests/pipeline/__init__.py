@@ -1,17 +1,22 @@
 """Test helper: materialize assets with their checks through real Dagster, into a test database.
 
 Like the CLI, it runs one stage per partitions definition (tables without a time axis, then each
-partitioned family over the scenario's whole window, then what reads them).
+partitioned family over the scenario's whole window, then what reads them). Also a short
+scenario (a whole run in seconds), the environment for the CLI in a subprocess, and per-table
+fingerprints to compare two runs' tables row for row.
 """
 
+import os
 from dataclasses import dataclass
 
 import dagster as dg
+import psycopg
 
 from e2i_synth.db.resource import Database
 from e2i_synth.definitions import build_resources
 from e2i_synth.pipeline.partitions import partition_range, range_tags
 from e2i_synth.pipeline.runner import stages
+from e2i_synth.tables import TABLES
 
 
 @dataclass
@@ -63,3 +68,34 @@ def failed_checks(result: StagedResult) -> list[str]:
         for e in result.get_asset_check_evaluations()
         if not e.passed
     ]
+
+
+SHORT_SCENARIO = """\
+name: short
+scale: 0.1
+start_date: 2026-04-01
+end_date: 2026-06-30
+monitoring: {baseline_start: 2026-04-01, baseline_end: 2026-05-01,
+             current_start: 2026-05-01, current_end: 2026-07-01}
+"""  # three months: a whole materialization in seconds, every check passing
+
+
+def fingerprints(url: str) -> dict[str, tuple[int, str]]:
+    """Per data table: row count and a hash of its rows in key order."""
+    found = {}
+    with psycopg.connect(url) as conn:
+        for name, spec in TABLES.items():
+            query = psycopg.sql.SQL(
+                "SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' ORDER BY {pk}), '')) "
+                "FROM {table} t"
+            ).format(
+                pk=psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, spec.primary_key)),
+                table=psycopg.sql.Identifier(name),
+            )
+            found[name] = conn.execute(query).fetchone()
+    return found
+
+
+def cli_env(url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "E2I_SCENARIO")}
+    return {**env, "E2I_DATABASE_URL": url}

@@ -29,7 +29,7 @@ from e2i_synth.definitions import ASSETS, build_resources
 from e2i_synth.pipeline import runner
 from e2i_synth.tables import TABLES
 from e2i_synth.tables.metrics import assets as metrics_assets
-from e2i_synth_tests.test_reliability import SHORT_SCENARIO, _cli_env, _fingerprints
+from e2i_synth_tests.pipeline import SHORT_SCENARIO, cli_env, fingerprints
 
 A = parse_scenario(SHORT_SCENARIO + "seed: 1\n")
 B = parse_scenario(SHORT_SCENARIO + "seed: 3\n")  # seed 2 fails its blocking drift check
@@ -84,7 +84,7 @@ def _kill_cli_at(url: str, scenario_file: Path, point: str) -> str:
         holder.execute("SELECT * FROM e2i_active_scenario FOR UPDATE")
     proc = subprocess.Popen(
         argv,
-        env=_cli_env(url),
+        env=cli_env(url),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -127,14 +127,14 @@ def _wait_sessions_gone(url: str) -> None:
 
 def _kill_at_each(at_a: Database, tmp_path: Path, points: tuple[str, ...]) -> None:
     url = at_a.url
-    before = _fingerprints(url)
+    before = fingerprints(url)
     assert all(rows for rows, _ in before.values())
     scenario_file = tmp_path / "b.yaml"
     scenario_file.write_text(B.to_yaml())
     for point in points:
         out = _kill_cli_at(url, scenario_file, point)
         _wait_sessions_gone(url)
-        assert _fingerprints(url) == before, f"killed at {point}: tables changed\n{out}"
+        assert fingerprints(url) == before, f"killed at {point}: tables changed\n{out}"
         assert _active(at_a) == A.content_hash(), f"killed at {point}"
         print(f"killed at {point}: every table equals its previous version")
     # The next run discards the killed runs' staging and completes the change.
@@ -143,13 +143,13 @@ def _kill_at_each(at_a: Database, tmp_path: Path, points: tuple[str, ...]) -> No
             *(sys.executable, "-m", "e2i_synth.cli", "materialize", "--force"),
             *("--scenario", str(scenario_file)),
         ],
-        env=_cli_env(url),
+        env=cli_env(url),
         capture_output=True,
         text=True,
         timeout=LIMIT,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    after = _fingerprints(url)
+    after = fingerprints(url)
     assert all(rows for rows, _ in after.values())
     assert all(after[t] != before[t] for t in SEEDED)
     assert _active(at_a) == B.content_hash() and not _staging_left(at_a)
@@ -220,7 +220,7 @@ FAILURES = {
 
 @pytest.mark.parametrize("failure", list(FAILURES))
 def test_a_failed_scenario_change_leaves_the_previous_scenario_whole(at_a, failure, monkeypatch):
-    before = _fingerprints(at_a.url)
+    before = fingerprints(at_a.url)
     table = FAILURES[failure]
     if failure.startswith("invalid frame"):
         original = metrics_assets.generate_business_metrics
@@ -234,25 +234,25 @@ def test_a_failed_scenario_change_leaves_the_previous_scenario_whole(at_a, failu
     summary = _materialize(at_a, B)
     assert not summary.success
     assert any("scenario change not applied" in e for e in summary.errors), summary.errors
-    assert _fingerprints(at_a.url) == before
+    assert fingerprints(at_a.url) == before
     assert _active(at_a) == A.content_hash()
     assert _staging_left(at_a)  # the failed load stays inspectable until the next change
 
 
 def test_a_same_scenario_rerun_replaces_in_place_without_staging(at_a):
-    before = _fingerprints(at_a.url)
+    before = fingerprints(at_a.url)
     lines: list[str] = []
     assert _materialize(at_a, A, progress=lines.append).success
     assert not any("scenario change" in line for line in lines)
     assert not _staging_left(at_a)
-    assert _fingerprints(at_a.url) == before
+    assert fingerprints(at_a.url) == before
 
 
 # --- runs outside the CLI -----------------------------------------------------------------------
 
 
 def test_a_dagster_run_of_another_scenario_is_refused_and_writes_nothing(at_a, tmp_path):
-    before = _fingerprints(at_a.url)
+    before = fingerprints(at_a.url)
     other = tmp_path / "b.yaml"
     other.write_text(B.to_yaml())
     same = tmp_path / "a.yaml"
@@ -269,12 +269,12 @@ def test_a_dagster_run_of_another_scenario_is_refused_and_writes_nothing(at_a, t
     (failure,) = refused.get_step_failure_events()
     message = failure.event_specific_data.error.message
     assert "refused" in message and "e2i-synth materialize" in message
-    assert _fingerprints(at_a.url) == before
+    assert fingerprints(at_a.url) == before
     scaled = run(build_resources(at_a, scale="0.2"))  # the database's scenario at another scale
     assert not scaled.success
     assert run(build_resources(at_a, scenario_path=str(same))).success  # the same one: allowed
     assert run(build_resources(at_a)).success  # no override: the database's scenario
-    assert _fingerprints(at_a.url) == before
+    assert fingerprints(at_a.url) == before
     assert not _staging_left(at_a) and STAGING_SCHEMA == "e2i_next"
 
 
@@ -288,7 +288,7 @@ def test_a_change_run_in_child_processes_loads_staging_and_swaps(
     """Isolated runs (a fresh process per run) and --parallel runs (a process per step,
     resources rebuilt from e2i_synth.definitions) load the change into staging too: the swap
     brings every table of B, equal to a rerun of B in this process."""
-    before = _fingerprints(at_a.url)
+    before = fingerprints(at_a.url)
     if mode == "isolate":
         summary = _materialize(at_a, B, isolate=True)
     else:
@@ -297,9 +297,9 @@ def test_a_change_run_in_child_processes_loads_staging_and_swaps(
         with dg.DagsterInstance.get() as persistent:
             summary = _materialize(at_a, B, parallel=True, run_instance=persistent)
     assert summary.success, summary.errors
-    changed = _fingerprints(at_a.url)
+    changed = fingerprints(at_a.url)
     assert all(rows for rows, _ in changed.values())
     assert all(changed[t] != before[t] for t in SEEDED)
     assert _active(at_a) == B.content_hash() and not _staging_left(at_a)
     assert _materialize(at_a, B).success  # same scenario: in place, in this process
-    assert _fingerprints(at_a.url) == changed
+    assert fingerprints(at_a.url) == changed

@@ -13,7 +13,7 @@ from e2i_synth.db.dagster_storage import DAGSTER_URL_ENV
 from e2i_synth.db.migrate import migrate
 from e2i_synth.db.resource import Database
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
