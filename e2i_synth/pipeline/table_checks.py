@@ -1,4 +1,4 @@
-"""Checks every table gets: its model, primary key, foreign keys and row count, all in PostgreSQL.
+"""Checks every table gets: its model, its constraints (from the catalog) and its row count.
 
 They are blocking: a failure stops downstream assets (the rows are already loaded by then;
 keeping bad rows out of the database is the IO manager's validation, before COPY).
@@ -9,12 +9,12 @@ from datetime import date, datetime
 
 import dagster as dg
 import polars as pl
-from psycopg import sql
 
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.db.copy import count_rows, iter_table
 from e2i_synth.db.metadata import markdown_table
 from e2i_synth.db.resource import Database
+from e2i_synth.pipeline.constraints import constraint_report, declared_constraints
 from e2i_synth.pipeline.resources import ScenarioResource
 from e2i_synth.tables import FrameValidationError, TableSpec
 
@@ -58,67 +58,35 @@ def schema_check(spec: TableSpec) -> dg.AssetChecksDefinition:
     return _check
 
 
-def primary_key_check(spec: TableSpec) -> dg.AssetChecksDefinition:
+def constraints_check(spec: TableSpec) -> dg.AssetChecksDefinition:
+    """The rules the database enforces on every row (primary key, unique keys, foreign keys,
+    CHECKs, NOT NULL) hold as long as their constraints do: this reads the catalog, not the
+    table, and compares it to what the migrations declare (pipeline/constraints.py)."""
+    not_null = {c for c, nullable in spec.nullable.items() if not nullable}
+
     @dg.asset_check(
         asset=spec.name,
-        name="primary_key_unique",
+        name="constraints_present",
         blocking=True,
-        description=f"({', '.join(spec.primary_key)}) is unique and never null in {spec.name}",
+        description=f"every constraint the migrations declare on {spec.name} (primary key, "
+        "unique, foreign keys, CHECKs, NOT NULL) is in the catalog, validated, its triggers "
+        "enabled (read from the catalog: no row is scanned)",
     )
     def _check(database: Database) -> dg.AssetCheckResult:
-        key = sql.SQL(", ").join(map(sql.Identifier, spec.primary_key))
-        any_null = sql.SQL(" OR ").join(
-            sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in spec.primary_key
-        )
-        query = sql.SQL(
-            "SELECT count(*) - count(DISTINCT ({key})), count(*) FILTER (WHERE {any_null}) FROM {t}"
-        ).format(key=key, any_null=any_null, t=sql.Identifier(spec.name))
         with database.connect() as conn:
-            duplicates, nulls = conn.execute(query).fetchone()
+            report = constraint_report(conn, spec.name, not_null)
+        problems = {kind: names for kind, names in report.items() if names}
         return dg.AssetCheckResult(
-            passed=duplicates == 0 and nulls == 0,
-            metadata={"duplicate_keys": duplicates, "null_keys": nulls},
-        )
-
-    return _check
-
-
-_FOREIGN_KEYS = """
-SELECT a.attname, parent.relname, pa.attname
-FROM pg_constraint c
-JOIN pg_class child ON child.oid = c.conrelid
-JOIN pg_class parent ON parent.oid = c.confrelid
-JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
-JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1]
-WHERE c.contype = 'f' AND child.relname = %s
-ORDER BY c.conname
-"""
-
-
-def foreign_key_check(spec: TableSpec) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=spec.name,
-        name="foreign_keys",
-        blocking=True,
-        description=f"every foreign key of {spec.name} (read from the catalog) finds its parent",
-    )
-    def _check(database: Database) -> dg.AssetCheckResult:
-        orphans: dict[str, int] = {}
-        with database.connect() as conn:
-            for column, parent, parent_column in conn.execute(_FOREIGN_KEYS, (spec.name,)):
-                query = sql.SQL(
-                    "SELECT count(*) FROM {t} x WHERE x.{c} IS NOT NULL AND NOT EXISTS "
-                    "(SELECT 1 FROM {p} y WHERE y.{pc} = x.{c})"
-                ).format(
-                    t=sql.Identifier(spec.name),
-                    c=sql.Identifier(column),
-                    p=sql.Identifier(parent),
-                    pc=sql.Identifier(parent_column),
-                )
-                orphans[f"{column} -> {parent}.{parent_column}"] = conn.execute(query).fetchone()[0]
-        return dg.AssetCheckResult(
-            passed=not any(orphans.values()),
-            metadata={"foreign_keys": dg.MetadataValue.json(orphans)},
+            passed=not problems,
+            metadata={
+                "violations": sum(map(len, problems.values())),
+                "violations_by_rule": dg.MetadataValue.json(
+                    {kind: len(names) for kind, names in report.items()}
+                ),
+                "constraints_declared": len(declared_constraints().get(spec.name, {})),
+                "examples": dg.MetadataValue.json(problems),
+                "rule": "the catalog holds every declared constraint, validated, and no other",
+            },
         )
 
     return _check
@@ -185,7 +153,6 @@ def table_checks(
 ) -> list:
     return [
         schema_check(spec),
-        primary_key_check(spec),
-        foreign_key_check(spec),
+        constraints_check(spec),
         row_count_check(spec, expected, in_window),
     ]
