@@ -103,6 +103,15 @@ class CausalModel(_Strict):
             + self.academic_on_treatment * academic
         )
 
+    def expected_engagement(self, severity: Any, academic: Any) -> Any:
+        """engagement_score before its noise and clipping, given the confounders (numpy,
+        polars or SQL expressions alike): the generators and the checks share it."""
+        return (
+            self.engagement_intercept
+            + self.severity_on_engagement * severity
+            + self.academic_on_engagement * academic
+        )
+
     def probability_range(self) -> tuple[float, float]:
         terms = [
             (0.0, self.true_ate * ENGAGEMENT_MAX),

@@ -2,8 +2,9 @@
 
 The query's first column is `rule` (the name of the rule the row breaks; a row breaking two
 rules appears twice); the other columns show the row. Every check made here reports the same
-metadata: `violations` (rows returned), `violations_by_rule` (every rule, 0 included),
-`examples` (up to EXAMPLES rows per rule, as markdown) and `rule` (the rules in words).
+metadata: `violations` (rows returned), `violations_by_rule`
+(the broken rules' counts), `examples` (up to EXAMPLES rows per rule, as markdown) and `rule`
+(every rule of the check, in words).
 
 Rules that read the same rows go into one query, so a table is scanned once for all of them:
 `row_rules` builds that query from (name, condition) pairs.
@@ -70,8 +71,7 @@ def rule_result(
     **extra: object,
 ) -> dg.AssetCheckResult:
     """The uniform result: passed when no rule is broken; the metadata every rule check has."""
-    by_rule = {name: counts.get(name, 0) for name in rules}
-    by_rule.update({name: n for name, n in counts.items() if name not in rules})
+    by_rule = {name: n for name, n in sorted(counts.items()) if n}
     metadata: dict[str, object] = {
         "violations": sum(by_rule.values()),
         "violations_by_rule": dg.MetadataValue.json(by_rule),
@@ -93,21 +93,21 @@ def rule_check(
     name: str,
     rules: Mapping[str, str],
     query: sql.Composable | Callable[[Scenario], sql.Composable],
-    params: Params | None = None,
+    params: Params | Mapping[str, object] | None = None,
     blocking: bool = True,
 ) -> dg.AssetChecksDefinition:
     """An asset check on `table` running `query` (a psycopg.sql query whose first column names
     the rule each returned row breaks; or a function of the scenario building it) with `params`
-    of the scenario bound; `rules` maps each rule's name to its text (the description)."""
+    bound (a mapping, or a function of the scenario); `rules` maps each rule's name to its text
+    (the description)."""
     description = "; ".join(rules.values())
-    needs_scenario = params is not None or callable(query)
+    needs_scenario = callable(params) or callable(query)
 
     def evaluate(database: Database, scenario: Scenario | None) -> dg.AssetCheckResult:
         built = query(scenario) if callable(query) else query
+        bound = params(scenario) if callable(params) else params
         with database.connect() as conn:
-            counts, examples = count_violations(
-                conn, built, params(scenario) if params is not None else None
-            )
+            counts, examples = count_violations(conn, built, bound)
         return rule_result(rules, counts, examples, blocking)
 
     if needs_scenario:

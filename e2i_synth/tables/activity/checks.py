@@ -1,26 +1,24 @@
 """Checks of treatment_events, ml_predictions and triggers, run as SQL in PostgreSQL.
 
-Besides the checks every table gets, blocking rule checks guard what downstream agents rely
-on: events lie inside their journey and agree with treatment_initiated / days_to_treatment,
-every row carries its patient's data_split (HCP rows: the split of their date), trigger
-lifecycles are ordered and match their status, and prediction scores are in range with a
-treatment_propensity AUC that is informative but not perfect. Each rule is a query returning
-the violating rows; their counts per rule, and a few of them, go to the check's metadata.
+What a constraint enforces (keys, foreign keys, one event per patient, date and type, score
+ranges, predicted_label from threshold, trigger status and timestamp order) is checked once, by
+the constraint, and reported by constraints_present. The rule checks here guard what no
+constraint can say, each table in one pass per shape (rows joined to their journey; events per
+patient): events lie inside their journey and agree with treatment_initiated /
+days_to_treatment, every row carries its patient's data_split (HCP rows: the split of their
+date), rows fall in the scenario's window, a treatment_propensity AUC that is informative but
+not perfect (a warning).
 """
 
 from datetime import UTC, datetime, time, timedelta
 
 import dagster as dg
-import polars as pl
-import psycopg
 from psycopg import sql
 
 from e2i_synth.core.scenario import Scenario
-from e2i_synth.core.split import split_cutoffs
-from e2i_synth.core.vocabulary import DATA_SPLITS
-from e2i_synth.db.metadata import markdown_table
+from e2i_synth.core.split import split_params, split_sql
 from e2i_synth.db.resource import Database
-from e2i_synth.pipeline.resources import ScenarioResource
+from e2i_synth.pipeline.rule_checks import row_rules, rule_check
 from e2i_synth.pipeline.table_checks import table_checks
 from e2i_synth.tables import TABLES
 from e2i_synth.tables.activity import ml_predictions as predictions_generator
@@ -28,219 +26,195 @@ from e2i_synth.tables.activity.treatment_events_model import EVENT_TYPES, TREATM
 
 AUC_MIN = 0.55
 AUC_MAX = 0.95
-EXAMPLES_PER_RULE = 5
 
 
 def _literals(values: tuple[str, ...]) -> sql.Composable:
     return sql.SQL(", ").join(map(sql.Literal, values))
 
 
-def _split_of(column: str) -> str:
-    """SQL for the data_split of a date column, from the %(cutoff_n)s parameters."""
-    cases = " ".join(
-        f"WHEN {column} < %(cutoff_{i})s THEN '{split}'" for i, split in enumerate(DATA_SPLITS[:-1])
-    )
-    return f"CASE {cases} ELSE '{DATA_SPLITS[-1]}' END"
-
-
 def _params(scenario: Scenario) -> dict[str, object]:
     """Scenario window as UTC timestamps [window_start, window_end), and the split cutoffs."""
-    params: dict[str, object] = {
+    return {
         "window_start": datetime.combine(scenario.start_date, time(), UTC),
         "window_end": datetime.combine(scenario.end_date + timedelta(days=1), time(), UTC),
+        **split_params(scenario),
     }
-    params.update({f"cutoff_{i}": c for i, c in enumerate(split_cutoffs(scenario))})
-    return params
 
 
-def _rules_result(
-    conn: psycopg.Connection, rules: dict[str, sql.Composable], params: dict[str, object]
-) -> dg.AssetCheckResult:
-    """Passed when no rule query returns a row; counts and examples of violations otherwise."""
-    counts: dict[str, int] = {}
-    examples: list[tuple[str, str]] = []
-    for rule, query in rules.items():
-        rows = conn.execute(query, params).fetchall()
-        counts[rule] = len(rows)
-        examples.extend((rule, " | ".join(map(str, row))) for row in rows[:EXAMPLES_PER_RULE])
-    metadata: dict[str, object] = {
-        "violation_count": sum(counts.values()),
-        "violations_by_rule": dg.MetadataValue.json(counts),
-    }
-    if examples:
-        frame = pl.DataFrame(examples, schema=["rule", "row"], orient="row")
-        metadata["examples"] = dg.MetadataValue.md(markdown_table(frame, 50))
-    return dg.AssetCheckResult(passed=not any(counts.values()), metadata=metadata)
+def _utc_day(column: str) -> sql.Composable:
+    return sql.SQL("({} AT TIME ZONE 'UTC')::date").format(sql.SQL(column))
 
 
-_IN_JOURNEY = """
-SELECT e.event_id, e.patient_id, e.event_type, e.event_date
-FROM treatment_events e JOIN patient_journeys j USING (patient_id)
-WHERE e.event_date NOT BETWEEN j.journey_start_date AND j.journey_end_date
-   OR e.days_from_diagnosis <> e.event_date - j.journey_start_date
-"""
-_PATIENT_ATTRIBUTES = """
-SELECT e.event_id, e.patient_id, e.hcp_id, e.brand, e.insurance_type
-FROM treatment_events e JOIN patient_journeys j USING (patient_id)
-WHERE (e.hcp_id, e.brand, e.insurance_type) <> (j.hcp_id, j.brand, j.insurance_type)
-"""
-_ONE_DIAGNOSIS = """
-SELECT j.patient_id, count(e.event_id) AS diagnoses, min(e.event_date) AS first_diagnosis
-FROM patient_journeys j
-LEFT JOIN treatment_events e ON e.patient_id = j.patient_id AND e.event_type = 'diagnosis'
-GROUP BY j.patient_id, j.journey_start_date
-HAVING count(e.event_id) <> 1 OR min(e.event_date) <> j.journey_start_date
-"""
-_TREATMENT_WITHOUT_INITIATION = """
-SELECT e.event_id, e.patient_id, e.event_type
-FROM treatment_events e JOIN patient_journeys j USING (patient_id)
-WHERE NOT j.treatment_initiated AND e.event_type IN ({treatment_types})
-"""
-_FIRST_PRESCRIPTION = """
-SELECT j.patient_id, j.journey_start_date + j.days_to_treatment AS expected,
-       min(e.event_date) AS first_prescription
-FROM patient_journeys j
-LEFT JOIN treatment_events e ON e.patient_id = j.patient_id AND e.event_type = 'prescription'
-WHERE j.treatment_initiated
-GROUP BY j.patient_id, j.journey_start_date, j.days_to_treatment
-HAVING min(e.event_date) IS DISTINCT FROM j.journey_start_date + j.days_to_treatment
-"""
-_REFILL_AFTER_PRESCRIPTION = """
-SELECT r.event_id, r.patient_id, r.event_date, f.first_prescription
-FROM treatment_events r
-LEFT JOIN (SELECT patient_id, min(event_date) AS first_prescription FROM treatment_events
-           WHERE event_type = 'prescription' GROUP BY patient_id) f USING (patient_id)
-WHERE r.event_type = 'refill'
-  AND (f.first_prescription IS NULL OR r.event_date <= f.first_prescription)
-"""
-_DISCONTINUATION_LAST = """
-SELECT d.event_id, d.patient_id, d.event_date
-FROM treatment_events d
-WHERE d.event_type = 'discontinuation' AND EXISTS (
-    SELECT 1 FROM treatment_events t
-    WHERE t.patient_id = d.patient_id AND t.event_id <> d.event_id
-      AND t.event_type IN ({treatment_types}) AND t.event_date >= d.event_date)
-"""
-_NO_DUPLICATES = """
-SELECT patient_id, event_date, event_type, count(*) AS events
-FROM treatment_events GROUP BY patient_id, event_date, event_type HAVING count(*) > 1
-"""
-_IDS_IN_ORDER = """
-SELECT event_id, patient_id, event_date, event_type FROM (
-    SELECT event_id, patient_id, event_date, event_type,
-           row_number() OVER (ORDER BY event_id COLLATE "C") AS by_id,
-           row_number() OVER (ORDER BY patient_id COLLATE "C", event_date,
-                              array_position(ARRAY[{event_types}], event_type)) AS by_event
-    FROM treatment_events) numbered
-WHERE by_id <> by_event
-"""
-
-
-@dg.asset_check(
-    asset="treatment_events",
-    name="journey_rules",
-    blocking=True,
-    description="events lie inside their journey with the patient's HCP, brand and payer; one "
-    "diagnosis on journey_start_date; no treatment event unless treatment_initiated; the first "
-    "prescription on journey_start_date + days_to_treatment, refills after it; a "
-    "discontinuation is the last treatment event; no duplicate (patient, date, type); "
-    "event_id follows (patient, date, type)",
-)
-def treatment_events_journey_rules(database: Database) -> dg.AssetCheckResult:
-    fragments = {
-        "treatment_types": _literals(TREATMENT_EVENT_TYPES),
-        "event_types": _literals(EVENT_TYPES),
-    }
-    rules = {
-        name: sql.SQL(query).format(**fragments)
-        for name, query in {
-            "event_inside_journey": _IN_JOURNEY,
-            "patient_hcp_brand_payer": _PATIENT_ATTRIBUTES,
-            "one_diagnosis_at_journey_start": _ONE_DIAGNOSIS,
-            "no_treatment_unless_initiated": _TREATMENT_WITHOUT_INITIATION,
-            "first_prescription_at_days_to_treatment": _FIRST_PRESCRIPTION,
-            "refill_after_first_prescription": _REFILL_AFTER_PRESCRIPTION,
-            "discontinuation_is_last_treatment_event": _DISCONTINUATION_LAST,
-            "no_duplicate_patient_date_type": _NO_DUPLICATES,
-            "event_id_in_event_order": _IDS_IN_ORDER,
-        }.items()
-    }
-    with database.connect() as conn:
-        return _rules_result(conn, rules, {})
-
-
-def data_split_check(table: str, key: str, date_column: str | None) -> dg.AssetChecksDefinition:
-    """Rows about a patient carry the patient's split; rows about an HCP (no patient_id) the
-    split of their date (`date_column`, a timestamptz read in UTC)."""
-    hcp_rule = ""
-    if date_column:
-        day = f"(x.{date_column} AT TIME ZONE 'UTC')::date"
-        hcp_rule = f"OR (x.patient_id IS NULL AND x.data_split <> {_split_of(day)})"
-    query = sql.SQL(
-        f"""SELECT x.{key}, x.patient_id, x.data_split, j.data_split AS patient_split
-        FROM {table} x LEFT JOIN patient_journeys j USING (patient_id)
-        WHERE (x.patient_id IS NOT NULL AND x.data_split IS DISTINCT FROM j.data_split)
-        {hcp_rule}"""
+def _split_matches(date_column: str | None) -> sql.Composable:
+    """data_split differs from the patient's; for HCP rows (no patient), from their date's."""
+    patient = sql.SQL("(x.patient_id IS NOT NULL AND x.data_split IS DISTINCT FROM j.data_split)")
+    if date_column is None:
+        return patient
+    return sql.SQL("{} OR (x.patient_id IS NULL AND x.data_split <> {})").format(
+        patient, split_sql(_utc_day(f"x.{date_column}"))
     )
 
-    @dg.asset_check(
-        asset=table,
-        name="data_split_matches",
-        blocking=True,
-        description=f"data_split of {table} is the patient's"
-        + (f"; for HCP rows, the split of the {date_column} date" if date_column else ""),
+
+SPLIT_RULE = "data_split is the patient's; for HCP rows, the split of the row's UTC date"
+
+TREATMENT_EVENTS_RULES = {
+    "event_inside_journey": "events lie inside their journey (days_from_diagnosis counted from "
+    "journey_start_date)",
+    "patient_hcp_brand_payer": "an event has its patient's HCP, brand and payer",
+    "no_treatment_unless_initiated": "no treatment event unless treatment_initiated",
+    "data_split_matches": SPLIT_RULE,
+    "event_id_in_event_order": "event_id follows (patient, date, event type)",
+    "one_diagnosis_at_journey_start": "one diagnosis per patient, on journey_start_date",
+    "first_prescription_at_days_to_treatment": "the first prescription is on journey_start_date "
+    "+ days_to_treatment",
+    "refill_after_first_prescription": "refills come after the first prescription",
+    "discontinuation_is_last_treatment_event": "a discontinuation is the last treatment event",
+}
+
+# Each event beside its journey and the event before it in event order: one scan of events.
+_EVENTS_IN_ORDER = sql.SQL(
+    """(SELECT e.*, lag(e.event_id) OVER (
+            ORDER BY e.patient_id COLLATE "C", e.event_date,
+                     array_position(ARRAY[{event_types}], e.event_type)) AS previous_id
+        FROM treatment_events e) x
+    JOIN patient_journeys j USING (patient_id)"""
+).format(event_types=_literals(EVENT_TYPES))
+# Per patient, the dates the journey rules compare: one aggregation of events.
+_PER_PATIENT = sql.SQL(
+    """patient_journeys j LEFT JOIN (
+        SELECT patient_id,
+               count(*) FILTER (WHERE event_type = 'diagnosis') AS diagnoses,
+               min(event_date) FILTER (WHERE event_type = 'diagnosis') AS first_diagnosis,
+               min(event_date) FILTER (WHERE event_type = 'prescription') AS first_prescription,
+               min(event_date) FILTER (WHERE event_type = 'refill') AS first_refill,
+               count(*) FILTER (WHERE event_type = 'discontinuation') AS discontinuations,
+               min(event_date) FILTER (WHERE event_type = 'discontinuation') AS discontinued,
+               max(event_date) FILTER (WHERE event_type IN ({treatment_types})
+                                       AND event_type <> 'discontinuation') AS last_treatment
+        FROM treatment_events GROUP BY patient_id) a USING (patient_id)"""
+).format(treatment_types=_literals(TREATMENT_EVENT_TYPES))
+
+
+def _treatment_events_query() -> sql.Composable:
+    rows = row_rules(
+        _EVENTS_IN_ORDER,
+        ["x.event_id", "x.patient_id", "x.event_type", "x.event_date::text AS detail"],
+        {
+            "event_inside_journey": sql.SQL(
+                "x.event_date NOT BETWEEN j.journey_start_date AND j.journey_end_date "
+                "OR x.days_from_diagnosis <> x.event_date - j.journey_start_date"
+            ),
+            "patient_hcp_brand_payer": sql.SQL(
+                "(x.hcp_id, x.brand, x.insurance_type) <> (j.hcp_id, j.brand, j.insurance_type)"
+            ),
+            "no_treatment_unless_initiated": sql.SQL(
+                "NOT j.treatment_initiated AND x.event_type IN ({})"
+            ).format(_literals(TREATMENT_EVENT_TYPES)),
+            "data_split_matches": _split_matches(None),
+            "event_id_in_event_order": sql.SQL(
+                'x.previous_id COLLATE "C" >= x.event_id COLLATE "C"'
+            ),
+        },
     )
-    def _check(database: Database, scenario: ScenarioResource) -> dg.AssetCheckResult:
-        with database.connect() as conn:
-            return _rules_result(conn, {"data_split_matches": query}, _params(scenario.load()))
-
-    return _check
-
-
-_SCORES = """
-SELECT prediction_id, prediction_type, score, threshold, predicted_label
-FROM ml_predictions
-WHERE score NOT BETWEEN 0 AND 1 OR predicted_label <> (score >= threshold)
-"""
-_PREDICTION_IN_WINDOW = """
-SELECT prediction_id, prediction_timestamp FROM ml_predictions
-WHERE prediction_timestamp < %(window_start)s OR prediction_timestamp >= %(window_end)s
-"""
-_PREDICTION_IN_JOURNEY = """
-SELECT p.prediction_id, p.patient_id, p.prediction_timestamp, p.hcp_id, p.brand
-FROM ml_predictions p JOIN patient_journeys j USING (patient_id)
-WHERE (p.prediction_timestamp AT TIME ZONE 'UTC')::date
-          NOT BETWEEN j.journey_start_date AND j.journey_end_date
-   OR (p.hcp_id, p.brand) <> (j.hcp_id, j.brand)
-"""
-_CHURN_ONLY_ON_THERAPY = """
-SELECT p.prediction_id, p.patient_id, p.prediction_timestamp
-FROM ml_predictions p JOIN patient_journeys j USING (patient_id)
-WHERE p.prediction_type = 'churn_risk'
-  AND (NOT j.treatment_initiated OR (p.prediction_timestamp AT TIME ZONE 'UTC')::date
-                                    < j.journey_start_date + j.days_to_treatment)
-"""
+    patients = row_rules(
+        _PER_PATIENT,
+        [
+            "NULL::text AS event_id",
+            "j.patient_id",
+            "NULL::text AS event_type",
+            "concat_ws(' ', 'start', j.journey_start_date, 'diagnoses', a.diagnoses, "
+            "'first rx', a.first_prescription, 'first refill', a.first_refill, "
+            "'discontinued', a.discontinued) AS detail",
+        ],
+        {
+            "one_diagnosis_at_journey_start": sql.SQL(
+                "coalesce(a.diagnoses, 0) <> 1 OR a.first_diagnosis <> j.journey_start_date"
+            ),
+            "first_prescription_at_days_to_treatment": sql.SQL(
+                "j.treatment_initiated AND a.first_prescription IS DISTINCT FROM "
+                "j.journey_start_date + j.days_to_treatment"
+            ),
+            "refill_after_first_prescription": sql.SQL(
+                "a.first_refill IS NOT NULL AND (a.first_prescription IS NULL "
+                "OR a.first_refill <= a.first_prescription)"
+            ),
+            "discontinuation_is_last_treatment_event": sql.SQL(
+                "a.discontinuations > 1 OR a.last_treatment >= a.discontinued"
+            ),
+        },
+    )
+    return sql.SQL("{} UNION ALL {}").format(rows, patients)
 
 
-@dg.asset_check(
-    asset="ml_predictions",
-    name="score_rules",
-    blocking=True,
-    description="scores lie in [0, 1] and predicted_label = score >= threshold; every "
-    "prediction falls in the scenario's window, a patient's inside the patient's journey with "
-    "the patient's HCP and brand; churn_risk only for patients already on therapy",
+treatment_events_journey_rules = rule_check(
+    "treatment_events",
+    "journey_rules",
+    TREATMENT_EVENTS_RULES,
+    _treatment_events_query(),
+    params=lambda scenario: split_params(scenario),
 )
-def ml_predictions_score_rules(
-    database: Database, scenario: ScenarioResource
-) -> dg.AssetCheckResult:
-    rules = {
-        "score_in_range_and_label_from_threshold": sql.SQL(_SCORES),
-        "inside_scenario_window": sql.SQL(_PREDICTION_IN_WINDOW),
-        "patient_prediction_inside_journey": sql.SQL(_PREDICTION_IN_JOURNEY),
-        "churn_only_on_therapy": sql.SQL(_CHURN_ONLY_ON_THERAPY),
-    }
-    with database.connect() as conn:
-        return _rules_result(conn, rules, _params(scenario.load()))
+
+ML_PREDICTIONS_RULES = {
+    "inside_scenario_window": "every prediction falls in the scenario's window",
+    "patient_prediction_inside_journey": "a patient's prediction lies inside the patient's "
+    "journey, with the patient's HCP and brand",
+    "churn_only_on_therapy": "churn_risk only for patients already on therapy",
+    "data_split_matches": SPLIT_RULE,
+}
+ml_predictions_score_rules = rule_check(
+    "ml_predictions",
+    "score_rules",
+    ML_PREDICTIONS_RULES,
+    row_rules(
+        sql.SQL("ml_predictions x LEFT JOIN patient_journeys j USING (patient_id)"),
+        ["x.prediction_id", "x.patient_id", "x.prediction_type", "x.prediction_timestamp"],
+        {
+            "inside_scenario_window": sql.SQL(
+                "x.prediction_timestamp < %(window_start)s "
+                "OR x.prediction_timestamp >= %(window_end)s"
+            ),
+            "patient_prediction_inside_journey": sql.SQL(
+                "{day} NOT BETWEEN j.journey_start_date AND j.journey_end_date "
+                "OR (x.hcp_id, x.brand) <> (j.hcp_id, j.brand)"
+            ).format(day=_utc_day("x.prediction_timestamp")),
+            "churn_only_on_therapy": sql.SQL(
+                "x.prediction_type = 'churn_risk' AND (NOT j.treatment_initiated "
+                "OR {day} < j.journey_start_date + j.days_to_treatment)"
+            ).format(day=_utc_day("x.prediction_timestamp")),
+            "data_split_matches": _split_matches("prediction_timestamp"),
+        },
+    ),
+    params=_params,
+)
+
+TRIGGERS_RULES = {
+    "inside_scenario_window": "triggers are created in the scenario's window and nothing is "
+    "observed after its end",
+    "patient_of_hcp_in_journey": "a trigger's patient is a patient of its HCP (same brand) with "
+    "an open journey on the creation date",
+    "data_split_matches": SPLIT_RULE,
+}
+triggers_lifecycle_rules = rule_check(
+    "triggers",
+    "lifecycle_rules",
+    TRIGGERS_RULES,
+    row_rules(
+        sql.SQL("triggers x LEFT JOIN patient_journeys j USING (patient_id)"),
+        ["x.trigger_id", "x.patient_id", "x.status", "x.created_at"],
+        {
+            "inside_scenario_window": sql.SQL(
+                "x.created_at < %(window_start)s OR x.created_at >= %(window_end)s "
+                "OR greatest(x.delivered_at, x.viewed_at, x.resolved_at) > %(window_end)s"
+            ),
+            "patient_of_hcp_in_journey": sql.SQL(
+                "(x.hcp_id, x.brand) <> (j.hcp_id, j.brand) "
+                "OR {day} NOT BETWEEN j.journey_start_date AND j.journey_end_date"
+            ).format(day=_utc_day("x.created_at")),
+            "data_split_matches": _split_matches("created_at"),
+        },
+    ),
+    params=_params,
+)
 
 
 # AUC = P(score of a treated patient > score of an untreated one), ties counting one half: the
@@ -287,67 +261,11 @@ def ml_predictions_propensity_auc(database: Database) -> dg.AssetCheckResult:
     )
 
 
-_STATUS_MATCHES = """
-SELECT trigger_id, status, delivered_at, viewed_at, resolved_at FROM triggers
-WHERE NOT CASE status
-    WHEN 'created' THEN delivered_at IS NULL AND viewed_at IS NULL AND resolved_at IS NULL
-    WHEN 'delivered' THEN delivered_at IS NOT NULL AND viewed_at IS NULL AND resolved_at IS NULL
-    WHEN 'viewed' THEN delivered_at IS NOT NULL AND viewed_at IS NOT NULL AND resolved_at IS NULL
-    WHEN 'expired' THEN delivered_at IS NOT NULL AND resolved_at IS NOT NULL
-    WHEN 'accepted' THEN delivered_at IS NOT NULL AND viewed_at IS NOT NULL
-                         AND resolved_at IS NOT NULL
-    WHEN 'dismissed' THEN delivered_at IS NOT NULL AND viewed_at IS NOT NULL
-                          AND resolved_at IS NOT NULL
-    ELSE false END
-"""
-_ORDERED = """
-SELECT trigger_id, created_at, delivered_at, viewed_at, resolved_at FROM triggers
-WHERE delivered_at < created_at
-   OR viewed_at < coalesce(delivered_at, created_at)
-   OR resolved_at < coalesce(viewed_at, delivered_at, created_at)
-"""
-_NOT_AFTER_REFERENCE = """
-SELECT trigger_id, created_at, delivered_at, viewed_at, resolved_at FROM triggers
-WHERE created_at < %(window_start)s OR created_at >= %(window_end)s
-   OR greatest(delivered_at, viewed_at, resolved_at) > %(window_end)s
-"""
-_PATIENT_OF_HCP = """
-SELECT t.trigger_id, t.patient_id, t.hcp_id, j.hcp_id AS patients_hcp, t.created_at
-FROM triggers t JOIN patient_journeys j USING (patient_id)
-WHERE (t.hcp_id, t.brand) <> (j.hcp_id, j.brand)
-   OR (t.created_at AT TIME ZONE 'UTC')::date
-          NOT BETWEEN j.journey_start_date AND j.journey_end_date
-"""
-
-
-@dg.asset_check(
-    asset="triggers",
-    name="lifecycle_rules",
-    blocking=True,
-    description="the set lifecycle timestamps are those the status implies and are ordered "
-    "created_at <= delivered_at <= viewed_at <= resolved_at; triggers are created in the "
-    "scenario's window and nothing is observed after its end; a trigger's patient is a "
-    "patient of its HCP (same brand) with an open journey on the creation date",
-)
-def triggers_lifecycle_rules(database: Database, scenario: ScenarioResource) -> dg.AssetCheckResult:
-    rules = {
-        "status_matches_timestamps": sql.SQL(_STATUS_MATCHES),
-        "timestamps_ordered": sql.SQL(_ORDERED),
-        "inside_scenario_window": sql.SQL(_NOT_AFTER_REFERENCE),
-        "patient_of_hcp_in_journey": sql.SQL(_PATIENT_OF_HCP),
-    }
-    with database.connect() as conn:
-        return _rules_result(conn, rules, _params(scenario.load()))
-
-
 ACTIVITY_CHECKS = [
     *table_checks(TABLES["treatment_events"], expected=None),
     *table_checks(TABLES["ml_predictions"], in_window=predictions_generator.rows_in_window),
     *table_checks(TABLES["triggers"], in_window=predictions_generator.rows_in_window),
     treatment_events_journey_rules,
-    data_split_check("treatment_events", "event_id", None),
-    data_split_check("ml_predictions", "prediction_id", "prediction_timestamp"),
-    data_split_check("triggers", "trigger_id", "created_at"),
     ml_predictions_score_rules,
     ml_predictions_propensity_auc,
     triggers_lifecycle_rules,

@@ -77,9 +77,7 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
 
     engagement = np.round(
         np.clip(
-            causal.engagement_intercept
-            + causal.severity_on_engagement * severity
-            + causal.academic_on_engagement * academic
+            causal.expected_engagement(severity, academic)
             + rng.normal(0, causal.engagement_noise_sd, n),
             0,
             ENGAGEMENT_MAX,
