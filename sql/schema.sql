@@ -482,6 +482,14 @@ ALTER TABLE ONLY public.e2i_schema_migrations
 
 
 --
+-- Name: feature_groups feature_groups_id_entity_key_unique; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.feature_groups
+    ADD CONSTRAINT feature_groups_id_entity_key_unique UNIQUE (feature_group_id, entity_key);
+
+
+--
 -- Name: feature_groups feature_groups_name_key; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -704,6 +712,14 @@ CREATE INDEX triggers_patient_idx ON public.triggers USING btree (patient_id);
 
 ALTER TABLE ONLY public.feature_values
     ADD CONSTRAINT feature_values_feature_id_fkey FOREIGN KEY (feature_id) REFERENCES public.features(feature_id) DEFERRABLE INITIALLY DEFERRED;
+
+
+--
+-- Name: features features_entity_key_of_group; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.features
+    ADD CONSTRAINT features_entity_key_of_group FOREIGN KEY (feature_group_id, entity_keys) REFERENCES public.feature_groups(feature_group_id, entity_key) DEFERRABLE INITIALLY DEFERRED;
 
 
 --
@@ -1030,3 +1046,4 @@ INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (4, 'f
 INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (5, 'security', '0da0557100f5d95d1506130395e2112cee65a71d70171421200dab5e11ad22b6');
 INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (6, 'ground_truth', 'b8ef02a8a94f6e053b0c0e0bb71cf4cb15e013469138b3e88f6667b686fb445d');
 INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (7, 'answer_key_privileges', 'cb681a6e5d436a92f864421f0d4b2848fc3f4de34ff47c7f4ddfbc5752c56c3e');
+INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (8, 'feature_entity_key_of_group', 'fa410fc9242425e6fb6aba5030744a732e9e74904c011accecbd4de0ea477d21');

@@ -3,14 +3,14 @@
     .venv/bin/python tools/time_checks.py [--repeat 3] [--table NAME]
 
 Each check is invoked directly (no Dagster run around it) against the database the CLI uses
-(embedded, or $E2I_DATABASE_URL), with the active scenario; the median of --repeat runs is
-printed. Load a scenario first (`e2i-synth materialize --scale small`). The checks that read the
-last materialization's metadata (row_count) get an ephemeral instance: they count the table.
+(embedded, or $E2I_DATABASE_URL), with the active scenario; the minimum of --repeat runs is
+printed (the machine's other load only adds to a run). Load a scenario first (`e2i-synth
+materialize --scale small`). The checks that read the last materialization's metadata
+(row_count) get an ephemeral instance: they count the table.
 """
 
 import argparse
 import inspect
-import statistics
 import time
 from collections import defaultdict
 
@@ -49,7 +49,7 @@ def main() -> None:
             start = time.perf_counter()
             passed = _invoke(check, resources, instance)
             times.append(time.perf_counter() - start)
-        seconds = statistics.median(times)
+        seconds = min(times)
         per_table[table] += seconds
         names = ",".join(k.name for k in keys)
         print(f"{table:<18} {names:<60} {seconds:8.3f} s  passed={all(passed)}", flush=True)

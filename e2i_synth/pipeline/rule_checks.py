@@ -35,10 +35,18 @@ def row_rules(
         sql.SQL("CASE WHEN {} THEN {} END").format(condition, sql.Literal(name))
         for name, condition in rules.items()
     )
+    # The OR filters rows before the unnest, so only breaking rows pay for it.
+    any_broken = sql.SQL(" OR ").join(sql.SQL("({})").format(c) for c in rules.values())
     return sql.SQL(
         "SELECT r.rule, {columns} FROM {source} "
-        "CROSS JOIN LATERAL unnest(ARRAY[{broken}]::text[]) AS r(rule) WHERE r.rule IS NOT NULL"
-    ).format(columns=sql.SQL(", ").join(sql.SQL(c) for c in columns), source=source, broken=broken)
+        "CROSS JOIN LATERAL unnest(ARRAY[{broken}]::text[]) AS r(rule) "
+        "WHERE ({any_broken}) AND r.rule IS NOT NULL"
+    ).format(
+        columns=sql.SQL(", ").join(sql.SQL(c) for c in columns),
+        source=source,
+        broken=broken,
+        any_broken=any_broken,
+    )
 
 
 def count_violations(

@@ -1,23 +1,23 @@
 """Checks of the feature store tables, in PostgreSQL, all blocking.
 
-Besides the table checks (model, keys, row counts), feature_values is checked against the
-rest of the database: its key is unique, its entities exist, its values fit their feature,
-freshness_status and data_split recompute from the stored rows, and each HCP's and patient's
-first observation agrees with its source row. The queries are plain functions of a connection
-(and the scenario), so tests can run them on a database they have tampered with.
+Keys, foreign keys, the unique (feature, entity, instant) key and a feature keyed by its
+group's entity key are constraints (reported by constraints_present). The rule checks here read
+feature_values against the rest of the database, in two passes: each row beside its feature and
+entity (the entity exists, the value fits its feature, freshness_status and data_split
+recompute from the stored row), and each HCP's and patient's first observation against its
+source row. The queries are functions of the scenario, so tests can run them on a database they
+have tampered with (pipeline.rule_checks.count_violations).
 """
 
 from datetime import UTC, datetime
 
-import dagster as dg
-import psycopg
 from psycopg import sql
 
 from e2i_synth.core.scenario import ENGAGEMENT_MAX, Scenario
-from e2i_synth.core.split import split_cutoffs
-from e2i_synth.core.vocabulary import DATA_SPLITS, FEATURE_GROUPS, FEATURES
-from e2i_synth.db.resource import Database
-from e2i_synth.pipeline.resources import ScenarioResource
+from e2i_synth.core.split import split_params, split_sql
+from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
+from e2i_synth.pipeline.rule_checks import row_rules, rule_check
+from e2i_synth.pipeline.sql_arithmetic import SqlExpr
 from e2i_synth.pipeline.table_checks import table_checks
 from e2i_synth.tables import TABLES
 from e2i_synth.tables.feature_store import feature_values as feature_values_generator
@@ -25,138 +25,92 @@ from e2i_synth.tables.feature_store.catalog import INSURANCE_TIERS
 from e2i_synth.tables.feature_store.feature_values import as_of, tolerance
 from e2i_synth.tables.feature_store.feature_values_model import STALE_WINDOWS
 
-_DUPLICATE_KEYS = """
-SELECT count(*), coalesce(sum(n - 1), 0)::bigint FROM (
-    SELECT count(*) AS n FROM feature_values
-    GROUP BY feature_id, entity_values, event_timestamp HAVING count(*) > 1) d
-"""
+VALUE_RULES = {
+    "wrong_entity_key": "entity_values names the feature's entity key",
+    "unknown_hcp_id": "an HCP feature's entity is an existing HCP",
+    "unknown_patient_id": "a patient feature's entity is an existing patient",
+    "unknown_brand": "a brand feature's entity is a scenario brand",
+    "wrong_type": "values have their feature's JSON type",
+    "not_integral": "values of int features are whole",
+    "out_of_range": "values lie in [min_value, max_value]",
+    "unknown_category": "categories are in allowed_values",
+    "freshness_status": "freshness_status recomputes from event_timestamp and the feature's "
+    "window at the end of the scenario's reference date (fresh <= 1, stale <= "
+    f"{STALE_WINDOWS} windows)",
+    "data_split_of_patient": "patient rows carry their patient's data_split",
+    "data_split_of_date": "other rows carry the data_split of their UTC date",
+}
+
+_NUMBER = sql.SQL(
+    "CASE WHEN jsonb_typeof(fv.value) = 'number' THEN (fv.value #>> '{}')::numeric END"
+)
+_AGE = sql.SQL("%(as_of)s::timestamptz - fv.event_timestamp")
 
 
-def duplicate_keys(conn: psycopg.Connection) -> dict[str, int]:
-    """Keys (feature_id, entity_values, event_timestamp) held by more than one row."""
-    keys, extra_rows = conn.execute(_DUPLICATE_KEYS).fetchone()
-    return {"duplicated_keys": keys, "extra_rows": extra_rows}
-
-
-_ENTITY_REFERENCES = """
-SELECT
-    count(*) FILTER (WHERE NOT fv.entity_values ? f.entity_keys) AS wrong_entity_key,
-    count(*) FILTER (WHERE f.entity_keys = 'hcp_id' AND h.hcp_id IS NULL) AS unknown_hcp_id,
-    count(*) FILTER (WHERE f.entity_keys = 'patient_id' AND p.patient_id IS NULL)
-        AS unknown_patient_id,
-    count(*) FILTER (WHERE f.entity_keys = 'brand'
-                     AND NOT coalesce(fv.entity_values ->> 'brand' = ANY(%(brands)s), false))
-        AS unknown_brand
-FROM feature_values fv
-JOIN features f USING (feature_id)
-LEFT JOIN hcp_profiles h
-    ON f.entity_keys = 'hcp_id' AND h.hcp_id = fv.entity_values ->> 'hcp_id'
-LEFT JOIN patient_journeys p
-    ON f.entity_keys = 'patient_id' AND p.patient_id = fv.entity_values ->> 'patient_id'
-"""
-
-
-def entity_reference_violations(conn: psycopg.Connection, scenario: Scenario) -> dict[str, int]:
-    """Rows keyed by another entity than their feature's, or by an HCP, patient or brand that
-    does not exist."""
-    row = conn.execute(_ENTITY_REFERENCES, {"brands": list(scenario.brands)}).fetchone()
-    return dict(
-        zip(
-            ("wrong_entity_key", "unknown_hcp_id", "unknown_patient_id", "unknown_brand"),
-            row,
-            strict=True,
-        )
-    )
-
-
-_VALUE_VIOLATIONS = """
-SELECT name,
-    count(*) FILTER (WHERE json_type <> CASE value_type WHEN 'bool' THEN 'boolean'
-                     WHEN 'category' THEN 'string' ELSE 'number' END) AS wrong_type,
-    count(*) FILTER (WHERE value_type = 'int' AND number % 1 <> 0) AS not_integral,
-    count(*) FILTER (WHERE number < min_value OR number > max_value) AS out_of_range,
-    count(*) FILTER (WHERE value_type = 'category'
-                     AND NOT allowed_values @> jsonb_build_array(value)) AS unknown_category
-FROM (
-    SELECT f.name, f.value_type, f.min_value, f.max_value, f.allowed_values, fv.value,
-           jsonb_typeof(fv.value) AS json_type,
-           CASE WHEN jsonb_typeof(fv.value) = 'number' THEN (fv.value #>> '{}')::numeric END
-               AS number
-    FROM feature_values fv JOIN features f USING (feature_id)) v
-GROUP BY name
-ORDER BY name
-"""
-
-
-def value_violations(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
-    """Per feature with any: values of the wrong JSON type, non-integral ints, values outside
-    the feature's range, categories outside its allowed_values."""
-    found = {}
-    for name, *counts in conn.execute(_VALUE_VIOLATIONS):
-        kinds = dict(
-            zip(
-                ("wrong_type", "not_integral", "out_of_range", "unknown_category"),
-                counts,
-                strict=True,
-            )
-        )
-        if any(kinds.values()):
-            found[name] = kinds
-    return found
-
-
-_FRESHNESS = """
-SELECT freshness_status, expected, count(*) FROM (
-    SELECT fv.freshness_status,
-           CASE WHEN %(as_of)s::timestamptz - fv.event_timestamp
-                     <= make_interval(hours => f.freshness_window_hours) THEN 'fresh'
-                WHEN %(as_of)s::timestamptz - fv.event_timestamp
-                     <= make_interval(hours => %(stale)s * f.freshness_window_hours) THEN 'stale'
-                ELSE 'expired' END AS expected
-    FROM feature_values fv JOIN features f USING (feature_id)) x
-WHERE freshness_status <> expected
-GROUP BY 1, 2
-ORDER BY 1, 2
-"""
-
-
-def freshness_mismatches(conn: psycopg.Connection, scenario: Scenario) -> dict[str, int]:
-    """'stored -> recomputed': rows whose freshness_status differs from their age at the end of
-    the reference date against their feature's window (fresh <= 1, stale <= 3 windows)."""
-    params = {"as_of": as_of(scenario), "stale": STALE_WINDOWS}
-    return {f"{s} -> {e}": n for s, e, n in conn.execute(_FRESHNESS, params)}
-
-
-def data_split_mismatches(conn: psycopg.Connection, scenario: Scenario) -> dict[str, int]:
-    """Patient rows whose split is not their patient's; other rows whose split is not that of
-    their event date (core.split.split_cutoffs)."""
-    by_date = sql.SQL(" ").join(
-        sql.SQL("WHEN (fv.event_timestamp AT TIME ZONE 'UTC')::date < {} THEN {}").format(
-            sql.Literal(cutoff), sql.Literal(split)
-        )
-        for cutoff, split in zip(split_cutoffs(scenario), DATA_SPLITS, strict=False)
-    )
-    query = sql.SQL(
-        """SELECT
-            count(*) FILTER (WHERE f.entity_keys = 'patient_id'
-                             AND fv.data_split IS DISTINCT FROM p.data_split),
-            count(*) FILTER (WHERE f.entity_keys <> 'patient_id'
-                             AND fv.data_split <> CASE {by_date} ELSE {last} END)
-        FROM feature_values fv
+def value_rules_query() -> sql.Composable:
+    """Rows of feature_values breaking a VALUE_RULES rule, in one scan beside their feature,
+    HCP and patient."""
+    source = sql.SQL(
+        """feature_values fv
         JOIN features f USING (feature_id)
+        LEFT JOIN hcp_profiles h
+            ON f.entity_keys = 'hcp_id' AND h.hcp_id = fv.entity_values ->> 'hcp_id'
         LEFT JOIN patient_journeys p
             ON f.entity_keys = 'patient_id' AND p.patient_id = fv.entity_values ->> 'patient_id'
         """
-    ).format(by_date=by_date, last=sql.Literal(DATA_SPLITS[-1]))
-    patients, others = conn.execute(query).fetchone()
-    return {"patient_rows": patients, "other_rows": others}
+    )
+    expected_freshness = sql.SQL(
+        "CASE WHEN {age} <= make_interval(hours => f.freshness_window_hours) THEN 'fresh' "
+        "WHEN {age} <= make_interval(hours => %(stale)s * f.freshness_window_hours) "
+        "THEN 'stale' ELSE 'expired' END"
+    ).format(age=_AGE)
+    day = sql.SQL("(fv.event_timestamp AT TIME ZONE 'UTC')::date")
+    return row_rules(
+        source,
+        ["fv.feature_value_id", "f.name AS feature", "fv.entity_values::text", "fv.value::text"],
+        {
+            "wrong_entity_key": sql.SQL("NOT fv.entity_values ? f.entity_keys"),
+            "unknown_hcp_id": sql.SQL("f.entity_keys = 'hcp_id' AND h.hcp_id IS NULL"),
+            "unknown_patient_id": sql.SQL("f.entity_keys = 'patient_id' AND p.patient_id IS NULL"),
+            "unknown_brand": sql.SQL(
+                "f.entity_keys = 'brand' "
+                "AND NOT coalesce(fv.entity_values ->> 'brand' = ANY(%(brands)s), false)"
+            ),
+            "wrong_type": sql.SQL(
+                "jsonb_typeof(fv.value) <> CASE f.value_type WHEN 'bool' THEN 'boolean' "
+                "WHEN 'category' THEN 'string' ELSE 'number' END"
+            ),
+            "not_integral": sql.SQL("f.value_type = 'int' AND {n} %% 1 <> 0").format(n=_NUMBER),
+            "out_of_range": sql.SQL("{n} < f.min_value OR {n} > f.max_value").format(n=_NUMBER),
+            "unknown_category": sql.SQL(
+                "f.value_type = 'category' AND NOT f.allowed_values @> jsonb_build_array(fv.value)"
+            ),
+            "freshness_status": sql.SQL("fv.freshness_status <> {}").format(expected_freshness),
+            "data_split_of_patient": sql.SQL(
+                "f.entity_keys = 'patient_id' AND fv.data_split IS DISTINCT FROM p.data_split"
+            ),
+            "data_split_of_date": sql.SQL(
+                "f.entity_keys <> 'patient_id' AND fv.data_split <> {}"
+            ).format(split_sql(day)),
+        },
+    )
+
+
+def value_rules_params(scenario: Scenario) -> dict[str, object]:
+    return {
+        "brands": list(scenario.brands),
+        "as_of": as_of(scenario),
+        "stale": STALE_WINDOWS,
+        **split_params(scenario),
+    }
 
 
 def _expected_sources(
     scenario: Scenario,
 ) -> tuple[dict[str, sql.Composable], dict[str, sql.Composable]]:
     """Source value of each HCP and patient feature as SQL over hcp_profiles h and
-    patient_journeys p: numbers, and texts (categories, booleans)."""
+    patient_journeys p: numbers, and texts (categories, booleans). The causal features are
+    CausalModel's own formulas, rendered as SQL (pipeline.sql_arithmetic)."""
     c = scenario.causal
     lit = sql.Literal
     numbers = {
@@ -171,23 +125,11 @@ def _expected_sources(
             "engagement_score": "p.engagement_score",
         }.items()
     }
-    numbers["treatment_propensity"] = sql.SQL(
-        "least(1.0, greatest(0.0, ({} + {} * p.disease_severity + {} * p.academic_hcp::int) / {}))"
-    ).format(
-        lit(float(c.engagement_intercept)),
-        lit(float(c.severity_on_engagement)),
-        lit(float(c.academic_on_engagement)),
-        lit(float(ENGAGEMENT_MAX)),
-    )
-    numbers["outcome_probability"] = sql.SQL(
-        "least(1.0, greatest(0.0, {} + {} * p.engagement_score + {} * p.disease_severity"
-        " + {} * p.academic_hcp::int))"
-    ).format(
-        lit(float(c.baseline_probability)),
-        lit(float(c.true_ate)),
-        lit(float(c.severity_on_treatment)),
-        lit(float(c.academic_on_treatment)),
-    )
+    severity, academic = SqlExpr("p.disease_severity"), SqlExpr("p.academic_hcp::int")
+    propensity = c.expected_engagement(severity, academic) / ENGAGEMENT_MAX
+    outcome = c.treatment_probability(SqlExpr("p.engagement_score"), severity, academic)
+    for name, expr in (("treatment_propensity", propensity), ("outcome_probability", outcome)):
+        numbers[name] = sql.SQL("least(1.0, greatest(0.0, {}))").format(expr.sql)
     tiers = sql.SQL(" ").join(
         sql.SQL("WHEN {} THEN {}").format(lit(payer), lit(tier))
         for payer, tier in INSURANCE_TIERS.items()
@@ -200,13 +142,25 @@ def _expected_sources(
     return numbers, texts
 
 
-def source_disagreements(conn: psycopg.Connection, scenario: Scenario) -> dict[str, dict[str, int]]:
-    """Per HCP and patient feature: first observations compared, and those not within the
-    feature's noise tolerance of the entity's source row (generators.feature_values.tolerance).
+# Features keyed by an HCP or a patient: each has a source row to agree with.
+SOURCED_FEATURES = tuple(
+    n for n, (group, _) in FEATURES.items() if FEATURE_GROUPS[group][0] != "brand"
+)
+SOURCE_RULES = {
+    **{
+        name: f"each entity's first observation of {name} (before any planted drift) is "
+        "within the feature's noise tolerance of its source row"
+        for name in SOURCED_FEATURES
+    },
+    "feature_not_observed": "every HCP and patient feature is observed",
+}
 
-    The first observation of each (feature, entity) before the feature's planted drift starts
-    is compared: from then on values move away from their source on purpose.
-    """
+
+def source_agreement_query(scenario: Scenario) -> sql.Composable:
+    """First observations of each (feature, entity) before the feature's planted drift starts
+    (from then on values move away from their source on purpose) that are not within the
+    feature's noise tolerance of the entity's source row (feature_values.tolerance), the rule
+    named by the feature; and sourced features never observed."""
     numbers, texts = _expected_sources(scenario)
     cases = []
     for name, expected in numbers.items():
@@ -226,10 +180,10 @@ def source_disagreements(conn: psycopg.Connection, scenario: Scenario) -> dict[s
                 name=sql.Literal(name), e=expected
             )
         )
-    query = sql.SQL(
+    return sql.SQL(
         """WITH drift(name, start) AS (
             SELECT * FROM unnest(%(names)s::text[], %(starts)s::timestamptz[])
-        ), first_obs AS (
+        ), first_obs AS MATERIALIZED (
             SELECT DISTINCT ON (fv.feature_id, fv.entity_values)
                    f.name, f.entity_keys, fv.entity_values ->> f.entity_keys AS entity_id, fv.value
             FROM feature_values fv
@@ -239,142 +193,45 @@ def source_disagreements(conn: psycopg.Connection, scenario: Scenario) -> dict[s
               AND (d.start IS NULL OR fv.event_timestamp < d.start)
             ORDER BY fv.feature_id, fv.entity_values, fv.event_timestamp
         )
-        SELECT o.name, count(*),
-               count(*) FILTER (WHERE NOT coalesce(CASE o.name {cases} END, false))
+        SELECT o.name AS rule, o.entity_id, o.value::text
         FROM first_obs o
         LEFT JOIN hcp_profiles h ON o.entity_keys = 'hcp_id' AND h.hcp_id = o.entity_id
         LEFT JOIN patient_journeys p
             ON o.entity_keys = 'patient_id' AND p.patient_id = o.entity_id
-        GROUP BY o.name
-        ORDER BY o.name"""
+        WHERE NOT coalesce(CASE o.name {cases} END, false)
+        UNION ALL
+        SELECT 'feature_not_observed', s.name, NULL
+        FROM unnest(%(sourced)s::text[]) AS s(name)
+        WHERE NOT EXISTS (SELECT 1 FROM first_obs o WHERE o.name = s.name)"""
     ).format(cases=sql.SQL(" ").join(cases))
-    params = {
+
+
+def source_agreement_params(scenario: Scenario) -> dict[str, object]:
+    return {
         "names": [d.feature for d in scenario.drifts],
         "starts": [
             datetime(d.start.year, d.start.month, d.start.day, tzinfo=UTC) for d in scenario.drifts
         ],
-    }
-    return {
-        name: {"compared": compared, "disagreeing": disagreeing}
-        for name, compared, disagreeing in conn.execute(query, params)
+        "sourced": list(SOURCED_FEATURES),
     }
 
 
-_GROUP_MISMATCHES = """
-SELECT f.name FROM features f JOIN feature_groups g USING (feature_group_id)
-WHERE f.entity_keys <> g.entity_key ORDER BY f.name
-"""
-
-
-@dg.asset_check(
-    asset="features",
-    name="entity_key_matches_group",
-    blocking=True,
-    description="every feature is keyed by its group's entity key",
+value_rules = rule_check(
+    "feature_values", "value_rules", VALUE_RULES, value_rules_query(), params=value_rules_params
 )
-def entity_key_matches_group(database: Database) -> dg.AssetCheckResult:
-    with database.connect() as conn:
-        names = [r[0] for r in conn.execute(_GROUP_MISMATCHES)]
-    return dg.AssetCheckResult(
-        passed=not names, metadata={"mismatched_features": dg.MetadataValue.json(names)}
-    )
-
-
-@dg.asset_check(
-    asset="feature_values",
-    name="feature_key_unique",
-    blocking=True,
-    description="(feature_id, entity_values, event_timestamp) is unique: no value is lost to "
-    "a duplicate key",
+source_agreement = rule_check(
+    "feature_values",
+    "source_agreement",
+    SOURCE_RULES,
+    source_agreement_query,
+    params=source_agreement_params,
 )
-def feature_key_unique(database: Database) -> dg.AssetCheckResult:
-    with database.connect() as conn:
-        found = duplicate_keys(conn)
-    return dg.AssetCheckResult(passed=found["duplicated_keys"] == 0, metadata=found)
-
-
-@dg.asset_check(
-    asset="feature_values",
-    name="entity_references",
-    blocking=True,
-    description="entity_values names the feature's entity key and an existing HCP, patient or "
-    "scenario brand",
-)
-def entity_references(database: Database, scenario: ScenarioResource) -> dg.AssetCheckResult:
-    with database.connect() as conn:
-        found = entity_reference_violations(conn, scenario.load())
-    return dg.AssetCheckResult(passed=not any(found.values()), metadata=found)
-
-
-@dg.asset_check(
-    asset="feature_values",
-    name="values_match_features",
-    blocking=True,
-    description="values have their feature's JSON type, are whole for int features, lie in "
-    "[min_value, max_value] and in allowed_values",
-)
-def values_match_features(database: Database) -> dg.AssetCheckResult:
-    with database.connect() as conn:
-        found = value_violations(conn)
-    return dg.AssetCheckResult(
-        passed=not found, metadata={"violations": dg.MetadataValue.json(found)}
-    )
-
-
-@dg.asset_check(
-    asset="feature_values",
-    name="freshness_status",
-    blocking=True,
-    description="freshness_status recomputes from event_timestamp and the feature's window at "
-    "the end of the scenario's reference date",
-)
-def freshness_status(database: Database, scenario: ScenarioResource) -> dg.AssetCheckResult:
-    with database.connect() as conn:
-        found = freshness_mismatches(conn, scenario.load())
-    return dg.AssetCheckResult(
-        passed=not found, metadata={"mismatches": dg.MetadataValue.json(found)}
-    )
-
-
-@dg.asset_check(
-    asset="feature_values",
-    name="data_split",
-    blocking=True,
-    description="patient rows carry their patient's split, other rows the split of their date",
-)
-def data_split(database: Database, scenario: ScenarioResource) -> dg.AssetCheckResult:
-    with database.connect() as conn:
-        found = data_split_mismatches(conn, scenario.load())
-    return dg.AssetCheckResult(passed=not any(found.values()), metadata=found)
-
-
-@dg.asset_check(
-    asset="feature_values",
-    name="source_agreement",
-    blocking=True,
-    description="each HCP's and patient's first observation of a feature (before any planted "
-    "drift) is within the feature's noise tolerance of its source row",
-)
-def source_agreement(database: Database, scenario: ScenarioResource) -> dg.AssetCheckResult:
-    with database.connect() as conn:
-        found = source_disagreements(conn, scenario.load())
-    expected = {n for n, (group, _) in FEATURES.items() if FEATURE_GROUPS[group][0] != "brand"}
-    return dg.AssetCheckResult(
-        passed=set(found) == expected and not any(v["disagreeing"] for v in found.values()),
-        metadata={"features": dg.MetadataValue.json(found)},
-    )
-
 
 FEATURE_STORE_CHECKS = [
     *table_checks(TABLES["feature_groups"], expected=lambda s: len(FEATURE_GROUPS)),
     *table_checks(TABLES["features"], expected=lambda s: len(FEATURES)),
     # partitioned: the last load's window is counted, every day of it (live after end_date)
     *table_checks(TABLES["feature_values"], in_window=feature_values_generator.rows_in_window),
-    entity_key_matches_group,
-    feature_key_unique,
-    entity_references,
-    values_match_features,
-    freshness_status,
-    data_split,
+    value_rules,
     source_agreement,
 ]
