@@ -14,6 +14,7 @@ from e2i_synth.core.scenario import Scenario, load_scenario
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.db.copy import count_rows, read_table
 from e2i_synth.pipeline.partitions import month_windows
+from e2i_synth.pipeline.resources import ScenarioResource
 from e2i_synth.tables import TABLES
 from e2i_synth.tables.activity import assets as activity
 from e2i_synth.tables.activity.checks import ACTIVITY_CHECKS, treatment_events_journey_rules
@@ -315,10 +316,11 @@ def test_activity_loads_with_every_check_passing(database):
                    SELECT min(event_id) FROM treatment_events WHERE event_type = 'refill')"""
         )
         conn.commit()
-    broken = treatment_events_journey_rules(database=database)
+    scenario = ScenarioResource(database=database, scale="small")
+    broken = treatment_events_journey_rules(database=database, scenario=scenario)
     assert not broken.passed
     violations = broken.metadata["violations_by_rule"].value
     assert violations["event_inside_journey"] == 1
     assert violations["refill_after_first_prescription"] == 1
     assert violations["event_id_in_event_order"] > 0
-    assert broken.metadata["violation_count"].value == sum(violations.values())
+    assert broken.metadata["violations"].value == sum(violations.values())

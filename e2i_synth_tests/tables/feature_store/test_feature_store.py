@@ -14,6 +14,7 @@ from e2i_synth.core.scenario import ENGAGEMENT_MAX, Scenario, load_scenario
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
 from e2i_synth.db.copy import count_rows, read_table, replace_rows
+from e2i_synth.pipeline.rule_checks import count_violations
 from e2i_synth.stats.drift import drift_statistics
 from e2i_synth.tables import TABLES
 from e2i_synth.tables.entities import assets as entities
@@ -29,12 +30,10 @@ from e2i_synth.tables.feature_store.catalog import (
 )
 from e2i_synth.tables.feature_store.checks import (
     FEATURE_STORE_CHECKS,
-    data_split_mismatches,
-    duplicate_keys,
-    entity_reference_violations,
-    freshness_mismatches,
-    source_disagreements,
-    value_violations,
+    source_agreement_params,
+    source_agreement_query,
+    value_rules_params,
+    value_rules_query,
 )
 from e2i_synth.tables.feature_store.feature_values import (
     PROCESSES,
@@ -487,15 +486,15 @@ def test_duplicate_feature_keys_are_refused_by_the_table(database, loaded: Data)
 
 def test_sql_checks_pass_and_catch_tampering(database, loaded: Data):
     s = loaded.scenario
+
+    def broken(conn) -> tuple[dict[str, int], dict[str, int]]:
+        values = count_violations(conn, value_rules_query(), value_rules_params(s))[0]
+        sources = count_violations(conn, source_agreement_query(s), source_agreement_params(s))
+        return values, sources[0]
+
     with database.connect() as conn:
-        assert duplicate_keys(conn) == {"duplicated_keys": 0, "extra_rows": 0}
-        assert not any(entity_reference_violations(conn, s).values())
-        assert value_violations(conn) == {}
-        assert freshness_mismatches(conn, s) == {}
-        assert not any(data_split_mismatches(conn, s).values())
-        agreement = source_disagreements(conn, s)
-        assert len(agreement) == 12  # every HCP and patient feature
-        assert all(v["compared"] > 0 and v["disagreeing"] == 0 for v in agreement.values())
+        # Every HCP and patient feature is compared (none unobserved) and agrees.
+        assert broken(conn) == ({}, {})
 
         def first_id(feature: str) -> str:
             return conn.execute(
@@ -525,28 +524,17 @@ def test_sql_checks_pass_and_catch_tampering(database, loaded: Data):
                    WHERE feature_value_id = %s""",
                 (first_id("insurance_tier"),),
             )
-        references = entity_reference_violations(conn, s)
-        # The brand-keyed patient row is both keyed wrongly and names no patient.
-        assert references == {
+        values, sources = broken(conn)
+        assert values == {
+            # The brand-keyed patient row is both keyed wrongly and names no patient.
             "wrong_entity_key": 1,
-            "unknown_hcp_id": 0,
             "unknown_patient_id": 2,
-            "unknown_brand": 0,
+            "unknown_category": 1,
+            "freshness_status": 1,
+            # The swapped split, and the two rows whose patient does not exist.
+            "data_split_of_patient": 3,
         }
-        assert value_violations(conn) == {
-            "insurance_tier": {
-                "wrong_type": 0,
-                "not_integral": 0,
-                "out_of_range": 0,
-                "unknown_category": 1,
-            }
-        }
-        assert freshness_mismatches(conn, s) == {"fresh -> expired": 1}
-        # The swapped split, and the two rows whose patient does not exist.
-        assert data_split_mismatches(conn, s) == {"patient_rows": 3, "other_rows": 0}
-        agreement = source_disagreements(conn, s)
-        disagreeing = {n: v["disagreeing"] for n, v in agreement.items() if v["disagreeing"]}
-        assert disagreeing == {"disease_severity": 1, "age_at_diagnosis": 1, "insurance_tier": 1}
+        assert sources == {"disease_severity": 1, "age_at_diagnosis": 1, "insurance_tier": 1}
 
 
 def test_feature_store_pipeline_loads_every_row_with_every_check_passing(database):

@@ -347,11 +347,11 @@ def test_checks_report_broken_rows(database):
         conn.commit()
     arithmetic = _invoke(arithmetic_reconciles, database)
     assert not arithmetic.passed
-    failing = arithmetic.metadata["failure_rows"].value
+    failing = arithmetic.metadata["examples"].value
     assert "BM-Kisqali-south-trx-2025-03" in failing
     assert "BM-Fabhalta-west-nrx-2025-04" in failing
     assert "BM-Remibrutinib-west-nrx-2025-06" in failing
-    assert arithmetic.metadata["failures_by_rule"].value == {
+    assert arithmetic.metadata["violations_by_rule"].value == {
         # the edited mom_change; the edited nrx's own mom and the next month's
         "mom_change": 3,
         # the edited nrx, seen from a year later
@@ -362,10 +362,10 @@ def test_checks_report_broken_rows(database):
     }
     ranges = _invoke(value_ranges, database)
     assert not ranges.passed
-    assert ranges.metadata["failures_by_rule"].value == {"nrx_below_trx": 1}
+    assert ranges.metadata["violations_by_rule"].value == {"nrx_below_trx": 1}
     continuity = _invoke(month_continuity, database, with_scenario=True)
     assert not continuity.passed
-    assert continuity.metadata["failures_by_rule"].value == {
+    assert continuity.metadata["violations_by_rule"].value == {
         "gap_before_month": 1,
         "missing_month": 1,
     }
