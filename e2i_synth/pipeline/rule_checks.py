@@ -10,6 +10,7 @@ Rules that read the same rows go into one query, so a table is scanned once for 
 `row_rules` builds that query from (name, condition) pairs.
 """
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 
 import dagster as dg
@@ -51,30 +52,31 @@ def row_rules(
 
 def count_violations(
     conn: psycopg.Connection, query: sql.Composable, params: Mapping[str, object] | None = None
-) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Violations per rule, and up to EXAMPLES (rule, row as JSON) per rule, in one statement:
-    however many rows break a rule, only the examples leave the server."""
+) -> tuple[dict[str, int], list[dict[str, str | None]]]:
+    """Violations per rule, and up to EXAMPLES rows per rule (the query's columns, as text), in
+    one statement: however many rows break a rule, only the examples leave the server."""
     wrapped = sql.SQL(
         """WITH v AS ({query})
         SELECT rule, n, example::text FROM (
             SELECT v.rule, count(*) OVER (PARTITION BY v.rule) AS n,
-                   row_number() OVER (PARTITION BY v.rule) AS k, to_jsonb(v) - 'rule' AS example
+                   row_number() OVER (PARTITION BY v.rule) AS k, row_to_json(v) AS example
             FROM v) x
         WHERE k <= {examples}
         ORDER BY rule, k"""
     ).format(query=query, examples=sql.Literal(EXAMPLES))
     counts: dict[str, int] = {}
-    examples: list[tuple[str, str]] = []
+    examples: list[dict[str, str | None]] = []
     for rule, n, example in conn.execute(wrapped, dict(params or {})):
         counts[rule] = n
-        examples.append((rule, example))
+        # row_to_json keeps the query's column order; texts, so rules' columns can differ.
+        examples.append({k: None if v is None else str(v) for k, v in json.loads(example).items()})
     return counts, examples
 
 
 def rule_result(
     rules: Mapping[str, str],
     counts: Mapping[str, int],
-    examples: Sequence[tuple[str, str]],
+    examples: Sequence[Mapping[str, str | None]],
     blocking: bool = True,
     **extra: object,
 ) -> dg.AssetCheckResult:
@@ -87,7 +89,12 @@ def rule_result(
         **extra,
     }
     if examples:
-        frame = pl.DataFrame(list(examples), schema=["rule", "row"], orient="row")
+        columns = list(dict.fromkeys(k for row in examples for k in row))
+        frame = pl.DataFrame(
+            [[row.get(c) for c in columns] for row in examples],
+            schema={c: pl.String for c in columns},
+            orient="row",
+        )
         metadata["examples"] = dg.MetadataValue.md(markdown_table(frame, 10 * EXAMPLES))
     return dg.AssetCheckResult(
         passed=not any(by_rule.values()),
