@@ -22,7 +22,7 @@ from e2i_synth.tables.activity.treatment_events_model import (
     MEDICAL_EVENT_TYPES,
     TREATMENT_EVENT_TYPES,
 )
-from e2i_synth.tables.activity.triggers_model import STATUS_TIMESTAMPS, TRIGGER_TYPES
+from e2i_synth.tables.activity.triggers_model import STATUS_TIMESTAMPS, STATUSES, TRIGGER_TYPES
 from e2i_synth.tables.feature_store.features_model import VALUE_TYPES
 from e2i_synth.tables.metrics.business_metrics_model import UNIT_INTERVAL_METRICS
 
@@ -151,7 +151,8 @@ def status_rule(db_url) -> str:
 
 def test_trigger_lifecycle_constraint_is_the_models_status_timestamps(db_url, status_rule):
     """Every status and every set/unset pattern of (delivered_at, viewed_at, resolved_at): the
-    constraint accepts exactly the patterns STATUS_TIMESTAMPS allows."""
+    constraint accepts exactly the patterns STATUS_TIMESTAMPS allows, for every status."""
+    assert tuple(STATUS_TIMESTAMPS) == STATUSES
     cases = [
         (status, *pattern)
         for status in STATUS_TIMESTAMPS
