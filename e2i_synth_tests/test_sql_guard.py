@@ -30,13 +30,6 @@ ALLOWED_INTERPOLATIONS: dict[tuple[str, tuple[str, ...]], str] = {
     "role name, written to sql/schema.sql",
     ("db/dump_schema.py", ("DEFAULT_SCORER_ROLE", "DEFAULT_SCORER_ROLE")): "module constant "
     "role name, written to sql/schema.sql",
-    ("tables/activity/checks.py", ("column", "i", "split")): "_split_of: a column expression "
-    "from the call sites, the loop index of a %(cutoff_i)s parameter name, and the DATA_SPLITS "
-    "constants",
-    ("tables/activity/checks.py", ("cases", "DATA_SPLITS[-1]")): "_split_of: the WHEN "
-    "fragments built above and a DATA_SPLITS constant",
-    ("tables/activity/checks.py", ("key", "table", "hcp_rule")): "data_split_check: table and "
-    "key names are string literals at its three call sites; sql.Identifier would be better",
 }
 
 

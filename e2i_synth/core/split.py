@@ -1,12 +1,12 @@
 """The data_split rule, stated once: a row's split follows its date (a journey's start, a
 prediction's or metric's or feature value's date), by fixed shares of the scenario window.
-Generators use the polars form (split_for_dates); the checks the SQL form (split_sql, with the
-cutoffs of split_params bound): both read the cutoffs and the order from here."""
+Generators use the polars form (split_for_dates); the checks its SQL form
+(pipeline/split_sql.py, the cutoffs bound as parameters): both read the cutoffs and the order
+from here."""
 
 from datetime import date, timedelta
 
 import polars as pl
-from psycopg import sql  # composition only: no connection is opened here
 
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.core.vocabulary import DATA_SPLITS
@@ -27,20 +27,3 @@ def split_for_dates(start_dates: pl.Expr, scenario: Scenario) -> pl.Expr:
     for cutoff, split in reversed(list(zip(split_cutoffs(scenario), DATA_SPLITS, strict=False))):
         expr = pl.when(start_dates < cutoff).then(pl.lit(split)).otherwise(expr)
     return expr
-
-
-def split_sql(day: sql.Composable) -> sql.Composable:
-    """SQL form of split_for_dates: the data_split of a date expression, with the cutoffs as
-    named placeholders that split_params binds."""
-    cases = sql.SQL(" ").join(
-        sql.SQL("WHEN {} < {} THEN {}").format(
-            day, sql.Placeholder(f"split_cutoff_{i}"), sql.Literal(split)
-        )
-        for i, split in enumerate(DATA_SPLITS[:-1])
-    )
-    return sql.SQL("(CASE {} ELSE {} END)").format(cases, sql.Literal(DATA_SPLITS[-1]))
-
-
-def split_params(scenario: Scenario) -> dict[str, date]:
-    """The parameters split_sql names: the scenario's cutoffs."""
-    return {f"split_cutoff_{i}": cutoff for i, cutoff in enumerate(split_cutoffs(scenario))}

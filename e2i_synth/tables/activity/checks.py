@@ -16,9 +16,9 @@ import dagster as dg
 from psycopg import sql
 
 from e2i_synth.core.scenario import Scenario
-from e2i_synth.core.split import split_params, split_sql
 from e2i_synth.db.resource import Database
 from e2i_synth.pipeline.rule_checks import row_rules, rule_check
+from e2i_synth.pipeline.split_sql import split_params, split_sql
 from e2i_synth.pipeline.table_checks import table_checks
 from e2i_synth.tables import TABLES
 from e2i_synth.tables.activity import ml_predictions as predictions_generator

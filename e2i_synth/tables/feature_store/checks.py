@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from psycopg import sql
 
 from e2i_synth.core.scenario import ENGAGEMENT_MAX, Scenario
-from e2i_synth.core.split import split_params, split_sql
 from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
 from e2i_synth.pipeline.rule_checks import row_rules, rule_check
+from e2i_synth.pipeline.split_sql import split_params, split_sql
 from e2i_synth.pipeline.sql_arithmetic import SqlExpr
 from e2i_synth.pipeline.table_checks import table_checks
 from e2i_synth.tables import TABLES

@@ -11,9 +11,10 @@ import pytest
 from psycopg import sql
 
 from e2i_synth.core.scenario import load_scenario
-from e2i_synth.core.split import split_for_dates, split_params, split_sql
+from e2i_synth.core.split import split_for_dates
 from e2i_synth.pipeline.constraints import declared_constraints
 from e2i_synth.pipeline.rule_checks import EXAMPLES, row_rules, rule_check
+from e2i_synth.pipeline.split_sql import split_params, split_sql
 from e2i_synth.pipeline.sql_arithmetic import SqlExpr
 from e2i_synth.pipeline.table_checks import constraints_check
 from e2i_synth.tables import TABLES
