@@ -28,8 +28,9 @@ import os
 import sys
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 
 import dagster as dg
 import yaml
@@ -173,6 +174,13 @@ def _run(
         )
 
 
+def _run_in_child(
+    job: str, span: tuple[str, str], config: dict, scenario_name: str, verbose: bool
+) -> RunReport:
+    with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME's, as the parent's
+        return _run(job, span, config, instance, scenario_name, verbose)
+
+
 def backfill(
     config: dict,
     instance: dg.DagsterInstance | None = None,
@@ -185,8 +193,9 @@ def backfill(
     """Every partitioned family over the active scenario's window, on the celery workers.
 
     Each family's window is cut into chunks of `chunk_days` (one chunk if None); all chunks but
-    the last run `concurrent_runs` at a time without checks, then the last one with the
-    family's checks over whole tables. Stops at the first failed run."""
+    the last run `concurrent_runs` at a time without checks (each orchestrated by a spawned
+    process, with DAGSTER_HOME's instance, when more than one), then the last one with the
+    family's checks over whole tables. Stops after a family with a failed run."""
     instance = instance or dg.DagsterInstance.get()
     scenario = build_resources()["scenario"].load()  # the scenario recorded in the database
     reports: list[RunReport] = []
@@ -197,16 +206,23 @@ def backfill(
         spans = _chunks(stage.partitions, first, last, chunk_days)
         family = _family(stage)
         progress(f"{stage.name} {first}..{last}: {len(spans)} run(s) on celery")
-        with ThreadPoolExecutor(max(1, concurrent_runs)) as pool:
-            loads = [
-                pool.submit(
-                    _run, f"{family}_load_celery", s, config, instance, scenario.name, verbose
-                )
-                for s in spans[:-1]
-            ]
-            reports += [f.result() for f in loads]
-        if all(r.success for r in reports):
-            reports.append(
+        load, done = f"{family}_load_celery", []
+        if concurrent_runs > 1 and len(spans) > 2:
+            # Each run orchestrated in a process of its own: Dagster's run set-up reconfigures
+            # Python logging, and two runs in threads of one process deadlocked on its locks.
+            with ProcessPoolExecutor(concurrent_runs, mp_context=get_context("spawn")) as pool:
+                loads = [
+                    pool.submit(_run_in_child, load, s, config, scenario.name, verbose)
+                    for s in spans[:-1]
+                ]
+                done += [f.result() for f in loads]
+        else:
+            for s in spans[:-1]:
+                done.append(_run(load, s, config, instance, scenario.name, verbose))
+                if not done[-1].success:
+                    break
+        if all(r.success for r in done):
+            done.append(
                 _run(
                     f"{family}_backfill_celery",
                     spans[-1],
@@ -216,7 +232,8 @@ def backfill(
                     verbose,
                 )
             )
-        for r in reports[-len(spans) :]:
+        reports += done
+        for r in done:
             progress(
                 f"    {r.job} {r.span[0]}..{r.span[1]}: "
                 f"{'success' if r.success else 'FAILED'} in {r.seconds:.1f}s ({r.run_id})"
