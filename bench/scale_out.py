@@ -40,10 +40,16 @@ OUT = ROOT / "bench" / "out" / "scale_out.json"
 CLI = Path(sys.executable).with_name("e2i-synth")
 
 
+LOADS: list[tuple[str, float, float]] = []  # (command, 1-min load average before, after)
+
+
 def _run(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+    # The machine is shared: the load average says how much else ran meanwhile.
+    before = os.getloadavg()[0]
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    LOADS.append((" ".join(Path(a).name for a in argv[:4]), before, os.getloadavg()[0]))
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{done.stdout}\n{done.stderr}")
     return seconds, done.stdout
@@ -195,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                         raise SystemExit("digests differ from the in-process run")
         finally:
             stop_embedded(pgdata)
+    result["load_average"] = LOADS
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

@@ -49,7 +49,8 @@ from e2i_synth.runner import QUIET, Stage, _chunks, stages
 # machine lost) leaves its task unacknowledged, and the broker hands it to another worker after
 # `visibility_timeout` seconds (redis), which must exceed the longest step or a slow step would
 # be run twice meanwhile (harmless, as each window load replaces its window under a lock, but
-# wasted). A worker process that dies under a live worker requeues its task at once.
+# wasted). A pool process that dies under a live worker requeues its task at once
+# (task_reject_on_worker_lost; the soak test kills whole workers, not this case).
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 
 # dagster-celery registers its one task again for every step it submits, and celery warns each
@@ -116,8 +117,8 @@ def _jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     return jobs
 
 
-# A code location of its own (`dagster-webserver -m e2i_synth.distributed`): the project's
-# definitions plus the celery jobs, so the base install never imports celery.
+# A code location of its own (`dagster-webserver -m e2i_synth.distributed -a distributed_defs`):
+# the project's definitions plus the celery jobs, so the base install never imports celery.
 distributed_defs = dg.Definitions.merge(defs, dg.Definitions(jobs=_jobs()))
 
 
