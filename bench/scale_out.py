@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from e2i_synth.db.embedded import start_embedded, stop_embedded
-    from e2i_synth.schemas import TABLES
+    from e2i_synth.tables import TABLES
     from e2i_synth_tests.celery_cluster import PARTITIONED, digests, redis_server, workers
 
     tables = set(TABLES)

@@ -37,12 +37,10 @@ import yaml
 from celery.exceptions import DuplicateTaskNameWarning
 from dagster_celery import celery_executor
 
-# All of this module's imports from the pipeline: those but e2i_synth.definitions name modules
-# that may move (the layout is being reorganised), so a move rewrites only these lines.
-from e2i_synth.assets.partitions import DAY_FORMAT, live_until, partition_range, range_tags
 from e2i_synth.definitions import build_resources, defs
-from e2i_synth.jobs import RETRY
-from e2i_synth.runner import QUIET, Stage, _chunks, stages
+from e2i_synth.pipeline.jobs import RETRY
+from e2i_synth.pipeline.partitions import DAY_FORMAT, live_until, partition_range, range_tags
+from e2i_synth.pipeline.runner import QUIET, Stage, _chunks, stages
 
 # Settings for the broker and every worker (`config`: the workers' YAML holds the same ones).
 # Acknowledge a task when it ends, not when a worker takes it: a worker killed mid-step (a

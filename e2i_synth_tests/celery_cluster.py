@@ -120,6 +120,10 @@ class Worker:
             start_new_session=True,
         )
 
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the worker and its pool process (SIGSTOP freezes both mid-step)."""
+        os.killpg(self.proc.pid, sig)
+
     def kill(self) -> None:
         """SIGKILL the worker and its pool process at once (a machine lost)."""
         try:

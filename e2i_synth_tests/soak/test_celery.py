@@ -5,9 +5,11 @@ On one embedded PostgreSQL: `e2i-synth materialize --scale small --live-days 0` 
 (the reference: per-table digests), then the four partitioned tables are emptied and backfilled
 by `python -m e2i_synth.distributed backfill` in 120-day chunks through a redis broker (Debian's
 redis-server on a loopback port) and two `dagster-celery` worker processes. While one worker is
-inside a COPY, it is SIGKILLed with its pool process (a lost machine): the table's committed rows
-must not change (the window's transaction is rolled back), the broker must hand the step to
-the other worker (late acknowledgement, visibility timeout), the backfill must succeed, and
+inside a COPY into ml_predictions (its transaction open: checked with pg_xact_status after
+freezing the worker with SIGSTOP), it is SIGKILLed with its pool process (a lost machine): the
+transaction must end aborted and the table's committed rows must not change, the broker must
+hand the step to the other worker (late acknowledgement, visibility timeout), the backfill
+must succeed, and
 every table must come out with the reference digests: the same seeds and windows whatever the
 executor.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -65,17 +68,30 @@ def _python(args: list[str], env: dict[str, str], cwd: Path, **kw) -> subprocess
     )
 
 
-def _copy_in_flight(url: str) -> tuple[str, str] | None:
-    """(worker name, table) of a COPY that a celery worker is running now, if any."""
+def _write_in_flight(url: str) -> tuple[str, str] | None:
+    """(worker name, transaction id) of a COPY into ml_predictions that a celery worker is
+    running now, once it has written rows (the table is streamed: generated a month at a time
+    inside its COPY, so the transaction lasts seconds)."""
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT application_name, query FROM pg_stat_activity WHERE state = 'active' "
-            "AND application_name LIKE 'e2i-w%%' AND query ILIKE 'COPY %%' LIMIT 1"
+            "SELECT application_name, backend_xid::text FROM pg_stat_activity "
+            "WHERE state = 'active' AND application_name LIKE 'e2i-w%%' "
+            "AND query ILIKE 'COPY \"ml_predictions\"%%' AND backend_xid IS NOT NULL LIMIT 1"
         ).fetchone()
-    if row is None:
-        return None
-    table = row[1].split()[1].strip('"').split(".")[-1].strip('"')
-    return row[0].removeprefix("e2i-"), table
+    return None if row is None else (row[0].removeprefix("e2i-"), row[1])
+
+
+def _status(url: str, xid: str) -> str:
+    # A fresh server: transaction ids are still in epoch 0, so the 32-bit xid is the xid8.
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()[0]
+
+
+def _sessions(url: str, worker: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (f"e2i-{worker}",)
+        ).fetchone()[0]
 
 
 def _count(url: str, table: str) -> int:
@@ -143,20 +159,30 @@ def test_celery_backfill_matches_in_process_and_survives_a_killed_worker(
                 env,
                 home,
             )
+            # Freeze a worker inside a COPY into ml_predictions (SIGSTOP: its transaction can
+            # neither commit nor go on), make sure the transaction is still open, then SIGKILL.
             victim = None
             while victim is None and backfill.poll() is None:
-                victim = _copy_in_flight(empty_db_url)
+                found = _write_in_flight(empty_db_url)
+                if found:
+                    pool[found[0]].signal(signal.SIGSTOP)
+                    time.sleep(0.5)  # the server finishes whatever the client had already sent
+                    if _status(empty_db_url, found[1]) == "in progress":
+                        victim = found
+                    else:  # committed between the two queries: let it go, wait for the next
+                        pool[found[0]].signal(signal.SIGCONT)
                 time.sleep(0.05)
             assert victim is not None, "no COPY by a worker was seen: " + backfill.stdout.read()
-            worker, table = victim
-            committed = _count(empty_db_url, table)  # the COPY in flight is not visible yet
+            worker, xid = victim
+            committed = _count(empty_db_url, "ml_predictions")
             pool[worker].kill()
             killed_at = time.monotonic() - t0
             # The server rolls the dead client's transaction back once it sees the socket close.
             deadline = time.monotonic() + 60
-            while _copy_in_flight(empty_db_url) == victim and time.monotonic() < deadline:
+            while _sessions(empty_db_url, worker) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert _count(empty_db_url, table) == committed, f"{table}: rows of a killed COPY"
+            assert _status(empty_db_url, xid) == "aborted"
+            assert _count(empty_db_url, "ml_predictions") == committed, "rows of a killed COPY"
             out = backfill.communicate(timeout=TIMEOUT)[0]
             celery_seconds = time.monotonic() - t0
             survivor = next(w for w in pool if w != worker)
@@ -164,12 +190,12 @@ def test_celery_backfill_matches_in_process_and_survives_a_killed_worker(
     print(
         f"\nin-process materialize --scale small: {in_process_seconds:.1f}s; celery backfill of "
         f"{', '.join(PARTITIONED)} on 2 workers: {celery_seconds:.1f}s, worker {worker} "
-        f"SIGKILLed at {killed_at:.1f}s inside COPY into {table} ({committed} rows committed "
-        f"before and after); whole test {time.monotonic() - started:.1f}s\n{out}"
+        f"SIGKILLed at {killed_at:.1f}s inside COPY into ml_predictions (transaction {xid} "
+        f"aborted, {committed} rows committed before and after); "
+        f"whole test {time.monotonic() - started:.1f}s\n{out}"
     )
     assert backfill.returncode == 0, out + survivor_log
     assert "backfill succeeded" in out, out
     after = digests(empty_db_url)
-    assert after == reference, {
-        t: (reference[t], after[t]) for t in after if after[t] != reference[t]
-    }
+    differ = {t: (reference[t], after[t]) for t in after if after[t] != reference[t]}
+    assert not differ, differ
