@@ -12,7 +12,7 @@ PORT ?= 3000
 # Dagster reads ./dagster.yaml: run history in the project's PostgreSQL, artifacts in .e2i/.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install run test soak lint format db-up db-down dev bench bench-scale schema docs clean screenshot
+.PHONY: install install-distributed run test soak lint format db-up db-down dev bench bench-scale schema docs clean screenshot
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || test -n "$(PYTHON)" || \
@@ -23,6 +23,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The `distributed` extra (dagster-celery, redis client) on top: e2i_synth.distributed and its
+# soak test.
+DISTRIBUTED := $(VENV)/.installed-distributed
+$(DISTRIBUTED): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,distributed]'
+	touch $(DISTRIBUTED)
+
+install-distributed: $(DISTRIBUTED)
 
 # The main job: embedded PostgreSQL (unless E2I_DATABASE_URL), migrations, every asset and check.
 run: $(STAMP)
@@ -36,8 +45,9 @@ test: $(STAMP)
 	$(BIN)/ruff format --check e2i_synth e2i_synth_tests bench tools examples
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Slow reliability tests (minutes): SIGKILL during a 1M-row COPY, a server crash mid-load.
-soak: $(STAMP)
+# Slow reliability tests (minutes): SIGKILL during a 1M-row COPY, a server crash mid-load, the
+# celery backfill with a worker killed (needs redis-server: apt-get install -y redis-server).
+soak: $(DISTRIBUTED)
 	E2I_SOAK=1 $(BIN)/pytest -q e2i_synth_tests/soak
 
 lint: $(STAMP)

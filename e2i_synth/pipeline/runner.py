@@ -15,6 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from graphlib import TopologicalSorter
 from multiprocessing import get_context
 
 import dagster as dg
@@ -123,6 +124,9 @@ def stages(assets: Sequence[dg.AssetsDefinition] = ASSETS) -> list[Stage]:
 
     first = [a for a in assets if a.partitions_def is None and not reads_partitioned(a.key)]
     last = [a for a in assets if a.partitions_def is None and reads_partitioned(a.key)]
+    # One run per table: each after the tables it reads (families are discovered by folder
+    # name, so activity's treatment_events would otherwise come before entities' tables).
+    first, last = _dependency_order(first, upstream), _dependency_order(last, upstream)
     result = [Stage("tables without a time axis", first)]
     families: dict[str, Stage] = {}
     for a in assets:
@@ -134,6 +138,14 @@ def stages(assets: Sequence[dg.AssetsDefinition] = ASSETS) -> list[Stage]:
     if last:
         result.append(Stage("tables reading partitioned ones", last))
     return [s for s in result if s.assets]
+
+
+def _dependency_order(
+    assets: list[dg.AssetsDefinition], upstream: dict[dg.AssetKey, set[dg.AssetKey]]
+) -> list[dg.AssetsDefinition]:
+    by_key = {a.key: a for a in assets}
+    graph = {key: upstream[key] & by_key.keys() for key in by_key}
+    return [by_key[key] for key in TopologicalSorter(graph).static_order()]
 
 
 def _chunks(
