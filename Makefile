@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The `distributed` extra (dagster-celery, redis client) on top: e2i_synth.distributed and its
+# The `distributed` extra (dagster-celery, redis client) on top: e2i_synth.pipeline.distributed and its
 # soak test.
 DISTRIBUTED := $(VENV)/.installed-distributed
 $(DISTRIBUTED): $(STAMP)

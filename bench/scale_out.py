@@ -10,7 +10,8 @@ loopback port (Debian's `redis-server`; needs the `distributed` extra), in one s
 1. `e2i-synth materialize --dry-run`: generation and validation only (nothing written);
 2. `e2i-synth materialize`: every table and check in one process (the reference digests);
 3. per worker count W: the four partitioned tables emptied, then `python -m
-   e2i_synth.distributed backfill` through W `dagster-celery` workers (one pool process each),
+   e2i_synth.pipeline.distributed backfill` through W `dagster-celery` workers (one pool
+   process each),
    digests compared with step 2's.
 
 Time per Dagster step comes from the run history (STEP_SUCCESS durations in the instance's
@@ -18,7 +19,7 @@ PostgreSQL): asset steps (generate + validate + load) and check steps; a run's w
 its steps' time (per worker) is bookkeeping (run start, events, celery dispatch, the executor's
 1 s polling). Load (COPY) = an asset step's time minus the same step's time in the dry run.
 Whole-pipeline time with W workers = step 2 - its partitioned runs + step 3's backfill: the
-tables without a time axis and the answer key stay in one process (e2i_synth.distributed).
+tables without a time axis and the answer key stay in one process (e2i_synth.pipeline.distributed).
 
 Written to bench/out/scale_out.json. Not a test: nothing asserts on speed; digests must match.
 """
@@ -155,7 +156,14 @@ def main(argv: list[str] | None = None) -> int:
             with redis_server(work) as broker:
                 config_yaml = home / "celery.yaml"
                 _, text = _run(
-                    [sys.executable, "-m", "e2i_synth.distributed", "config", "--broker", broker],
+                    [
+                        sys.executable,
+                        "-m",
+                        "e2i_synth.pipeline.distributed",
+                        "config",
+                        "--broker",
+                        broker,
+                    ],
                     env,
                     home,
                 )
@@ -169,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                     with workers(names, config_yaml, config, env, home):
                         report = home / f"report-{count}.json"
                         seconds, _ = _run(
-                            [sys.executable, "-m", "e2i_synth.distributed", "backfill"]
+                            [sys.executable, "-m", "e2i_synth.pipeline.distributed", "backfill"]
                             + ["-y", str(config_yaml), "--live-days", "0"]
                             + ["--chunk-days", str(args.chunk_days)]
                             + ["--concurrent-runs", str(args.concurrent_runs)]

@@ -3,8 +3,9 @@ in-process run, with a worker killed mid-write.
 
 On one embedded PostgreSQL: `e2i-synth materialize --scale small --live-days 0` in one process
 (the reference: per-table digests), then the four partitioned tables are emptied and backfilled
-by `python -m e2i_synth.distributed backfill` in 120-day chunks through a redis broker (Debian's
-redis-server on a loopback port) and two `dagster-celery` worker processes. While one worker is
+by `python -m e2i_synth.pipeline.distributed backfill` in 120-day chunks through a redis broker
+(Debian's redis-server on a loopback port) and two `dagster-celery` worker processes. While one
+worker is
 inside a COPY into ml_predictions (its transaction open: checked with pg_xact_status after
 freezing the worker with SIGSTOP), it is SIGKILLed with its pool process (a lost machine): the
 transaction must end aborted and the table's committed rows must not change, the broker must
@@ -138,7 +139,7 @@ def test_celery_backfill_matches_in_process_and_survives_a_killed_worker(
     with redis_server(tmp_path) as broker:
         config_yaml = home / "celery.yaml"
         cfg = subprocess.run(
-            [sys.executable, "-m", "e2i_synth.distributed", "config", "--broker", broker]
+            [sys.executable, "-m", "e2i_synth.pipeline.distributed", "config", "--broker", broker]
             + ["--visibility-timeout", str(VISIBILITY_TIMEOUT)],
             env=env,
             capture_output=True,
@@ -154,7 +155,7 @@ def test_celery_backfill_matches_in_process_and_survives_a_killed_worker(
             # One chunk run at a time: the killed table then has no other writer, so its
             # committed row count before and after the kill must be equal.
             backfill = _python(
-                ["-m", "e2i_synth.distributed", "backfill", "-y", str(config_yaml)]
+                ["-m", "e2i_synth.pipeline.distributed", "backfill", "-y", str(config_yaml)]
                 + ["--live-days", "0", "--chunk-days", "120", "--concurrent-runs", "1"],
                 env,
                 home,

@@ -10,9 +10,9 @@ recorded in the database and its partition window (seeds derive from the scenari
 partition key), never on the process or machine that runs it; e2i_synth_tests/soak/
 test_celery.py checks per-table digests against an in-process run.
 
-    python -m e2i_synth.distributed config --broker redis://HOST:6379/0 > celery.yaml
+    python -m e2i_synth.pipeline.distributed config --broker redis://HOST:6379/0 > celery.yaml
     dagster-celery worker start -A dagster_celery.app -y celery.yaml   # on every worker machine
-    python -m e2i_synth.distributed backfill -y celery.yaml            # on one machine
+    python -m e2i_synth.pipeline.distributed backfill -y celery.yaml            # on one machine
 
 `backfill` needs the scenario already loaded (`e2i-synth materialize`): it re-runs the
 partitioned families (daily feature_values; monthly ml_predictions, triggers, business_metrics)
@@ -109,13 +109,14 @@ def _jobs() -> list[dg.UnresolvedAssetJobDefinition]:
                     selection=sel,
                     executor_def=celery_executor,
                     op_retry_policy=RETRY,
-                    description=f"{stage.name} on celery workers (e2i_synth.distributed).",
+                    description=f"{stage.name} on celery workers (e2i_synth.pipeline.distributed).",
                 )
             )
     return jobs
 
 
-# A code location of its own (`dagster-webserver -m e2i_synth.distributed -a distributed_defs`):
+# A code location of its own
+# (`dagster-webserver -m e2i_synth.pipeline.distributed -a distributed_defs`):
 # the project's definitions plus the celery jobs, so the base install never imports celery.
 distributed_defs = dg.Definitions.merge(defs, dg.Definitions(jobs=_jobs()))
 
@@ -126,7 +127,7 @@ def celery_job(name: str) -> dg.JobDefinition:
 
 
 def _reconstructable(name: str):
-    return dg.build_reconstructable_job("e2i_synth.distributed", "celery_job", (name,))
+    return dg.build_reconstructable_job("e2i_synth.pipeline.distributed", "celery_job", (name,))
 
 
 @dataclass
@@ -243,7 +244,9 @@ def backfill(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m e2i_synth.distributed", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m e2i_synth.pipeline.distributed", description=__doc__
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     cfg = sub.add_parser("config", help="print the YAML for the workers and for `backfill -y`")
     cfg.add_argument("--broker", required=True, help="e.g. redis://HOST:6379/0")
