@@ -5,8 +5,7 @@ On one embedded PostgreSQL: `e2i-synth materialize --scale small --live-days 0` 
 (the reference: per-table digests), then the four partitioned tables are emptied and backfilled
 by `python -m e2i_synth.pipeline.distributed backfill` in 120-day chunks through a redis broker
 (Debian's redis-server on a loopback port) and two `dagster-celery` worker processes. While one
-worker is
-inside a COPY into ml_predictions (its transaction open: checked with pg_xact_status after
+worker is inside a COPY into ml_predictions (its transaction open: checked with pg_xact_status after
 freezing the worker with SIGSTOP), it is SIGKILLed with its pool process (a lost machine): the
 transaction must end aborted and the table's committed rows must not change, the broker must
 hand the step to the other worker (late acknowledgement, visibility timeout), the backfill
