@@ -168,7 +168,7 @@ def run_all(scenario: Scenario, database: Database, options: Options, checks: li
         database = Database(
             url=database.url,
             home=database.home,
-            migrate_on_setup=database.migrate_on_setup,
+            migrate_on_setup=False,  # migrated above: not again at the start of every run
             staging_schema=staging,
         )
         resources = build_resources(database)
