@@ -181,6 +181,7 @@ def run_all(scenario: Scenario, database: Database, options: Options, checks: li
         # The multiprocess executor runs a job of the definitions, checks included.
         separate_checks=not options.parallel,
         with_checks=bool(checks),
+        table_by_table=options.isolate,
     )
     summary = RunSummary(success=True, run_ids=[], tables=[])
     tables: dict[str, TableSummary] = {}
@@ -243,10 +244,11 @@ def run_all(scenario: Scenario, database: Database, options: Options, checks: li
 
 
 def _selection(run: PlannedRun) -> dg.AssetSelection:
-    assets = dg.AssetSelection.assets(*run.keys)
-    if run.checks_only:
-        return dg.AssetSelection.checks_for_assets(*run.keys)
-    return assets if run.with_checks else assets.without_checks()
+    """The run's assets (without their checks) and the checks of `run.checked`."""
+    selection = dg.AssetSelection.assets(*run.keys).without_checks()
+    if run.checked:
+        selection = selection | dg.AssetSelection.checks_for_assets(*run.checked)
+    return selection
 
 
 def run_in_process(

@@ -36,26 +36,29 @@ class Stage:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One Dagster run: its assets (none for a checks-only run), the partition range it
-    backfills (None: unpartitioned), and whether it runs the checks of `keys`."""
+    """One Dagster run: the assets it materializes (`keys`, none for a checks-only run), the
+    partition range it backfills (None: an unpartitioned run), and the assets whose checks it
+    runs (`checked`: its own, or a partitioned family's loaded by earlier runs)."""
 
     stage: int  # 1-based position of its stage in the plan
     stages: int  # how many stages the plan has
     stage_name: str
     keys: tuple[dg.AssetKey, ...]
     span: tuple[str, str] | None = None
-    with_checks: bool = True
-    checks_only: bool = False
+    checked: tuple[dg.AssetKey, ...] = ()
     partitions: dg.PartitionsDefinition | None = None
 
     @property
     def label(self) -> str:
-        names = ", ".join(k.path[-1] for k in self.keys)
-        if self.checks_only:
+        number = f"[{self.stage}/{self.stages}]"
+        earlier = [k for k in self.checked if k not in self.keys]
+        checks = f"checks of {', '.join(k.path[-1] for k in earlier)}" if earlier else ""
+        if not self.keys:
             # Not the stage's name: a progress reader counts the stage's backfill runs by it.
-            return f"[{self.stage}/{self.stages}] checks of {names}"
+            return f"{number} {checks}"
         span = f" {self.span[0]}..{self.span[1]}" if self.span else ""
-        return f"[{self.stage}/{self.stages}] {self.stage_name}{span}: {names}"
+        names = ", ".join(k.path[-1] for k in self.keys)
+        return f"{number} {self.stage_name}{span}: {names}" + (f"; {checks}" if checks else "")
 
 
 def stages(assets: Sequence[dg.AssetsDefinition]) -> list[Stage]:
@@ -111,21 +114,29 @@ def plan_runs(
     live_days: int | None = None,
     separate_checks: bool = True,
     with_checks: bool = True,
+    table_by_table: bool = False,
 ) -> list[PlannedRun]:
     """The runs of every stage, in order.
 
-    Tables without a time axis run one per table (progress table by table). A partitioned
-    family runs one backfill run per chunk (its tables are independent of each other); its
-    checks run once, over whole tables, after the last chunk: checking after every chunk would
-    re-read what is already checked. With `separate_checks` they run in a run of their own
-    with no partitions, because Dagster records a partitioned run's checks once per partition
-    and check (thousands of rows for the daily family); otherwise with the last chunk."""
+    Tables without a time axis run together (one run: Dagster's fixed cost per run is paid
+    once), or one run per table with `table_by_table` (each run in a fresh process above scale
+    100, so a process holds one table's memory at a time). A partitioned family runs one
+    backfill run per chunk. Its checks run once, over whole tables, after its last chunk
+    (checking after every chunk would re-read what is already checked): with
+    `separate_checks`, in the next unpartitioned run (the answer key's, which they block),
+    because Dagster records a partitioned run's checks once per partition and check, thousands
+    of rows for the daily family; otherwise with the last chunk."""
     runs: list[PlannedRun] = []
+    pending: list[dg.AssetKey] = []  # partitioned families whose checks have not run yet
     total = len(plan)
     for number, stage in enumerate(plan, 1):
         common = {"stage": number, "stages": total, "stage_name": stage.name}
         if stage.partitions is None:
-            runs += [PlannedRun(keys=(k,), with_checks=with_checks, **common) for k in stage.keys]
+            groups = [[k] for k in stage.keys] if table_by_table else [stage.keys]
+            for keys in groups:
+                checked = (*pending, *keys) if with_checks else ()
+                runs.append(PlannedRun(keys=tuple(keys), checked=tuple(checked), **common))
+                pending = []
             continue
         first, last = partition_range(stage.partitions, scenario)
         if _is_daily(stage):
@@ -137,13 +148,16 @@ def plan_runs(
                 PlannedRun(
                     keys=tuple(stage.keys),
                     span=span,
-                    with_checks=checks_here,
+                    checked=tuple(stage.keys) if checks_here else (),
                     partitions=stage.partitions,
                     **common,
                 )
             )
         if with_checks and separate_checks:
-            runs.append(PlannedRun(keys=tuple(stage.keys), checks_only=True, **common))
+            pending += stage.keys
+    if pending:  # no unpartitioned stage after the last family: a run of their checks alone
+        last_stage = {"stage": total, "stages": total, "stage_name": plan[-1].name}
+        runs.append(PlannedRun(keys=(), checked=tuple(pending), **last_stage))
     return runs
 
 
