@@ -81,6 +81,15 @@ def test_chunked_isolated_plan_runs_table_by_table_and_checks_after_the_last_chu
     assert "checks of" in runs[-1].label
 
 
+def test_table_by_table_loads_what_a_table_reads_first_whatever_the_asset_order():
+    for assets in (ASSETS, list(reversed(ASSETS))):
+        runs = plan_runs(stages(assets), SCENARIO, table_by_table=True)
+        order = [r.keys[0].path[-1] for r in runs if r.stage == 1]
+        assert order.index("hcp_profiles") < order.index("patient_journeys")
+        assert order.index("patient_journeys") < order.index("treatment_events")
+        assert order.index("feature_groups") < order.index("features")
+
+
 def test_with_checks_in_the_backfill_the_last_chunk_runs_them():
     runs = plan_runs(stages(ASSETS), SCENARIO, chunk_days=180, separate_checks=False)
     monthly = [r for r in runs if r.stage_name == "monthly partitions"]

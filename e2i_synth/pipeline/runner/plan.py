@@ -75,8 +75,9 @@ def stages(assets: Sequence[dg.AssetsDefinition]) -> list[Stage]:
             for dep in upstream[key] - seen
         )
 
-    first = [a for a in assets if a.partitions_def is None and not reads_partitioned(a.key)]
-    last = [a for a in assets if a.partitions_def is None and reads_partitioned(a.key)]
+    ordered = _upstream_first(assets, upstream)
+    first = [a for a in ordered if a.partitions_def is None and not reads_partitioned(a.key)]
+    last = [a for a in ordered if a.partitions_def is None and reads_partitioned(a.key)]
     result = [Stage("tables without a time axis", first)]
     families: dict[dg.PartitionsDefinition, Stage] = {}
     for a in assets:
@@ -89,6 +90,30 @@ def stages(assets: Sequence[dg.AssetsDefinition]) -> list[Stage]:
     if last:
         result.append(Stage("tables reading partitioned ones", last))
     return [s for s in result if s.assets]
+
+
+def _upstream_first(
+    assets: Sequence[dg.AssetsDefinition], upstream: dict[dg.AssetKey, set[dg.AssetKey]]
+) -> list[dg.AssetsDefinition]:
+    """`assets` with every asset after those it reads (otherwise in the given order): one run
+    per table must load patient_journeys before treatment_events reads it."""
+    done: set[dg.AssetKey] = set()
+    ordered: list[dg.AssetsDefinition] = []
+    own = {key for a in assets for key in a.keys}
+    pending = list(assets)
+    while pending:
+        ready = next(
+            (
+                a
+                for a in pending
+                if all(d in done or d not in own for k in a.keys for d in upstream[k])
+            ),
+            pending[0],  # a cycle (Dagster refuses those anyway): keep the given order
+        )
+        pending.remove(ready)
+        ordered.append(ready)
+        done.update(ready.keys)
+    return ordered
 
 
 def chunks(
