@@ -63,9 +63,11 @@ dev: $(STAMP)
 	$(BIN)/e2i-synth db up
 	$(BIN)/dg dev -h 127.0.0.1 -p $(PORT)
 
-# Loading benchmark: pipeline vs server-side COPY vs pandas to_sql, ~1M rows (bench/README.md).
+# Whole-pipeline benchmark: `materialize` at BENCH_SCALE (every table and check) against a
+# server-side COPY of the same rows, per table and per stage (bench/README.md).
+BENCH_SCALE ?= 100
 bench: $(STAMP)
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.run --scale $(BENCH_SCALE) $(BENCH_ARGS)
 
 # Scale benchmark: the whole CLI at each of SCALES, time per row against the first, peak memory.
 SCALES ?= 10 1000

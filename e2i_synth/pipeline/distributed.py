@@ -37,10 +37,17 @@ import yaml
 from celery.exceptions import DuplicateTaskNameWarning
 from dagster_celery import celery_executor
 
-from e2i_synth.definitions import build_resources, defs
+from e2i_synth.definitions import ASSETS, build_resources, defs
 from e2i_synth.pipeline.jobs import RETRY
-from e2i_synth.pipeline.partitions import DAY_FORMAT, live_until, partition_range, range_tags
-from e2i_synth.pipeline.runner import QUIET, Stage, _chunks, stages
+from e2i_synth.pipeline.partitions import (
+    DAY_FORMAT,
+    cadence,
+    live_until,
+    partition_range,
+    range_tags,
+)
+from e2i_synth.pipeline.runner.execute import QUIET
+from e2i_synth.pipeline.runner.plan import Stage, chunks, stages
 
 # Settings for the broker and every worker (`config`: the workers' YAML holds the same ones).
 # Acknowledge a task when it ends, not when a worker takes it: a worker killed mid-step (a
@@ -87,10 +94,10 @@ def executor_config(
 
 
 def _family(stage: Stage) -> str:
-    return type(stage.partitions).__name__.removesuffix("PartitionsDefinition").lower()
+    return cadence(stage.partitions)
 
 
-PARTITIONED = [s for s in stages() if s.partitions is not None]
+PARTITIONED = [s for s in stages(ASSETS) if s.partitions is not None]
 
 
 def _jobs() -> list[dg.UnresolvedAssetJobDefinition]:
@@ -203,7 +210,7 @@ def backfill(
         first, last = partition_range(stage.partitions, scenario)
         if isinstance(stage.partitions, dg.DailyPartitionsDefinition):
             last = live_until(scenario, live_days).strftime(DAY_FORMAT)  # as materialize does
-        spans = _chunks(stage.partitions, first, last, chunk_days)
+        spans = chunks(stage.partitions, first, last, chunk_days)
         family = _family(stage)
         progress(f"{stage.name} {first}..{last}: {len(spans)} run(s) on celery")
         load, done = f"{family}_load_celery", []

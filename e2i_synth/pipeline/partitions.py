@@ -36,6 +36,28 @@ def partition_range(partitions: dg.PartitionsDefinition, scenario: Scenario) -> 
     return scenario.start_date.strftime(DAY_FORMAT), scenario.end_date.strftime(DAY_FORMAT)
 
 
+def cadence(partitions: dg.PartitionsDefinition) -> str:
+    """What the definition states of its cadence ("daily", "monthly"...): the runner groups
+    and names families by it, so a new cadence needs no runner change."""
+    schedule = getattr(partitions, "schedule_type", None)
+    if schedule is not None:
+        return schedule.value.lower()
+    return type(partitions).__name__.removesuffix("PartitionsDefinition").lower()
+
+
+def days_per_partition(partitions: dg.PartitionsDefinition) -> int:
+    """A partition's nominal length in days (a month counts 30, at least 1): how many keys
+    make a chunk of N days."""
+    if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+        return 1
+    # The mean over about a year of windows: months differ in length.
+    keys = partitions.get_partition_keys(current_time=partitions.start + timedelta(days=366))
+    if not keys:
+        return 1
+    end = partitions.time_window_for_partition_key(keys[-1]).end
+    return max(1, round((end - partitions.start).days / len(keys)))
+
+
 def live_until(scenario: Scenario, live_days: int | None = None, today: date | None = None) -> date:
     """Last day of feature_values that `e2i-synth materialize` loads: yesterday (UTC), the
     newest daily partition, so a monitor asking for "the last 7 days" finds them; or
