@@ -169,26 +169,18 @@ def treatment_events_journey_rules(database: Database) -> dg.AssetCheckResult:
         return _rules_result(conn, rules, {})
 
 
-def data_split_check(table: str, key: str, date_column: str | None) -> dg.AssetChecksDefinition:
-    """Rows about a patient carry the patient's split; rows about an HCP (no patient_id) the
-    split of their date (`date_column`, a timestamptz read in UTC)."""
-    hcp_rule = ""
-    if date_column:
-        day = f"(x.{date_column} AT TIME ZONE 'UTC')::date"
-        hcp_rule = f"OR (x.patient_id IS NULL AND x.data_split <> {_split_of(day)})"
+def data_split_check(table: str, key: str, day: str) -> dg.AssetChecksDefinition:
+    """Every row carries the split of its own date (`day`: SQL of the row's UTC date)."""
     query = sql.SQL(
-        f"""SELECT x.{key}, x.patient_id, x.data_split, j.data_split AS patient_split
-        FROM {table} x LEFT JOIN patient_journeys j USING (patient_id)
-        WHERE (x.patient_id IS NOT NULL AND x.data_split IS DISTINCT FROM j.data_split)
-        {hcp_rule}"""
+        f"""SELECT x.{key}, x.data_split FROM {table} x
+        WHERE x.data_split IS DISTINCT FROM {_split_of(day)}"""
     )
 
     @dg.asset_check(
         asset=table,
         name="data_split_matches",
         blocking=True,
-        description=f"data_split of {table} is the patient's"
-        + (f"; for HCP rows, the split of the {date_column} date" if date_column else ""),
+        description=f"data_split of each {table} row is the split of its own date",
     )
     def _check(database: Database, scenario: ScenarioResource) -> dg.AssetCheckResult:
         with database.connect() as conn:
@@ -345,9 +337,11 @@ ACTIVITY_CHECKS = [
     *table_checks(TABLES["ml_predictions"], in_window=predictions_generator.rows_in_window),
     *table_checks(TABLES["triggers"], in_window=predictions_generator.rows_in_window),
     treatment_events_journey_rules,
-    data_split_check("treatment_events", "event_id", None),
-    data_split_check("ml_predictions", "prediction_id", "prediction_timestamp"),
-    data_split_check("triggers", "trigger_id", "created_at"),
+    data_split_check("treatment_events", "event_id", "x.event_date"),
+    data_split_check(
+        "ml_predictions", "prediction_id", "(x.prediction_timestamp AT TIME ZONE 'UTC')::date"
+    ),
+    data_split_check("triggers", "trigger_id", "(x.created_at AT TIME ZONE 'UTC')::date"),
     ml_predictions_score_rules,
     ml_predictions_propensity_auc,
     triggers_lifecycle_rules,
