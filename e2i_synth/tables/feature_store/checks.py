@@ -128,8 +128,8 @@ def freshness_mismatches(conn: psycopg.Connection, scenario: Scenario) -> dict[s
 
 
 def data_split_mismatches(conn: psycopg.Connection, scenario: Scenario) -> dict[str, int]:
-    """Patient rows whose split is not their patient's; other rows whose split is not that of
-    their event date (core.split.split_cutoffs)."""
+    """Patient rows, and other rows, whose split is not that of their event date
+    (core.split.split_cutoffs)."""
     by_date = sql.SQL(" ").join(
         sql.SQL("WHEN (fv.event_timestamp AT TIME ZONE 'UTC')::date < {} THEN {}").format(
             sql.Literal(cutoff), sql.Literal(split)
@@ -139,7 +139,7 @@ def data_split_mismatches(conn: psycopg.Connection, scenario: Scenario) -> dict[
     query = sql.SQL(
         """SELECT
             count(*) FILTER (WHERE f.entity_keys = 'patient_id'
-                             AND fv.data_split IS DISTINCT FROM p.data_split),
+                             AND fv.data_split <> CASE {by_date} ELSE {last} END),
             count(*) FILTER (WHERE f.entity_keys <> 'patient_id'
                              AND fv.data_split <> CASE {by_date} ELSE {last} END)
         FROM feature_values fv
