@@ -51,14 +51,15 @@ _PREDICTION_DAY = _utc_day("p.prediction_timestamp")
 _TRIGGER_DAY = _utc_day("t.created_at")
 _THERAPY_TRIGGERS = "('refill_gap', 'competitive_switch_risk')"
 
-# (table, key, SQL of the row's date) of every time-stamped table.
+# (table, key, date column, whether it is a timestamp read as its UTC date) of every
+# time-stamped table.
 DATED_TABLES = (
-    ("patient_journeys", "patient_id", "x.journey_start_date"),
-    ("treatment_events", "event_id", "x.event_date"),
-    ("ml_predictions", "prediction_id", _utc_day("x.prediction_timestamp")),
-    ("triggers", "trigger_id", _utc_day("x.created_at")),
-    ("business_metrics", "metric_id", "x.metric_date"),
-    ("feature_values", "feature_value_id", _utc_day("x.event_timestamp")),
+    ("patient_journeys", "patient_id", "journey_start_date", False),
+    ("treatment_events", "event_id", "event_date", False),
+    ("ml_predictions", "prediction_id", "prediction_timestamp", True),
+    ("triggers", "trigger_id", "created_at", True),
+    ("business_metrics", "metric_id", "metric_date", False),
+    ("feature_values", "feature_value_id", "event_timestamp", True),
 )
 
 RULES: tuple[Rule, ...] = (
@@ -176,11 +177,13 @@ RULES: tuple[Rule, ...] = (
     *(
         Rule(
             f"{table}_split_follows_its_date",
-            f"data_split of every {table} row is the split of its date ({day.removeprefix('x.')})",
+            f"data_split of every {table} row is the split of its {column}"
+            + (" (UTC date)" if utc else ""),
             f"SELECT x.{key}, x.data_split, {day} AS day FROM {table} x "
             f"WHERE x.data_split IS DISTINCT FROM {split_of(day)}",
         )
-        for table, key, day in DATED_TABLES
+        for table, key, column, utc in DATED_TABLES
+        for day in [_utc_day(f"x.{column}") if utc else f"x.{column}"]
     ),
 )
 RULE_NAMES = tuple(r.name for r in RULES)

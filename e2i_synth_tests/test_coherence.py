@@ -5,6 +5,7 @@ seed: tests of the generator, not blocking checks)."""
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -139,15 +140,18 @@ CORRUPTIONS: dict[str, str] = {
         f"{table}_split_follows_its_date": f"""
             UPDATE {table} x SET data_split = {_SWAP_SPLIT}
             WHERE x.{key} = (SELECT min({key}) FROM {table})"""
-        for table, key, _ in coherence.DATED_TABLES
+        for table, key, _, _ in coherence.DATED_TABLES
     },
 }
 
 
-def test_every_rule_has_a_statement_and_a_corruption():
+def test_every_rule_has_a_statement_a_corruption_and_a_line_in_the_readme():
     assert set(CORRUPTIONS) == set(coherence.RULE_NAMES)
     assert len(set(coherence.RULE_NAMES)) == len(coherence.RULES)
     assert all(r.statement and "\n" not in r.statement for r in coherence.RULES)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## What holds across tables") :]
+    assert [n for n in coherence.RULE_NAMES if f"`{n}`" not in section] == []
 
 
 @pytest.mark.parametrize("rule", coherence.RULE_NAMES)

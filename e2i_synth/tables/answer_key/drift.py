@@ -218,7 +218,8 @@ def drift_answers(
             stationarity = pvalue
             if FEATURES[feature["name"]][0] in PATIENT_GROUPS:
                 sizes = (_kish_size(baseline_rows), _kish_size(current_rows))
-                stationarity = float(kstwo.sf(statistic, round(sizes[0] * sizes[1] / sum(sizes))))
+                pairs = max(1, round(sizes[0] * sizes[1] / sum(sizes)))  # as ks_2samp's asymp
+                stationarity = float(kstwo.sf(statistic, pairs))
         power = None
         if drift is not None and with_power and not baseline.is_empty():
             sizes = (baseline.len(), max(current.len(), 1))
