@@ -30,7 +30,7 @@ from scipy.stats import kstwo
 from e2i_synth.core.scenario import DriftSpec, Scenario
 from e2i_synth.core.seeds import rng_for
 from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
-from e2i_synth.stats.drift import feature_statistics, is_flagged, window_masks
+from e2i_synth.stats.drift import KS_ALPHA, feature_statistics, is_flagged, window_masks
 from e2i_synth.tables.answer_key.bounds import DETECTABLE_POWER, FALSE_FAILURE_RATE
 from e2i_synth.tables.answer_key.verdict import Rule, Verdict
 from e2i_synth.tables.feature_store.feature_values import observations_per_day
@@ -54,7 +54,9 @@ RULES = {
         blocking=False,
         description="the Drift Monitor's reference rule (PSI >= 0.2 or KS p < 0.01) flags every "
         "planted drift and no other feature (with 15 features it flags an unplanted one by "
-        "chance in about 1 run in 7: a warning; statistics and power are in ground_truth)",
+        "chance in about 1 run in 7: a warning; statistics and power are in ground_truth); a "
+        "patient feature it flags only because the windows observe different patients (KS at "
+        "the effective size p >= 0.01) is reported as turnover, not counted",
     ),
 }
 
@@ -264,7 +266,17 @@ def drift_verdicts(scenario: Scenario, answers: list[DriftAnswer]) -> list[Verdi
         if a.planted is None and (a.stationarity_pvalue is None or a.stationarity_pvalue < alpha)
     ]
     missed = [a.feature for a in answers if a.planted is not None and not a.flagged]
-    false_alarms = [a.feature for a in answers if a.planted is None and a.flagged]
+    flagged_unplanted = [a for a in answers if a.planted is None and a.flagged]
+    # A patient feature's windows observe different patients (journeys come and go): a flag
+    # that the effective-size test does not back is that turnover, reported, not a false alarm.
+    turnover = [
+        a.feature
+        for a in flagged_unplanted
+        if a.stationarity_pvalue is not None
+        and a.stationarity_pvalue != a.ks_pvalue
+        and a.stationarity_pvalue >= KS_ALPHA
+    ]
+    false_alarms = [a.feature for a in flagged_unplanted if a.feature not in turnover]
     table = [
         {
             "feature": a.feature,
@@ -295,6 +307,7 @@ def drift_verdicts(scenario: Scenario, answers: list[DriftAnswer]) -> list[Verdi
             metadata={
                 "missed_planted": missed,
                 "unplanted_flagged": false_alarms,
+                "unplanted_flagged_by_patient_turnover": turnover,
                 "undetectable_planted": [a.feature for a in answers if a.detectable is False],
                 "table": table,
             },
