@@ -17,7 +17,7 @@ from e2i_synth.pipeline.resources import ScenarioResource
 from e2i_synth.pipeline.table_asset import table_asset
 from e2i_synth.tables.activity import ml_predictions as predictions_generator
 from e2i_synth.tables.activity import treatment_events as events_generator
-from e2i_synth.tables.activity.triggers import generate_triggers
+from e2i_synth.tables.activity.triggers import triggers_in_window
 
 ACTIVITY_GROUP = "activity"
 
@@ -47,12 +47,12 @@ def ml_predictions(
     hcp_profiles: pl.DataFrame,
     patient_journeys: pl.DataFrame,
 ) -> FrameStream:
-    # A month at a time: a backfill range holds millions of predictions at large scales.
+    # A month at a time: a backfill range holds millions of predictions at large scales. The
+    # population (with each patient's therapy span) is built once for all the months.
     loaded = scenario.load()
+    pop = predictions_generator.population(loaded, hcp_profiles, patient_journeys)
     return FrameStream(
-        predictions_generator.generate_ml_predictions(
-            loaded, hcp_profiles, patient_journeys, start, end
-        )
+        predictions_generator.predictions_in_window(loaded, pop, start, end)
         for start, end in month_windows(*window_dates(context))
     )
 
@@ -73,7 +73,8 @@ def triggers(
     patient_journeys: pl.DataFrame,
 ) -> FrameStream:
     loaded = scenario.load()
+    pop = predictions_generator.population(loaded, hcp_profiles, patient_journeys)
     return FrameStream(
-        generate_triggers(loaded, hcp_profiles, patient_journeys, start, end)
+        triggers_in_window(loaded, pop, start, end)
         for start, end in month_windows(*window_dates(context))
     )

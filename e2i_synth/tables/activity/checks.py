@@ -5,9 +5,8 @@ ranges, predicted_label from threshold, trigger status and timestamp order) is c
 the constraint, and reported by constraints_present. The rule checks here guard what no
 constraint can say, each table in one pass per shape (rows joined to their journey; events per
 patient): events lie inside their journey and agree with treatment_initiated /
-days_to_treatment, every row carries its patient's data_split (HCP rows: the split of their
-date), rows fall in the scenario's window, a treatment_propensity AUC that is informative but
-not perfect (a warning).
+days_to_treatment, every row carries the data_split of its own date, rows fall in the
+scenario's window, a treatment_propensity AUC that is informative but not perfect (a warning).
 """
 
 from datetime import UTC, datetime, time, timedelta
@@ -45,17 +44,12 @@ def _utc_day(column: str) -> sql.Composable:
     return sql.SQL("({} AT TIME ZONE 'UTC')::date").format(sql.SQL(column))
 
 
-def _split_matches(date_column: str | None) -> sql.Composable:
-    """data_split differs from the patient's; for HCP rows (no patient), from their date's."""
-    patient = sql.SQL("(x.patient_id IS NOT NULL AND x.data_split IS DISTINCT FROM j.data_split)")
-    if date_column is None:
-        return patient
-    return sql.SQL("{} OR (x.patient_id IS NULL AND x.data_split <> {})").format(
-        patient, split_sql(_utc_day(f"x.{date_column}"))
-    )
+def _split_matches(day: sql.Composable) -> sql.Composable:
+    """data_split differs from the split of the row's date (core/split.py's rule)."""
+    return sql.SQL("x.data_split <> {}").format(split_sql(day))
 
 
-SPLIT_RULE = "data_split is the patient's; for HCP rows, the split of the row's UTC date"
+SPLIT_RULE = "data_split is the split of the row's own (UTC) date"
 
 TREATMENT_EVENTS_RULES = {
     "event_inside_journey": "events lie inside their journey (days_from_diagnosis counted from "
@@ -110,7 +104,7 @@ def _treatment_events_query() -> sql.Composable:
             "no_treatment_unless_initiated": sql.SQL(
                 "NOT j.treatment_initiated AND x.event_type IN ({})"
             ).format(_literals(TREATMENT_EVENT_TYPES)),
-            "data_split_matches": _split_matches(None),
+            "data_split_matches": _split_matches(sql.SQL("x.event_date")),
             "event_id_in_event_order": sql.SQL(
                 'x.previous_id COLLATE "C" >= x.event_id COLLATE "C"'
             ),
@@ -181,7 +175,7 @@ ml_predictions_score_rules = rule_check(
                 "x.prediction_type = 'churn_risk' AND (NOT j.treatment_initiated "
                 "OR {day} < j.journey_start_date + j.days_to_treatment)"
             ).format(day=_utc_day("x.prediction_timestamp")),
-            "data_split_matches": _split_matches("prediction_timestamp"),
+            "data_split_matches": _split_matches(_utc_day("x.prediction_timestamp")),
         },
     ),
     params=_params,
@@ -210,7 +204,7 @@ triggers_lifecycle_rules = rule_check(
                 "(x.hcp_id, x.brand) <> (j.hcp_id, j.brand) "
                 "OR {day} NOT BETWEEN j.journey_start_date AND j.journey_end_date"
             ).format(day=_utc_day("x.created_at")),
-            "data_split_matches": _split_matches("created_at"),
+            "data_split_matches": _split_matches(_utc_day("x.created_at")),
         },
     ),
     params=_params,

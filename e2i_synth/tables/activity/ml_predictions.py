@@ -9,8 +9,11 @@ treatment_propensity scores every patient at diagnosis and rescores them while u
 its score is the true P(treatment_initiated) of the causal model, known at diagnosis, blurred
 by a lasting per-patient model error and scoring noise: it uses nothing that happens after its
 timestamp (never the realised outcome), so it discriminates less well than the generating
-probability itself. churn_risk scores treated
-patients; next_best_action recommends an action per HCP.
+probability itself. churn_risk scores treated patients only while they are on therapy (their
+timeline, e2i_synth.world.timelines): its score is the chance of stopping within
+CHURN_HORIZON_DAYS implied by the patient's stop hazard (known at initiation), blurred the same
+way, so it predicts stopping but never better than the hazard itself. next_best_action
+recommends an action per HCP. Every row carries the split of its own date.
 """
 
 from collections.abc import Callable
@@ -30,6 +33,7 @@ from e2i_synth.tables.activity.ml_predictions_model import (
     PREDICTION_MODELS,
     SPEC,
 )
+from e2i_synth.world.timelines import DAYS_SUPPLY, NO_DAY, iter_timelines
 
 TABLE = "ml_predictions"
 EPOCH = date(1970, 1, 1)
@@ -44,7 +48,11 @@ NBA_PER_HCP_PER_DAY = 1 / 180
 # Propensity model: logit(score) = logit(true p) + patient effect + scoring noise.
 PATIENT_EFFECT_SD = 0.3
 SCORING_NOISE_SD = 0.2
-HIGH_RISK_PAYERS = ("medicaid", "uninsured")
+# Churn model: logit(score) = logit(P(stop within the horizon | stop hazard)) + patient effect
+# + scoring noise.
+CHURN_HORIZON_DAYS = 90
+CHURN_EFFECT_SD = 0.5
+CHURN_NOISE_SD = 0.3
 # Preference of next_best_action for each action: base logit, and its weight on
 # (digital_engagement, kol_flag, academic_hcp).
 NBA_PREFERENCES: dict[str, tuple[float, float, float, float]] = {
@@ -68,7 +76,14 @@ class Population:
     start: np.ndarray  # day number (days since 1970-01-01) of journey_start_date
     end: np.ndarray  # day number of journey_end_date
     first_rx: np.ndarray  # day number of the first prescription; NEVER if not initiated
+    therapy_end: np.ndarray  # day number of the last day on therapy (before the first_rx if none)
+    stop_hazard: np.ndarray  # chance of stopping after each fill (the timeline's)
     p_true: np.ndarray  # P(treatment_initiated) of the causal model
+
+    def on_therapy(self, day: int) -> np.ndarray:
+        """Patients on therapy on `day`: from the first fill to the day before the stop (or
+        the journey's end)."""
+        return (self.first_rx <= day) & (day <= self.therapy_end)
 
     @property
     def n_patients(self) -> int:
@@ -85,7 +100,6 @@ PATIENT_COLUMNS = (
     "patient_id",
     "hcp_id",
     "brand",
-    "data_split",
     "insurance_type",
     "journey_start_date",
     "journey_end_date",
@@ -105,14 +119,21 @@ def population(
     # Key order, so the result does not depend on how the inputs were read.
     patients = in_key_order(patient_journeys, PATIENT_COLUMNS, "patient_id")
     start = patients["journey_start_date"].cast(pl.Int64).to_numpy()
-    days = patients["days_to_treatment"].fill_null(0).cast(pl.Int64).to_numpy()
-    initiated = patients["treatment_initiated"].to_numpy()
+    # Only what the scores and alerts need of each timeline, block by block.
+    first_fill, therapy_end, hazard = [], [], []
+    for block in iter_timelines(scenario, patients):
+        first_fill.append(block.first_fill)
+        therapy_end.append(block.therapy_end)
+        hazard.append(block.hazard)
+    first = np.concatenate(first_fill) if first_fill else np.empty(0, dtype=np.int32)
     return Population(
         patients=patients,
         hcps=in_key_order(hcp_profiles, HCP_COLUMNS, "hcp_id"),
         start=start,
         end=patients["journey_end_date"].cast(pl.Int64).to_numpy(),
-        first_rx=np.where(initiated, start + days, NEVER),
+        first_rx=np.where(first == NO_DAY, NEVER, start + first),
+        therapy_end=start + (np.concatenate(therapy_end) if therapy_end else 0),
+        stop_hazard=np.concatenate(hazard) if hazard else np.empty(0),
         p_true=true_treatment_probability(scenario, patients),
     )
 
@@ -212,7 +233,7 @@ def _select_day(
     propensity = (pop.start == day) | (
         active & (day < pop.first_rx) & (u_propensity < PROPENSITY_RESCORE_PER_DAY)
     )
-    churn = active & (pop.first_rx <= day) & (u_churn < CHURN_SCORE_PER_DAY)
+    churn = pop.on_therapy(day) & (u_churn < CHURN_SCORE_PER_DAY)
     groups = (
         (KIND_CODE["treatment_propensity"], np.flatnonzero(propensity)),
         (KIND_CODE["churn_risk"], np.flatnonzero(churn)),
@@ -233,13 +254,25 @@ def generate_ml_predictions(
 ) -> pl.DataFrame:
     """Predictions whose prediction_timestamp falls in [start, end)."""
     pop = population(scenario, hcp_profiles, patient_journeys)
+    return predictions_in_window(scenario, pop, start, end)
+
+
+def predictions_in_window(
+    scenario: Scenario, pop: Population, start: date, end: date
+) -> pl.DataFrame:
+    """generate_ml_predictions from a population built once (the asset scores month by month)."""
     rows = daily_draws(scenario, TABLE, pop, start, end, _select_day, DRAWS_PER_ROW)
     # A lasting per-patient error of the propensity model, the same whatever the window.
     patient_effect = rng_for(scenario.seed, TABLE, "patient_effect").standard_normal(pop.n_patients)
+    churn_effect = rng_for(scenario.seed, TABLE, "churn_effect").standard_normal(pop.n_patients)
     patient_kinds = [KIND_CODE[t] for t, (_, e, _) in PREDICTION_MODELS.items() if e == "patient"]
     is_patient = pl.col("_kind").is_in(patient_kinds)
     patient_rows = _patient_predictions(
-        rows.filter(is_patient), pop, PATIENT_EFFECT_SD * patient_effect
+        scenario,
+        rows.filter(is_patient),
+        pop,
+        PATIENT_EFFECT_SD * patient_effect,
+        CHURN_EFFECT_SD * churn_effect,
     )
     hcp_rows = _hcp_predictions(rows.filter(~is_patient), pop, scenario)
 
@@ -277,44 +310,52 @@ def _quarters_since(first: date) -> pl.Expr:
     )
 
 
+def churn_probability(stop_hazard: np.ndarray, brand: pl.Series) -> np.ndarray:
+    """P(stopping within CHURN_HORIZON_DAYS) of a patient on therapy with this stop hazard: one
+    chance to stop per fill, a fill every days_supply days."""
+    supply = brand.replace_strict(DAYS_SUPPLY, return_dtype=pl.Float64).to_numpy()
+    return 1 - (1 - stop_hazard) ** (CHURN_HORIZON_DAYS / supply)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-3, 1 - 1e-3)
+    return np.log(p / (1 - p))
+
+
 def _patient_predictions(
-    rows: pl.DataFrame, pop: Population, patient_effect: np.ndarray
+    scenario: Scenario,
+    rows: pl.DataFrame,
+    pop: Population,
+    patient_effect: np.ndarray,
+    churn_effect: np.ndarray,
 ) -> pl.DataFrame:
     idx = rows["_entity"].to_numpy()
-    patients = pop.patients[idx].select(
-        "patient_id",
-        "hcp_id",
-        "brand",
-        "data_split",
-        "engagement_score",
-        "insurance_type",
-        "comorbidity_count",
-        "treatment_initiated",
-    )
-    p_true = np.clip(pop.p_true[idx], 1e-3, 1 - 1e-3)
+    patients = pop.patients[idx].select("patient_id", "hcp_id", "brand", "treatment_initiated")
     frame = pl.concat(
         [
             rows,
             patients,
             pl.DataFrame(
-                {"_logit_p": np.log(p_true / (1 - p_true)), "_effect": patient_effect[idx]}
+                {
+                    "_logit_p": _logit(pop.p_true[idx]),
+                    "_effect": patient_effect[idx],
+                    "_logit_churn": _logit(
+                        churn_probability(pop.stop_hazard[idx], patients["brand"])
+                    ),
+                    "_churn_effect": churn_effect[idx],
+                }
             ),
         ],
         how="horizontal",
     )
     propensity = pl.col("_logit_p") + pl.col("_effect") + SCORING_NOISE_SD * normal("_u1")
-    # Churn: low engagement, a fragile payer and comorbidities make stopping more likely.
-    churn = (
-        -1.3
-        + 0.35 * (5 - pl.col("engagement_score"))
-        + 0.6 * pl.col("insurance_type").is_in(HIGH_RISK_PAYERS)
-        + 0.15 * pl.col("comorbidity_count")
-        + 0.7 * normal("_u1")
-    )
+    # Known at the score's date: the stop hazard's factors (engagement, payer, comorbidities).
+    churn = pl.col("_logit_churn") + pl.col("_churn_effect") + CHURN_NOISE_SD * normal("_u1")
     logit = pl.when(pl.col("_kind") == KIND_CODE["treatment_propensity"]).then(propensity)
     return frame.with_columns(
         score=_sigmoid(logit.otherwise(churn)),
         recommended_action=pl.lit(None, dtype=pl.String),
+        data_split=split_for_dates(pl.col("_day"), scenario),
     )
 
 

@@ -57,7 +57,7 @@ class MlPredictions(pa.DataFrameModel):
     )
     data_split: str = pa.Field(
         isin=DATA_SPLITS,
-        description="the patient's split; for HCP rows the split of the prediction date",
+        description="ML split of the prediction date (every row: the date rule)",
     )
 
     @pa.dataframe_check(description="predicted_label is score >= threshold")

@@ -1,11 +1,10 @@
 """treatment_events generator: a claims-like event stream per patient.
 
 Every journey opens with one diagnosis claim on journey_start_date, followed by baseline labs,
-recurring office visits and labs, and rare hospitalizations spread over the journey. Patients
-who initiated treatment fill the brand first at journey_start_date + days_to_treatment, then
-refill about every days_supply days until they stop after a geometric number of fills; a stop
-that falls inside the journey is recorded as a switch to a competitor or a discontinuation,
-which is then their last treatment event. Product, NDC and CPT codes are illustrative.
+recurring office visits and labs, and rare hospitalizations spread over the journey. The fills
+(first prescription, then refills) and the switch or discontinuation are the patient's timeline
+(e2i_synth.world.timelines), read as claims: a stop is the last treatment event. Product, NDC
+and CPT codes are illustrative.
 """
 
 from collections.abc import Iterator
@@ -17,12 +16,21 @@ import polars as pl
 from e2i_synth.core.sampling import in_key_order, weighted_choice
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.core.seeds import rng_for
+from e2i_synth.core.split import split_for_dates
 from e2i_synth.tables.activity.treatment_events_model import (
     DISPENSING_EVENT_TYPES,
     EVENT_TYPES,
     MEDICAL_EVENT_TYPES,
     SPEC,
     TREATMENT_EVENT_TYPES,
+)
+from e2i_synth.world.timelines import (
+    DAYS_SUPPLY,
+    PATIENT_BLOCK,
+    STOP_KINDS,
+    TIMELINE_COLUMNS,
+    Timelines,
+    iter_timelines,
 )
 
 TABLE = "treatment_events"
@@ -38,9 +46,15 @@ class Product(NamedTuple):
 
 
 BRAND_PRODUCTS: dict[str, Product] = {
-    "Remibrutinib": Product("Remibrutinib 25 mg tablet", "00078-1250-15", 60, 30, 5_200.0),
-    "Fabhalta": Product("Fabhalta 200 mg capsule", "00078-1189-20", 60, 30, 46_000.0),
-    "Kisqali": Product("Kisqali 200 mg tablet", "00078-0867-63", 63, 28, 13_800.0),
+    "Remibrutinib": Product(
+        "Remibrutinib 25 mg tablet", "00078-1250-15", 60, DAYS_SUPPLY["Remibrutinib"], 5_200.0
+    ),
+    "Fabhalta": Product(
+        "Fabhalta 200 mg capsule", "00078-1189-20", 60, DAYS_SUPPLY["Fabhalta"], 46_000.0
+    ),
+    "Kisqali": Product(
+        "Kisqali 200 mg tablet", "00078-0867-63", 63, DAYS_SUPPLY["Kisqali"], 13_800.0
+    ),
 }
 # What patients switch to, per brand (picked with equal chance).
 COMPETITOR_PRODUCTS: dict[str, tuple[Product, ...]] = {
@@ -92,34 +106,8 @@ BASELINE_LAB_SHARE = 0.85  # patients with labs in the two weeks after diagnosis
 BASELINE_LAB_DAYS = 14
 OFFICE_VISITS_PER_YEAR = 5.0
 LAB_TESTS_PER_YEAR: dict[str, float] = {"Remibrutinib": 2.0, "Fabhalta": 5.0, "Kisqali": 7.0}
-# Chance of stopping after each fill (so the number of fills is geometric), by brand.
-STOP_AFTER_FILL: dict[str, float] = {"Remibrutinib": 0.10, "Fabhalta": 0.05, "Kisqali": 0.07}
-SWITCH_SHARE = 0.3  # of stops, the share that are switches to a competitor
-EARLY_REFILL_DAYS = 2  # refills come at most this many days before the supply runs out
-LATE_REFILL_DAYS = 7
-LAPSE_SHARE = 0.06  # refills after a longer lapse (15-45 days late)
-STOP_GRACE_DAYS = 30  # a stop is recorded up to this long after the last supply ran out
-
-
-# Patients are generated in blocks of this many (in patient_id order), each block from its own
-# seed, so large scales stream in bounded memory. The size is a constant: changing it changes
-# the rows.
-PATIENT_BLOCK = 20_000
-
-
 # The columns of patient_journeys the events derive from (the asset reads only these).
-PATIENT_COLUMNS = (
-    "patient_id",
-    "hcp_id",
-    "brand",
-    "insurance_type",
-    "data_split",
-    "journey_start_date",
-    "journey_end_date",
-    "disease_severity",
-    "treatment_initiated",
-    "days_to_treatment",
-)
+PATIENT_COLUMNS = tuple(dict.fromkeys((*TIMELINE_COLUMNS, "hcp_id", "disease_severity")))
 
 
 def iter_treatment_events(
@@ -129,9 +117,10 @@ def iter_treatment_events(
     # Key order, so the result does not depend on how the input was read.
     patients = in_key_order(patient_journeys, PATIENT_COLUMNS, "patient_id")
     offset = 0
-    for block, start in enumerate(range(0, patients.height, PATIENT_BLOCK)):
+    for block, timelines in enumerate(iter_timelines(scenario, patients)):
         rng = rng_for(scenario.seed, TABLE, block)
-        frame = _block_events(rng, patients.slice(start, PATIENT_BLOCK), offset)
+        block_patients = patients.slice(block * PATIENT_BLOCK, PATIENT_BLOCK)
+        frame = _block_events(scenario, rng, block_patients, timelines, offset)
         offset += frame.height
         yield frame
 
@@ -140,7 +129,13 @@ def generate_treatment_events(scenario: Scenario, patient_journeys: pl.DataFrame
     return pl.concat(list(iter_treatment_events(scenario, patient_journeys)))
 
 
-def _block_events(rng: np.random.Generator, patients: pl.DataFrame, offset: int) -> pl.DataFrame:
+def _block_events(
+    scenario: Scenario,
+    rng: np.random.Generator,
+    patients: pl.DataFrame,
+    timelines: Timelines,
+    offset: int,
+) -> pl.DataFrame:
     n = patients.height
     duration = (
         (patients["journey_end_date"] - patients["journey_start_date"]).dt.total_days().to_numpy()
@@ -177,7 +172,7 @@ def _block_events(rng: np.random.Generator, patients: pl.DataFrame, offset: int)
         # Uniform over days 1..duration (day 0 is the diagnosis visit itself).
         parts.append((who, 1 + (rng.random(who.size) * duration[who]).astype(np.int64), code))
 
-    parts.extend(_fills_and_stops(rng, patients, duration))
+    parts.extend(_fills_and_stops(timelines))
 
     events = (
         pl.DataFrame(
@@ -193,52 +188,25 @@ def _block_events(rng: np.random.Generator, patients: pl.DataFrame, offset: int)
         .unique(["_p", "_day", "_code"], keep="first", maintain_order=True)
         .sort("_p", "_day", "_code")
     )
-    return _describe_events(rng, events, patients, icd10, offset)
+    return _describe_events(scenario, rng, events, patients, icd10, offset)
 
 
-def _fills_and_stops(
-    rng: np.random.Generator, patients: pl.DataFrame, duration: np.ndarray
-) -> list[tuple[np.ndarray, np.ndarray, int | np.ndarray]]:
-    """First prescription, refills, and the switch or discontinuation of initiated patients."""
-    treated = np.flatnonzero(patients["treatment_initiated"].to_numpy())
-    brand = patients["brand"].to_numpy()[treated]
-    first = patients["days_to_treatment"].to_numpy()[treated].astype(np.int64)
-    supply = np.array([BRAND_PRODUCTS[b].days_supply for b in brand])
-    planned = rng.geometric(np.array([STOP_AFTER_FILL[b] for b in brand]))
-    room = duration[treated] - first
-    # Never more candidate fills than fit in the journey at the shortest refill interval.
-    cap = np.minimum(planned, room // (supply - EARLY_REFILL_DAYS) + 1)
-
-    who = np.repeat(np.arange(treated.size), cap)
-    group_start = np.repeat(np.cumsum(cap) - cap, cap)
-    nth = np.arange(who.size) - group_start
-    gap = supply[who] + rng.integers(-EARLY_REFILL_DAYS, LATE_REFILL_DAYS + 1, who.size)
-    gap = gap + (rng.random(who.size) < LAPSE_SHARE) * rng.integers(15, 46, who.size)
-    gap[nth == 0] = 0
-    total = np.cumsum(gap)
-    day = first[who] + total - total[group_start]
-    kept = day <= duration[treated][who]
-    who, day, nth = who[kept], day[kept], nth[kept]
-
-    fills = np.bincount(who, minlength=treated.size)
-    last = np.zeros(treated.size, dtype=np.int64)
-    np.maximum.at(last, who, day)
-    # A stop is observed when every planned fill happened and the supply ran out in the journey.
-    stop_day = last + supply + rng.integers(0, STOP_GRACE_DAYS + 1, treated.size)
-    switched = rng.random(treated.size) < SWITCH_SHARE
-    stops = np.flatnonzero((fills == planned) & (stop_day <= duration[treated]))
-    stop_code = np.where(switched[stops], EVENT_CODE["switch"], EVENT_CODE["discontinuation"])
+def _fills_and_stops(t: Timelines) -> list[tuple[np.ndarray, np.ndarray, int | np.ndarray]]:
+    """The timeline's fills (the first a prescription, then refills) and stops, as events."""
+    stopped = np.flatnonzero(t.stop_kind >= 0)
+    stop_code = np.array([EVENT_CODE[k] for k in STOP_KINDS])[t.stop_kind[stopped]]
     return [
         (
-            treated[who],
-            day,
-            np.where(nth == 0, EVENT_CODE["prescription"], EVENT_CODE["refill"]),
+            t.fill_patient,
+            t.fill_day,
+            np.where(t.fill_number == 0, EVENT_CODE["prescription"], EVENT_CODE["refill"]),
         ),
-        (treated[stops], stop_day[stops], stop_code),
+        (stopped, t.stop[stopped].astype(np.int64), stop_code),
     ]
 
 
 def _describe_events(
+    scenario: Scenario,
     rng: np.random.Generator,
     events: pl.DataFrame,
     patients: pl.DataFrame,
@@ -255,7 +223,6 @@ def _describe_events(
                 "hcp_id",
                 "brand",
                 "insurance_type",
-                "data_split",
                 "journey_start_date",
             ),
             events,
@@ -321,6 +288,8 @@ def _describe_events(
             days_supply=pl.when(dispensing).then(pl.col("_days_supply")),
             cost_usd=(cost * payer).round(2),
         )
+        # Each event carries the split of its own date.
+        .with_columns(data_split=split_for_dates(pl.col("event_date"), scenario))
         .select(SPEC.columns)
     )
 

@@ -80,7 +80,7 @@ class TreatmentEvents(pa.DataFrameModel):
     insurance_type: str = pa.Field(
         isin=INSURANCE_TYPES, description="payer type of the claim (the patient's)"
     )
-    data_split: str = pa.Field(isin=DATA_SPLITS, description="ML split of the patient")
+    data_split: str = pa.Field(isin=DATA_SPLITS, description="ML split of the event date")
 
     @pa.dataframe_check(description="claim_type follows from event_type")
     def claim_type_of_event(cls, data: pa.PolarsData) -> pl.LazyFrame:

@@ -3,7 +3,9 @@
 Drawn like ml_predictions (one random stream per day, keys numbered within the day), so any
 window's rows are the union of its days' rows. Patient triggers fire while the patient's
 journey is open: at diagnosis, while a likely-to-start patient is untreated, and while a
-treated one risks a refill gap or a switch; engagement_drop is about the HCP. Each trigger
+treated one is on therapy (the patient's timeline: never after a switch or discontinuation)
+and risks a refill gap or a switch; engagement_drop is about the HCP. Every row carries the
+split of its own date. Each trigger
 then is delivered, viewed and accepted, dismissed or left to expire after EXPIRY_DAYS; its
 status is what was observed by the end of the scenario (later steps are not known yet).
 """
@@ -70,7 +72,13 @@ def generate_triggers(
     end: date,
 ) -> pl.DataFrame:
     """Triggers whose created_at falls in [start, end)."""
-    pop = population(scenario, hcp_profiles, patient_journeys)
+    return triggers_in_window(
+        scenario, population(scenario, hcp_profiles, patient_journeys), start, end
+    )
+
+
+def triggers_in_window(scenario: Scenario, pop: Population, start: date, end: date) -> pl.DataFrame:
+    """generate_triggers from a population built once (the asset raises them month by month)."""
     engagement = pop.patients["engagement_score"].to_numpy()
     switch_risk = SWITCH_RISK_PER_DAY * (2 - engagement / ENGAGEMENT_MAX)
     likely = pop.p_true >= HIGH_PROPENSITY_MIN
@@ -80,7 +88,7 @@ def generate_triggers(
         u_new, u_high, u_gap, u_switch = rng.random((4, pop.n_patients))
         u_drop = rng.random(pop.n_hcps)
         active = (pop.start <= day) & (day <= pop.end)
-        treated = active & (pop.first_rx < day)
+        treated = pop.on_therapy(day) & (pop.first_rx < day)
         groups = (
             ("new_patient_diagnosed", (pop.start == day) & (u_new < NEW_PATIENT_SHARE)),
             (
@@ -113,7 +121,7 @@ def generate_triggers(
     return (
         pl.concat(
             [
-                _patient_triggers(rows.filter(is_patient), pop),
+                _patient_triggers(rows.filter(is_patient), pop, scenario),
                 _hcp_triggers(rows.filter(~is_patient), pop, scenario),
             ],
             how="diagonal",
@@ -134,10 +142,10 @@ def generate_triggers(
     )
 
 
-def _patient_triggers(rows: pl.DataFrame, pop: Population) -> pl.DataFrame:
+def _patient_triggers(rows: pl.DataFrame, pop: Population, scenario: Scenario) -> pl.DataFrame:
     idx = rows["_entity"].to_numpy()
     patients = pop.patients[idx].select(
-        "patient_id", "hcp_id", "brand", "data_split", "disease_severity", "engagement_score"
+        "patient_id", "hcp_id", "brand", "disease_severity", "engagement_score"
     )
     frame = pl.concat(
         [rows, patients, pl.DataFrame({"_p_true": pop.p_true[idx]})], how="horizontal"
@@ -175,7 +183,11 @@ def _patient_triggers(rows: pl.DataFrame, pop: Population) -> pl.DataFrame:
             )
         )
     )
-    return frame.with_columns(reason=reason, _weight=0.1 * pl.col("disease_severity"))
+    return frame.with_columns(
+        reason=reason,
+        _weight=0.1 * pl.col("disease_severity"),
+        data_split=split_for_dates(pl.col("_day"), scenario),
+    )
 
 
 def _hcp_triggers(rows: pl.DataFrame, pop: Population, scenario: Scenario) -> pl.DataFrame:

@@ -85,7 +85,7 @@ class Triggers(pa.DataFrameModel):
     )
     data_split: str = pa.Field(
         isin=DATA_SPLITS,
-        description="the patient's split; for HCP-level rows the split of the creation date",
+        description="ML split of the creation date (every row: the date rule)",
     )
 
     @pa.dataframe_check(description="the set lifecycle timestamps are those the status implies")

@@ -10,10 +10,14 @@ recovered the Drift Monitor's reference statistics (PSI, KS; e2i_synth.stats.dri
 power     how often the reference rule flags the planted drift at this sample's window sizes:
           simulated by resampling the (undrifted) baseline window and applying the plant.
 
-The generator makes every unplanted feature a stationary process (entities drawn uniformly,
-noise independent per observation), so its two windows are independent samples of one
-distribution and the KS p-value is valid (conservative with ties): the blocking rule flags an
-unplanted feature only below FALSE_FAILURE_RATE / (number of unplanted features).
+The generator makes every unplanted feature a stationary process (entities drawn uniformly
+from those that exist that day, noise independent per observation). An HCP or brand feature
+draws from the same entities in both windows, so its two windows are independent samples of one
+distribution and the KS p-value is valid (conservative with ties). A patient feature draws from
+the patients whose journey covers the day, so each window holds repeated observations of its
+own few patients: its stationarity p-value takes Kish's effective sample size over patients
+(n^2 / sum of squared observations per patient) instead of the row count. The blocking rule
+flags an unplanted feature only below FALSE_FAILURE_RATE / (number of unplanted features).
 """
 
 import json
@@ -21,17 +25,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy.stats import kstwobign
 
 from e2i_synth.core.scenario import DriftSpec, Scenario
 from e2i_synth.core.seeds import rng_for
-from e2i_synth.stats.drift import feature_statistics, is_flagged, window_masks
+from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
+from e2i_synth.stats.drift import KS_ALPHA, feature_statistics, is_flagged, window_masks
 from e2i_synth.tables.answer_key.bounds import DETECTABLE_POWER, FALSE_FAILURE_RATE
 from e2i_synth.tables.answer_key.verdict import Rule, Verdict
 from e2i_synth.tables.feature_store.feature_values import observations_per_day
 
+PATIENT_GROUPS = {g for g, (key, _) in FEATURE_GROUPS.items() if key == "patient_id"}
+
 POWER_SIMULATIONS = 200
 # The columns of feature_values and features the drift answer reads.
-VALUE_COLUMNS = ("feature_id", "value", "event_timestamp")
+VALUE_COLUMNS = ("feature_id", "value", "event_timestamp", "entity_values")
 FEATURE_COLUMNS = ("feature_id", "name", "value_type", "allowed_values")
 
 
@@ -46,7 +54,9 @@ RULES = {
         blocking=False,
         description="the Drift Monitor's reference rule (PSI >= 0.2 or KS p < 0.01) flags every "
         "planted drift and no other feature (with 15 features it flags an unplanted one by "
-        "chance in about 1 run in 7: a warning; statistics and power are in ground_truth)",
+        "chance in about 1 run in 7: a warning; statistics and power are in ground_truth); a "
+        "patient feature it flags only because the windows observe different patients (KS at "
+        "the effective size p >= 0.01) is reported as turnover, not counted",
     ),
 }
 
@@ -62,6 +72,8 @@ class DriftAnswer:
     psi: float | None
     ks_statistic: float | None
     ks_pvalue: float | None
+    # KS p-value at the effective sample sizes (see the module docstring): the blocking rule's.
+    stationarity_pvalue: float | None
     flagged: bool  # by the reference rule
     power: float | None  # planted features only
 
@@ -81,15 +93,26 @@ class DriftAnswer:
             },
             "n_baseline": self.n_baseline,
             "n_current": self.n_current,
+            "stationarity_pvalue": self.stationarity_pvalue,
             "power": self.power,
             "detectable": self.detectable,
         }
 
 
 def expected_window_rows(scenario: Scenario) -> tuple[int, int]:
-    """Observations of one feature in the baseline and in the current window."""
+    """Observations of one feature in the baseline and in the current window (a patient
+    feature: at most these, n for each day some journey covers)."""
     w, n = scenario.monitoring, observations_per_day(scenario.scale)
     return (w.baseline_end - w.baseline_start).days * n, (w.current_end - w.current_start).days * n
+
+
+def _window_size_holds(answer: DriftAnswer, sizes: tuple[int, int], scenario: Scenario) -> bool:
+    """Every day's n observations: all of them, or for a patient feature n per covered day."""
+    actual = (answer.n_baseline, answer.n_current)
+    if FEATURES[answer.feature][0] not in PATIENT_GROUPS:
+        return actual == sizes
+    n = observations_per_day(scenario.scale)
+    return all(0 <= a <= e and a % n == 0 for a, e in zip(actual, sizes, strict=True))
 
 
 def _labels(feature: dict) -> list[str] | None:
@@ -185,15 +208,22 @@ def drift_answers(
     answers = []
     for feature in features.sort("feature_id").iter_rows(named=True):
         own = values.filter(pl.col("feature_id") == feature["feature_id"])
-        baseline = own.filter(masks["baseline"])["value"]
-        current = own.filter(masks["current"])["value"]
+        baseline_rows, current_rows = own.filter(masks["baseline"]), own.filter(masks["current"])
+        baseline, current = baseline_rows["value"], current_rows["value"]
         labels, drift = _labels(feature), planted.get(feature["name"])
         if baseline.is_empty() or current.is_empty():
-            psi = statistic = pvalue = None
+            psi = statistic = pvalue = stationarity = None
             realised = {}
         else:
             psi, statistic, pvalue = feature_statistics(baseline, current, feature["value_type"])
             realised = realised_effects(baseline, current, labels)
+            stationarity = pvalue
+            if FEATURES[feature["name"]][0] in PATIENT_GROUPS:
+                sizes = (_kish_size(baseline_rows), _kish_size(current_rows))
+                # Smirnov's limit at the effective sizes: it does not need whole samples, and
+                # is conservative for a handful of patients (tiny scales).
+                pairs = sizes[0] * sizes[1] / sum(sizes)
+                stationarity = float(kstwobign.sf(statistic * np.sqrt(pairs)))
         power = None
         if drift is not None and with_power and not baseline.is_empty():
             sizes = (baseline.len(), max(current.len(), 1))
@@ -209,11 +239,18 @@ def drift_answers(
                 psi=psi,
                 ks_statistic=statistic,
                 ks_pvalue=pvalue,
+                stationarity_pvalue=stationarity,
                 flagged=psi is not None and is_flagged(psi, pvalue),
                 power=power,
             )
         )
     return answers
+
+
+def _kish_size(rows: pl.DataFrame) -> float:
+    """Kish's effective sample size of observations clustered by entity: n^2 / sum(k^2)."""
+    k = rows["entity_values"].value_counts()["count"].cast(pl.Float64).to_numpy()
+    return float(k.sum() ** 2 / (k**2).sum())
 
 
 def unplanted_alpha(scenario: Scenario, features: int) -> float:
@@ -224,14 +261,24 @@ def unplanted_alpha(scenario: Scenario, features: int) -> float:
 def drift_verdicts(scenario: Scenario, answers: list[DriftAnswer]) -> list[Verdict]:
     sizes = expected_window_rows(scenario)
     alpha = unplanted_alpha(scenario, len(answers))
-    wrong_size = [a.feature for a in answers if (a.n_baseline, a.n_current) != sizes]
+    wrong_size = [a.feature for a in answers if not _window_size_holds(a, sizes, scenario)]
     moved = [
         a.feature
         for a in answers
-        if a.planted is None and (a.ks_pvalue is None or a.ks_pvalue < alpha)
+        if a.planted is None and (a.stationarity_pvalue is None or a.stationarity_pvalue < alpha)
     ]
     missed = [a.feature for a in answers if a.planted is not None and not a.flagged]
-    false_alarms = [a.feature for a in answers if a.planted is None and a.flagged]
+    flagged_unplanted = [a for a in answers if a.planted is None and a.flagged]
+    # A patient feature's windows observe different patients (journeys come and go): a flag
+    # that the effective-size test does not back is that turnover, reported, not a false alarm.
+    turnover = [
+        a.feature
+        for a in flagged_unplanted
+        if a.stationarity_pvalue is not None
+        and a.stationarity_pvalue != a.ks_pvalue
+        and a.stationarity_pvalue >= KS_ALPHA
+    ]
+    false_alarms = [a.feature for a in flagged_unplanted if a.feature not in turnover]
     table = [
         {
             "feature": a.feature,
@@ -262,6 +309,7 @@ def drift_verdicts(scenario: Scenario, answers: list[DriftAnswer]) -> list[Verdi
             metadata={
                 "missed_planted": missed,
                 "unplanted_flagged": false_alarms,
+                "unplanted_flagged_by_patient_turnover": turnover,
                 "undetectable_planted": [a.feature for a in answers if a.detectable is False],
                 "table": table,
             },

@@ -37,8 +37,7 @@ VALUE_RULES = {
     "freshness_status": "freshness_status recomputes from event_timestamp and the feature's "
     "window at the end of the scenario's reference date (fresh <= 1, stale <= "
     f"{STALE_WINDOWS} windows)",
-    "data_split_of_patient": "patient rows carry their patient's data_split",
-    "data_split_of_date": "other rows carry the data_split of their UTC date",
+    "data_split_of_date": "every row carries the data_split of its UTC date",
 }
 
 _NUMBER = sql.SQL(
@@ -86,12 +85,7 @@ def value_rules_query() -> sql.Composable:
                 "f.value_type = 'category' AND NOT f.allowed_values @> jsonb_build_array(fv.value)"
             ),
             "freshness_status": sql.SQL("fv.freshness_status <> {}").format(expected_freshness),
-            "data_split_of_patient": sql.SQL(
-                "f.entity_keys = 'patient_id' AND fv.data_split IS DISTINCT FROM p.data_split"
-            ),
-            "data_split_of_date": sql.SQL(
-                "f.entity_keys <> 'patient_id' AND fv.data_split <> {}"
-            ).format(split_sql(day)),
+            "data_split_of_date": sql.SQL("fv.data_split <> {}").format(split_sql(day)),
         },
     )
 

@@ -1,9 +1,11 @@
 """feature_values generator: observations of every feature over time, with planted drift.
 
 Each day holds n = observations_per_day(scale) observations of every feature. An observation
-picks its entity uniformly from all entities of the feature's key (every HCP, every patient, or
-every scenario brand), so the population mix is the same on every day, and reads the entity's
-source value (hcp_profiles, patient_journeys, or brand aggregates of patient_journeys) plus
+picks its entity uniformly from the entities of the feature's key that exist that day (every
+HCP, every scenario brand, or the patients whose journey covers the day: nothing about a
+patient is dated before the diagnosis or after the journey's end, so a day no journey covers
+has no patient observations), and reads the entity's source value (hcp_profiles,
+patient_journeys, or brand aggregates of patient_journeys) plus
 stationary noise drawn independently per observation (see PROCESSES). There is no trend and no
 random walk: without planted drift any two windows are samples of the same distribution.
 
@@ -17,6 +19,7 @@ Every draw of a day comes from rng_for(seed, "feature_values", day) in a fixed l
 are FV-<YYYYMMDD>-<index within the day>, so any window is exactly the union of its days. The
 n observations of a feature on a day sit in n equal slots of the day, which makes
 (feature_id, event_timestamp), and so (feature_id, entity_values, event_timestamp), unique.
+Every row carries the split of its own date.
 """
 
 import json
@@ -32,7 +35,7 @@ from e2i_synth.core.sampling import in_key_order
 from e2i_synth.core.scenario import ENGAGEMENT_MAX, DriftSpec, Scenario, SeasonalSpec
 from e2i_synth.core.seeds import rng_for
 from e2i_synth.core.split import split_for_dates
-from e2i_synth.core.vocabulary import FEATURES
+from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
 from e2i_synth.tables.feature_store.catalog import INSURANCE_TIERS
 from e2i_synth.tables.feature_store.feature_values_model import SPEC, STALE_WINDOWS
 
@@ -95,10 +98,32 @@ def observations_per_day(scale: float) -> int:
     return round(OBSERVATIONS_PER_DAY * max(1.0, math.sqrt(scale)))
 
 
-def expected_feature_values(scenario: Scenario) -> int:
-    """Rows of feature_values over the scenario's whole window [start_date, end_date]."""
+def patient_features() -> tuple[str, ...]:
+    """The features about a patient (observed only inside the patient's journey)."""
+    return tuple(
+        f for f, (group, _) in FEATURES.items() if FEATURE_GROUPS[group][0] == "patient_id"
+    )
+
+
+def expected_feature_values(scenario: Scenario, patient_journeys: pl.DataFrame) -> int:
+    """Rows of feature_values over the scenario's whole window [start_date, end_date]: every
+    feature every day, except patient features on days no journey covers."""
     days = (scenario.end_date - scenario.start_date).days + 1
-    return days * len(FEATURES) * observations_per_day(scenario.scale)
+    n = observations_per_day(scenario.scale)
+    covered = _covered_days(patient_journeys, scenario.start_date, scenario.end_date)
+    return n * (
+        days * (len(FEATURES) - len(patient_features())) + covered * len(patient_features())
+    )
+
+
+def _covered_days(patient_journeys: pl.DataFrame, first: date, last: date) -> int:
+    """Days of [first, last] inside at least one patient's journey."""
+    day = np.arange((first - _EPOCH).days, (last - _EPOCH).days + 1)
+    start = patient_journeys["journey_start_date"].cast(pl.Int64).to_numpy()
+    end = patient_journeys["journey_end_date"].cast(pl.Int64).to_numpy()
+    opened = np.searchsorted(np.sort(start), day, side="right")
+    closed = np.searchsorted(np.sort(end), day, side="left")
+    return int(np.count_nonzero(opened - closed > 0))
 
 
 def window_days(start: date, end: date) -> list[date]:
@@ -107,9 +132,16 @@ def window_days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range(max(0, (end - start).days))]
 
 
-def rows_in_window(scenario: Scenario, start: date, end: date) -> int:
-    """Rows generate_feature_values gives for [start, end)."""
-    return len(window_days(start, end)) * len(FEATURES) * observations_per_day(scenario.scale)
+def rows_in_window(scenario: Scenario, start: date, end: date) -> int | None:
+    """Rows generate_feature_values gives for [start, end): exact outside the scenario's window
+    (no journey covers those days, so no patient features), else None (depends on which days
+    the journeys cover)."""
+    days = window_days(start, end)
+    if any(scenario.start_date <= d <= scenario.end_date for d in days):
+        return None
+    return (
+        len(days) * (len(FEATURES) - len(patient_features())) * observations_per_day(scenario.scale)
+    )
 
 
 def tolerance(feature: str) -> tuple[float, float]:
@@ -191,7 +223,8 @@ class _Source:
     # polars, not numpy: an object array of millions of id strings costs GBs per feature.
     ids: pl.Series  # entity ids, in a fixed order
     values: np.ndarray  # float source values; category codes for bool and category features
-    splits: pl.Series | None  # data_split per entity (patients only)
+    # Patients only: day numbers (since 1970-01-01) of each journey's start and end.
+    journeys: tuple[np.ndarray, np.ndarray] | None
 
 
 # The columns of the inputs the feature values derive from (the asset reads only these).
@@ -199,7 +232,6 @@ HCP_COLUMNS = ("hcp_id", "specialty", "years_experience", "academic_hcp", "patie
 PATIENT_COLUMNS = (
     "patient_id",
     "brand",
-    "data_split",
     "insurance_type",
     "journey_start_date",
     "journey_end_date",
@@ -235,8 +267,13 @@ def _sources(
     def hcp(values: np.ndarray) -> _Source:
         return _Source("hcp_id", hcps["hcp_id"], values, None)
 
+    journeys = (
+        patients["journey_start_date"].cast(pl.Int64).to_numpy(),
+        patients["journey_end_date"].cast(pl.Int64).to_numpy(),
+    )
+
     def patient(values: np.ndarray) -> _Source:
-        return _Source("patient_id", patients["patient_id"], values, patients["data_split"])
+        return _Source("patient_id", patients["patient_id"], values, journeys)
 
     def brand(column: str) -> _Source:
         return _Source("brand", brands["brand"], brands[column].to_numpy(), None)
@@ -275,6 +312,22 @@ def _day_draws(scenario: Scenario, days: list[date], n: int) -> tuple[np.ndarray
         uniforms[i] = rng.random(shape)
         normals[i] = rng.standard_normal(shape[1:])
     return uniforms, np.clip(normals, -NOISE_BOUND, NOISE_BOUND)
+
+
+def _patient_picks(
+    journeys: tuple[np.ndarray, np.ndarray], u: np.ndarray, day_numbers: np.ndarray
+) -> np.ndarray:
+    """For uniforms u (days, features, n): the patient (row index) each observation picks among
+    those whose journey covers its day, -1 where none does. One pass over the days for every
+    patient feature: the covering set of a day is the costly part at large scales."""
+    start, end = journeys
+    picked = np.full(u.shape, -1, dtype=np.int64)
+    for i, day in enumerate(day_numbers):
+        covering = np.flatnonzero((start <= day) & (day <= end))
+        if covering.size:
+            index = np.minimum((u[i] * covering.size).astype(np.int64), covering.size - 1)
+            picked[i] = covering[index]
+    return picked
 
 
 def _drift_us(drift: DriftSpec) -> int:
@@ -380,19 +433,29 @@ def generate_feature_values(
     seasonal = {s.feature: s for s in scenario.seasonal}
     uniforms, normals = _day_draws(scenario, days, n)
 
-    day_us = np.array([(d - _EPOCH).days * US_PER_DAY for d in days], dtype=np.int64)
+    day_numbers = np.array([(d - _EPOCH).days for d in days], dtype=np.int64)
+    day_us = day_numbers * US_PER_DAY
     slot = US_PER_DAY // n
     as_of_us = (as_of(scenario).date() - _EPOCH).days * US_PER_DAY
     feature_index = {name: i for i, name in enumerate(FEATURES)}
+    # Patient features pick among the patients whose journey covers the day.
+    patient_index = {name: i for i, name in enumerate(patient_features())}
+    patient_picks = _patient_picks(
+        sources[patient_features()[0]].journeys,
+        uniforms[:, _ENTITY][:, [feature_index[f] for f in patient_features()]],
+        day_numbers,
+    )
     frames = []
     for row in features.iter_rows(named=True):
         name, value_type = row["name"], row["value_type"]
         fi = feature_index[name]
         source, process = sources[name], PROCESSES[name]
         u = uniforms[:, :, fi, :]  # (days, 5, n)
-        entity = np.minimum(
-            (u[:, _ENTITY] * len(source.ids)).astype(np.int64), len(source.ids) - 1
-        ).ravel()
+        if source.journeys is None:
+            size = len(source.ids)
+            entity = np.minimum((u[:, _ENTITY] * size).astype(np.int64), size - 1).ravel()
+        else:
+            entity = patient_picks[:, patient_index[name], :].ravel()
         ts = (day_us[:, None] + np.arange(n) * slot + (u[:, _TIME] * slot).astype(np.int64)).ravel()
         drift = drifts.get(name)
         base = source.values[entity]
@@ -428,7 +491,7 @@ def generate_feature_values(
                     "_index": np.tile(fi * n + np.arange(n), len(days)) + 1,
                     "feature_id": pl.repeat(row["feature_id"], len(ts), eager=True),
                     "_key": pl.repeat(source.key, len(ts), eager=True),
-                    "_entity": source.ids.gather(entity),
+                    "_entity": source.ids.gather(np.maximum(entity, 0)),
                     "value": value,
                     "event_timestamp": pl.Series(ts).cast(pl.Datetime("us", "UTC")),
                     "freshness_status": np.where(
@@ -436,13 +499,8 @@ def generate_feature_values(
                         "fresh",
                         np.where(age <= STALE_WINDOWS * window, "stale", "expired"),
                     ),
-                    "_split": (
-                        pl.repeat(None, len(ts), dtype=pl.String, eager=True)
-                        if source.splits is None
-                        else source.splits.gather(entity)
-                    ),
                 }
-            )
+            ).filter(pl.Series(entity >= 0))  # no patient to observe on a day no journey covers
         )
     frame = pl.concat(frames).sort("_day", "_index")
     return frame.select(
@@ -459,7 +517,5 @@ def generate_feature_values(
         value="value",
         event_timestamp="event_timestamp",
         freshness_status="freshness_status",
-        data_split=pl.coalesce(
-            "_split", split_for_dates(pl.col("event_timestamp").dt.date(), scenario)
-        ),
+        data_split=split_for_dates(pl.col("event_timestamp").dt.date(), scenario),
     )

@@ -48,7 +48,7 @@ class FeatureValues(pa.DataFrameModel):
     )
     data_split: str = pa.Field(
         isin=DATA_SPLITS,
-        description="ML split: the patient's for patient features, else by the event date",
+        description="ML split of the event date (every row: the date rule)",
     )
 
     @pa.dataframe_check(description="the id's date is the event date (UTC)")

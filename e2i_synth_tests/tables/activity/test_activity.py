@@ -86,7 +86,6 @@ def _with_patient(frame: pl.DataFrame, patients: pl.DataFrame) -> pl.DataFrame:
             "patient_id",
             pl.col("hcp_id").alias("patient_hcp"),
             pl.col("brand").alias("patient_brand"),
-            pl.col("data_split").alias("patient_split"),
             "journey_start_date",
             "journey_end_date",
             "treatment_initiated",
@@ -103,19 +102,19 @@ def test_frames_validate_against_their_models(full, table):
     assert spec.validate(full[table]).height == full[table].height
 
 
-def test_treatment_events_follow_the_journeys(full):
+def test_treatment_events_follow_the_journeys(full, scenario):
     patients = full["patient_journeys"]
     events = _with_patient(full["treatment_events"], patients)
     assert 15_000 < events.height < 40_000
     assert set(events["event_type"]) == set(EVENT_TYPES)
 
-    # Inside the journey, with the patient's HCP, brand and split.
+    # Inside the journey, with the patient's HCP and brand, and the split of the event's date.
     assert events.filter(
         (pl.col("event_date") < pl.col("journey_start_date"))
         | (pl.col("event_date") > pl.col("journey_end_date"))
         | (pl.col("hcp_id") != pl.col("patient_hcp"))
         | (pl.col("brand") != pl.col("patient_brand"))
-        | (pl.col("data_split") != pl.col("patient_split"))
+        | (pl.col("data_split") != split_for_dates(pl.col("event_date"), scenario))
         | (
             pl.col("days_from_diagnosis")
             != (pl.col("event_date") - pl.col("journey_start_date")).dt.total_days()
@@ -180,7 +179,7 @@ def test_ml_predictions_relate_to_the_journeys(full, scenario):
         (day < pl.col("journey_start_date"))
         | (day > pl.col("journey_end_date"))
         | (pl.col("hcp_id") != pl.col("patient_hcp"))
-        | (pl.col("data_split") != pl.col("patient_split"))
+        | (pl.col("data_split") != split_for_dates(day, scenario))
     ).is_empty()
     # Every patient is scored for propensity on the day of diagnosis.
     at_diagnosis = patient_rows.filter(
@@ -216,7 +215,7 @@ def test_triggers_follow_their_patients_and_lifecycle(full, scenario):
     assert patient_rows.filter(
         (pl.col("hcp_id") != pl.col("patient_hcp"))
         | (pl.col("brand") != pl.col("patient_brand"))
-        | (pl.col("data_split") != pl.col("patient_split"))
+        | (pl.col("data_split") != split_for_dates(day, scenario))
         | (day < pl.col("journey_start_date"))
         | (day > pl.col("journey_end_date"))
     ).is_empty()

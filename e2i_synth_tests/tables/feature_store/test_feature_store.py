@@ -188,7 +188,8 @@ def test_observations_per_day_grows_with_sqrt_of_scale():
 def test_counts_and_keys_at_full_scale(full: Data):
     values = TABLES["feature_values"].validate(full.values)  # pandera: types, patterns, key
     days = (full.scenario.end_date - full.scenario.start_date).days + 1
-    assert values.height == expected_feature_values(full.scenario) == days * 15 * 8
+    # At full scale some patient's journey covers every day: every feature every day.
+    assert values.height == expected_feature_values(full.scenario, full.patients) == days * 15 * 8
     per_day = values.group_by("feature_id", pl.col("event_timestamp").dt.date()).len()
     assert per_day.height == days * 15 and (per_day["len"] == 8).all()
     assert values["feature_value_id"].is_unique().all()
@@ -246,7 +247,8 @@ def test_values_agree_with_their_source_rows(full: Data):
         .group_by("entity_id", maintain_order=True)
         .first()
     )
-    assert first.height > 0.9 * full.patients.height
+    # Observed only during the journey: a short journey may get no observation at all.
+    assert first.height > 0.75 * full.patients.height
     assert ((first["value"].cast(pl.Float64) - first["source"]).abs() <= 0.91).all()
 
 
@@ -313,16 +315,9 @@ def test_freshness_status_and_data_split_follow_their_definitions(full: Data):
     )
     assert (named["freshness_status"] == named.select(expected)[:, 0]).all()
     assert set(named["freshness_status"]) == {"fresh", "stale", "expired"}
-    splits = named.join(
-        full.patients.select("patient_id", pl.col("data_split").alias("patient_split")),
-        left_on="entity_id",
-        right_on="patient_id",
-        how="left",
-    ).with_columns(by_date=split_for_dates(pl.col("event_timestamp").dt.date(), full.scenario))
-    patients = splits.filter(pl.col("entity_keys") == "patient_id")
-    others = splits.filter(pl.col("entity_keys") != "patient_id")
-    assert (patients["data_split"] == patients["patient_split"]).all()
-    assert (others["data_split"] == others["by_date"]).all()
+    # Every row, a patient's too, carries the split of its own date.
+    by_date = named.select(split_for_dates(pl.col("event_timestamp").dt.date(), full.scenario))
+    assert (named["data_split"] == by_date.to_series()).all()
 
 
 def test_no_drift_is_flagged_without_planted_drift(no_drift: Data):
@@ -427,7 +422,8 @@ def test_generation_is_fast_and_bounded_at_large_scale(full: Data):
     started = time.perf_counter()
     Data.window(full, full.scenario.start_date, full.scenario.end_date + timedelta(days=1))
     assert time.perf_counter() - started < 5.0
-    assert expected_feature_values(full.scenario.model_copy(update={"scale": 1000.0})) < 4e6
+    large = full.scenario.model_copy(update={"scale": 1000.0})
+    assert expected_feature_values(large, full.patients) < 4e6
 
 
 # ---------------------------------------------------------------------------------- database
@@ -531,8 +527,8 @@ def test_sql_checks_pass_and_catch_tampering(database, loaded: Data):
             "unknown_patient_id": 2,
             "unknown_category": 1,
             "freshness_status": 1,
-            # The swapped split, and the two rows whose patient does not exist.
-            "data_split_of_patient": 3,
+            # The swapped split (a split follows the date, whoever the row is about).
+            "data_split_of_date": 1,
         }
         assert sources == {"disease_severity": 1, "age_at_diagnosis": 1, "insurance_tier": 1}
 
@@ -550,7 +546,9 @@ def test_feature_store_pipeline_loads_every_row_with_every_check_passing(databas
         assert count_rows(conn, "feature_groups") == 4
         assert count_rows(conn, "features") == 15
         assert count_rows(conn, "feature_values") == generated.values.height
-        assert generated.values.height == expected_feature_values(generated.scenario)
+        assert generated.values.height == expected_feature_values(
+            generated.scenario, generated.patients
+        )
         stored = read_table(conn, TABLES["feature_values"])
     assert stored.select(KEY[0], KEY[2]).equals(generated.values.select(KEY[0], KEY[2]))
     assert stored["entity_values"].equals(generated.values["entity_values"])

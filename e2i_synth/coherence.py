@@ -1,0 +1,213 @@
+"""What holds across tables: each rule a statement and a SQL query that returns the rows
+breaking it, so a coherent load returns zero rows for every rule.
+
+The rules follow from one world (e2i_synth.world): every patient has one timeline (journey,
+first fill, fills, stop), every table reads it as of its own dates, and every time-stamped row
+carries the split of its own date (core.split). The queries take the split cutoffs as
+parameters (params); they read the loaded tables only, so they hold for any loader. SQL is
+composed with psycopg.sql, never by formatting strings.
+"""
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from e2i_synth.core.scenario import Scenario
+from e2i_synth.pipeline.split_sql import split_params, split_sql
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    statement: str  # one line, for the README and failure messages
+    query: sql.Composable  # the violating rows
+
+
+def _utc_day(table: str, column: str) -> sql.Composable:
+    return sql.SQL("({} AT TIME ZONE 'UTC')::date").format(sql.Identifier(table, column))
+
+
+def params(scenario: Scenario) -> dict[str, object]:
+    return split_params(scenario)
+
+
+# Each patient's first fill and stop, as treatment_events records them.
+_THERAPY = sql.SQL("""
+    SELECT j.patient_id, j.journey_start_date, j.journey_end_date,
+           min(e.event_date) FILTER (WHERE e.event_type = 'prescription') AS first_fill,
+           min(e.event_date) FILTER (WHERE e.event_type IN ('switch', 'discontinuation')) AS stop
+    FROM patient_journeys j LEFT JOIN treatment_events e USING (patient_id)
+    GROUP BY j.patient_id, j.journey_start_date, j.journey_end_date
+""")
+# The fragments every rule's template may name.
+_FRAGMENTS = {
+    "therapy": _THERAPY,
+    "prediction_day": _utc_day("p", "prediction_timestamp"),
+    "trigger_day": _utc_day("t", "created_at"),
+    "value_day": _utc_day("v", "event_timestamp"),
+}
+
+
+def _rule(name: str, statement: str, template: str) -> Rule:
+    return Rule(name, statement, sql.SQL(template).format(**_FRAGMENTS))
+
+
+# (table, key, date column, whether it is a timestamp read as its UTC date) of every
+# time-stamped table.
+DATED_TABLES = (
+    ("patient_journeys", "patient_id", "journey_start_date", False),
+    ("treatment_events", "event_id", "event_date", False),
+    ("ml_predictions", "prediction_id", "prediction_timestamp", True),
+    ("triggers", "trigger_id", "created_at", True),
+    ("business_metrics", "metric_id", "metric_date", False),
+    ("feature_values", "feature_value_id", "event_timestamp", True),
+)
+
+
+def _split_rule(table: str, key: str, column: str, utc: bool) -> Rule:
+    day = _utc_day("x", column) if utc else sql.Identifier("x", column)
+    return Rule(
+        f"{table}_split_follows_its_date",
+        f"data_split of every {table} row is the split of its {column}"
+        + (" (UTC date)" if utc else ""),
+        sql.SQL(
+            "SELECT {key}, x.data_split, {day} AS day FROM {table} x "
+            "WHERE x.data_split IS DISTINCT FROM {split}"
+        ).format(
+            key=sql.Identifier("x", key),
+            day=day,
+            table=sql.Identifier(table),
+            split=split_sql(day),
+        ),
+    )
+
+
+RULES: tuple[Rule, ...] = (
+    _rule(
+        "fills_only_on_therapy",
+        "a prescription or refill is dated from the patient's initiation (journey start + "
+        "days_to_treatment) and before the patient's switch or discontinuation",
+        """
+        SELECT e.event_id, e.patient_id, e.event_type, e.event_date, th.stop
+        FROM treatment_events e JOIN patient_journeys j USING (patient_id)
+        JOIN ({therapy}) th USING (patient_id)
+        WHERE e.event_type IN ('prescription', 'refill')
+          AND (NOT j.treatment_initiated
+               OR e.event_date < j.journey_start_date + j.days_to_treatment
+               OR e.event_date >= th.stop)
+        """,
+    ),
+    _rule(
+        "one_stop_after_a_fill",
+        "a patient stops (switch or discontinuation) at most once, after a first fill",
+        """
+        SELECT e.patient_id, count(*) AS stops, min(e.event_date) AS first_stop,
+               min(f.event_date) AS first_fill
+        FROM treatment_events e
+        LEFT JOIN treatment_events f
+          ON f.patient_id = e.patient_id AND f.event_type = 'prescription'
+        WHERE e.event_type IN ('switch', 'discontinuation')
+        GROUP BY e.patient_id
+        HAVING count(*) > 1 OR min(f.event_date) IS NULL OR min(f.event_date) >= min(e.event_date)
+        """,
+    ),
+    _rule(
+        "churn_scores_only_on_therapy",
+        "a churn_risk score is dated from the patient's first fill and before the stop",
+        """
+        SELECT p.prediction_id, p.patient_id, {prediction_day} AS day, th.first_fill, th.stop
+        FROM ml_predictions p JOIN ({therapy}) th USING (patient_id)
+        WHERE p.prediction_type = 'churn_risk'
+          AND (th.first_fill IS NULL OR {prediction_day} < th.first_fill
+               OR {prediction_day} >= th.stop)
+        """,
+    ),
+    _rule(
+        "propensity_scores_only_until_initiation",
+        "a treatment_propensity score is dated no later than the patient's first fill",
+        """
+        SELECT p.prediction_id, p.patient_id, {prediction_day} AS day, th.first_fill
+        FROM ml_predictions p JOIN ({therapy}) th USING (patient_id)
+        WHERE p.prediction_type = 'treatment_propensity' AND {prediction_day} > th.first_fill
+        """,
+    ),
+    _rule(
+        "therapy_triggers_only_on_therapy",
+        "a refill_gap or competitive_switch_risk trigger is dated after the patient's first "
+        "fill and before the stop",
+        """
+        SELECT t.trigger_id, t.trigger_type, t.patient_id, {trigger_day} AS day,
+               th.first_fill, th.stop
+        FROM triggers t JOIN ({therapy}) th USING (patient_id)
+        WHERE t.trigger_type IN ('refill_gap', 'competitive_switch_risk')
+          AND (th.first_fill IS NULL OR {trigger_day} <= th.first_fill
+               OR {trigger_day} >= th.stop)
+        """,
+    ),
+    _rule(
+        "high_propensity_triggers_only_before_initiation",
+        "a high_propensity trigger is about a patient not yet treated on its date",
+        """
+        SELECT t.trigger_id, t.patient_id, {trigger_day} AS day, th.first_fill
+        FROM triggers t JOIN ({therapy}) th USING (patient_id)
+        WHERE t.trigger_type = 'high_propensity' AND {trigger_day} >= th.first_fill
+        """,
+    ),
+    _rule(
+        "events_inside_the_journey",
+        "a treatment event is dated inside its patient's journey",
+        """
+        SELECT e.event_id, e.patient_id, e.event_date
+        FROM treatment_events e JOIN patient_journeys j USING (patient_id)
+        WHERE e.event_date NOT BETWEEN j.journey_start_date AND j.journey_end_date
+        """,
+    ),
+    _rule(
+        "predictions_inside_the_journey",
+        "a patient's prediction is dated inside the patient's journey",
+        """
+        SELECT p.prediction_id, p.patient_id, {prediction_day} AS day
+        FROM ml_predictions p JOIN patient_journeys j USING (patient_id)
+        WHERE {prediction_day} NOT BETWEEN j.journey_start_date AND j.journey_end_date
+        """,
+    ),
+    _rule(
+        "triggers_inside_the_journey",
+        "a patient's trigger is dated inside the patient's journey",
+        """
+        SELECT t.trigger_id, t.patient_id, {trigger_day} AS day
+        FROM triggers t JOIN patient_journeys j USING (patient_id)
+        WHERE {trigger_day} NOT BETWEEN j.journey_start_date AND j.journey_end_date
+        """,
+    ),
+    _rule(
+        "patient_feature_values_inside_the_journey",
+        "a feature value about a patient is dated inside the patient's journey (and names a "
+        "patient that exists)",
+        """
+        SELECT v.feature_value_id, v.entity_values ->> 'patient_id' AS patient_id,
+               {value_day} AS day
+        FROM feature_values v
+        LEFT JOIN patient_journeys j ON j.patient_id = v.entity_values ->> 'patient_id'
+        WHERE v.entity_values ? 'patient_id'
+          AND (j.patient_id IS NULL
+               OR {value_day} NOT BETWEEN j.journey_start_date AND j.journey_end_date)
+        """,
+    ),
+    *(_split_rule(*dated) for dated in DATED_TABLES),
+)
+RULE_NAMES = tuple(r.name for r in RULES)
+
+
+def violations(
+    conn: psycopg.Connection, scenario: Scenario, limit: int = 5
+) -> dict[str, list[tuple]]:
+    """Up to `limit` violating rows of each rule, by rule name (empty lists when coherent)."""
+    values = {**params(scenario), "limit": limit}
+    return {
+        rule.name: conn.execute(
+            sql.SQL("SELECT * FROM ({}) v LIMIT %(limit)s").format(rule.query), values
+        ).fetchall()
+        for rule in RULES
+    }

@@ -1,0 +1,243 @@
+"""The cross-table rules (e2i_synth.coherence) hold on loaded bundled scenarios, each can fail,
+and the scores are honest: churn_risk predicts stopping and treatment_propensity predicts
+initiation, neither better than the true probability behind the data (pure frames, fixed
+seed: tests of the generator, not blocking checks)."""
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import psycopg
+import pytest
+from scipy.stats import mannwhitneyu
+
+import e2i_synth.scenarios
+from e2i_synth import coherence
+from e2i_synth.core.scenario import Scenario, load_scenario
+from e2i_synth.db.connection import with_database
+from e2i_synth.db.migrate import migrate
+from e2i_synth.db.resource import Database
+from e2i_synth.tables.activity import assets as activity
+from e2i_synth.tables.activity.ml_predictions import (
+    CHURN_HORIZON_DAYS,
+    generate_ml_predictions,
+    true_treatment_probability,
+)
+from e2i_synth.tables.entities import assets as entities
+from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
+from e2i_synth.tables.feature_store import assets as feature_store
+from e2i_synth.tables.metrics import assets as metrics
+from e2i_synth.world.timelines import patient_timelines
+from e2i_synth_tests.pipeline import run
+
+# The small default scenario and the null rung (no effect, drift or gap), both at scale small.
+SCENARIOS = ("default", "null")
+
+
+@pytest.fixture(scope="module", params=SCENARIOS)
+def loaded(request, server_url: str) -> Iterator[tuple[Database, Scenario]]:
+    """A database holding every table but the answer key, loaded through Dagster."""
+    name = f"t_coherence_{request.param}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = with_database(server_url, name)
+    migrate(url)
+    database = Database(url=url)
+    path = str(e2i_synth.scenarios.bundled_path(request.param))
+    assets = dg.load_assets_from_modules([entities, activity, metrics, feature_store])
+    assert run(database, assets, scenario_path=path, scale="small").success
+    yield database, load_scenario(path, "small")
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_every_rule_returns_no_rows(loaded):
+    database, scenario = loaded
+    with database.connect() as conn:
+        found = coherence.violations(conn, scenario)
+        # The rules are not vacuous: the tables they join hold rows of every kind they read.
+        kinds = dict(
+            conn.execute(
+                """SELECT 'stops', count(*) FROM treatment_events
+                   WHERE event_type IN ('switch', 'discontinuation')
+                   UNION ALL SELECT 'churn', count(*) FROM ml_predictions
+                   WHERE prediction_type = 'churn_risk'
+                   UNION ALL SELECT 'therapy_triggers', count(*) FROM triggers
+                   WHERE trigger_type IN ('refill_gap', 'competitive_switch_risk')
+                   UNION ALL SELECT 'patient_values', count(*) FROM feature_values
+                   WHERE entity_values ? 'patient_id'"""
+            ).fetchall()
+        )
+    assert {rule: rows for rule, rows in found.items() if rows} == {}
+    assert all(n > 0 for n in kinds.values()), kinds
+
+
+# One corruption per rule: a statement that makes that rule return rows.
+_STOPPED = (
+    "SELECT patient_id FROM treatment_events WHERE event_type IN ('switch', 'discontinuation')"
+)
+_NEVER_TREATED = "SELECT patient_id FROM patient_journeys WHERE NOT treatment_initiated LIMIT 1"
+_SWAP_SPLIT = "CASE x.data_split WHEN 'train' THEN 'test' ELSE 'train' END"
+CORRUPTIONS: dict[str, str] = {
+    "fills_only_on_therapy": f"""
+        UPDATE treatment_events r SET event_date = s.event_date FROM treatment_events s
+        WHERE s.patient_id = r.patient_id AND s.event_type IN ('switch', 'discontinuation')
+          AND r.event_id = (SELECT min(event_id) FROM treatment_events
+                            WHERE event_type = 'refill' AND patient_id IN ({_STOPPED}))""",
+    "one_stop_after_a_fill": f"""
+        DELETE FROM treatment_events WHERE event_id = (
+            SELECT min(event_id) FROM treatment_events
+            WHERE event_type = 'prescription' AND patient_id IN ({_STOPPED}))""",
+    "churn_scores_only_on_therapy": f"""
+        UPDATE ml_predictions SET patient_id = ({_NEVER_TREATED})
+        WHERE prediction_id = (SELECT min(prediction_id) FROM ml_predictions
+                               WHERE prediction_type = 'churn_risk')""",
+    "propensity_scores_only_until_initiation": """
+        UPDATE ml_predictions p
+        SET prediction_timestamp = (j.journey_start_date + j.days_to_treatment + 1)::timestamp
+                                   AT TIME ZONE 'UTC'
+        FROM patient_journeys j
+        WHERE j.patient_id = p.patient_id AND p.prediction_id = (
+            SELECT min(p2.prediction_id) FROM ml_predictions p2 JOIN patient_journeys j2
+            USING (patient_id)
+            WHERE p2.prediction_type = 'treatment_propensity' AND j2.treatment_initiated)""",
+    "therapy_triggers_only_on_therapy": f"""
+        UPDATE triggers SET patient_id = ({_NEVER_TREATED})
+        WHERE trigger_id = (SELECT min(trigger_id) FROM triggers
+                            WHERE trigger_type = 'refill_gap')""",
+    # A refill_gap is raised after the first fill: as a high_propensity alert it comes late.
+    "high_propensity_triggers_only_before_initiation": """
+        UPDATE triggers SET trigger_type = 'high_propensity'
+        WHERE trigger_id = (SELECT min(trigger_id) FROM triggers
+                            WHERE trigger_type = 'refill_gap')""",
+    "events_inside_the_journey": """
+        UPDATE treatment_events e SET event_date = j.journey_start_date - 1
+        FROM patient_journeys j
+        WHERE j.patient_id = e.patient_id
+          AND e.event_id = (SELECT min(event_id) FROM treatment_events)""",
+    "predictions_inside_the_journey": """
+        UPDATE ml_predictions p
+        SET prediction_timestamp = (j.journey_end_date + 1)::timestamp AT TIME ZONE 'UTC'
+        FROM patient_journeys j
+        WHERE j.patient_id = p.patient_id AND p.prediction_id = (
+            SELECT min(prediction_id) FROM ml_predictions WHERE patient_id IS NOT NULL)""",
+    "triggers_inside_the_journey": """
+        UPDATE triggers t SET created_at = created_at - interval '1 day'
+        WHERE trigger_id = (SELECT min(trigger_id) FROM triggers
+                            WHERE trigger_type = 'new_patient_diagnosed')""",
+    "patient_feature_values_inside_the_journey": """
+        UPDATE feature_values SET entity_values = jsonb_build_object('patient_id', (
+            SELECT patient_id FROM patient_journeys ORDER BY journey_end_date LIMIT 1))
+        WHERE feature_value_id = (SELECT feature_value_id FROM feature_values
+                                  WHERE entity_values ? 'patient_id'
+                                  ORDER BY event_timestamp DESC LIMIT 1)""",
+    **{
+        f"{table}_split_follows_its_date": f"""
+            UPDATE {table} x SET data_split = {_SWAP_SPLIT}
+            WHERE x.{key} = (SELECT min({key}) FROM {table})"""
+        for table, key, _, _ in coherence.DATED_TABLES
+    },
+}
+
+
+def test_every_rule_has_a_statement_a_corruption_and_a_line_in_the_readme():
+    assert set(CORRUPTIONS) == set(coherence.RULE_NAMES)
+    assert len(set(coherence.RULE_NAMES)) == len(coherence.RULES)
+    assert all(r.statement and "\n" not in r.statement for r in coherence.RULES)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## What holds across tables") :]
+    assert [n for n in coherence.RULE_NAMES if f"`{n}`" not in section] == []
+
+
+@pytest.mark.parametrize("rule", coherence.RULE_NAMES)
+def test_each_rule_fails_on_data_that_breaks_it(loaded, rule):
+    database, scenario = loaded
+    with database.connect() as conn:
+        with conn.transaction(force_rollback=True):
+            assert conn.execute(CORRUPTIONS[rule]).rowcount == 1
+            found = coherence.violations(conn, scenario)
+    assert found[rule], f"{rule} found nothing after: {CORRUPTIONS[rule]}"
+
+
+# ----------------------------------------------------------------- honest scores (pure frames)
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """P(a positive scores above a negative), ties half (Mann-Whitney U)."""
+    return float(mannwhitneyu(scores[labels], scores[~labels]).statistic) / (
+        labels.sum() * (~labels).sum()
+    )
+
+
+@pytest.fixture(scope="module")
+def world() -> dict:
+    # Full scale with the bundled seed: pure generation takes about a second.
+    scenario = load_scenario(scale="full")
+    hcps = generate_hcp_profiles(scenario)
+    patients = generate_patient_journeys(scenario, hcps)
+    window = (scenario.start_date, scenario.end_date + timedelta(days=1))
+    timelines, _ = patient_timelines(scenario, patients)
+    return {
+        "scenario": scenario,
+        "patients": patients,
+        "timelines": timelines,
+        "predictions": generate_ml_predictions(scenario, hcps, patients, *window),
+    }
+
+
+def _churn_rows(world: dict) -> pl.DataFrame:
+    """Churn scores with stops_soon: the patient stops within the score's horizon."""
+    day = pl.col("prediction_timestamp").dt.date()
+    horizon = day + pl.duration(days=CHURN_HORIZON_DAYS)
+    return (
+        world["predictions"]
+        .filter(pl.col("prediction_type") == "churn_risk")
+        .join(world["timelines"], on="patient_id")
+        .with_columns(
+            stops_soon=((pl.col("stop_date") > day) & (pl.col("stop_date") <= horizon)).fill_null(
+                False
+            )
+        )
+    )
+
+
+def test_churn_score_predicts_stopping_but_not_better_than_the_hazard(world):
+    rows = _churn_rows(world)
+    labels = rows["stops_soon"].to_numpy()
+    assert labels.sum() > 100 and (~labels).sum() > 100
+    score = _auc(rows["score"].to_numpy(), labels)
+    oracle = _auc(rows["stop_hazard"].to_numpy(), labels)
+    assert 0.55 < score < oracle, (score, oracle)
+
+
+def test_a_churn_score_that_knows_the_future_beats_the_hazard(world):
+    # What the comparison above guards against: a score built from the realised stop.
+    rows = _churn_rows(world)
+    labels = rows["stops_soon"].to_numpy()
+    leaky = labels + 0.5 * rows["score"].to_numpy()
+    assert _auc(leaky, labels) > _auc(rows["stop_hazard"].to_numpy(), labels)
+
+
+def test_propensity_score_is_not_better_than_the_true_probability(world):
+    patients = world["patients"]
+    rows = (
+        world["predictions"]
+        .filter(pl.col("prediction_type") == "treatment_propensity")
+        .join(patients.select("patient_id", "treatment_initiated"), on="patient_id")
+    )
+    truth = pl.DataFrame(
+        {
+            "patient_id": patients["patient_id"],
+            "p_true": true_treatment_probability(world["scenario"], patients),
+        }
+    )
+    rows = rows.join(truth, on="patient_id")
+    labels = rows["treatment_initiated"].to_numpy()
+    score = _auc(rows["score"].to_numpy(), labels)
+    oracle = _auc(rows["p_true"].to_numpy(), labels)
+    assert 0.55 < score < oracle, (score, oracle)
