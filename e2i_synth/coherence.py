@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from e2i_synth.core.scenario import Scenario
-from e2i_synth.pipeline.split_sql import split_params, split_sql
+from e2i_synth.pipeline.split_sql import split_params, split_sql, utc_day_sql
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Rule:
 
 
 def _utc_day(table: str, column: str) -> sql.Composable:
-    return sql.SQL("({} AT TIME ZONE 'UTC')::date").format(sql.Identifier(table, column))
+    return utc_day_sql(sql.Identifier(table, column))
 
 
 def params(scenario: Scenario) -> dict[str, object]:

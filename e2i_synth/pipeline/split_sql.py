@@ -10,6 +10,11 @@ from e2i_synth.core.split import split_cutoffs
 from e2i_synth.core.vocabulary import DATA_SPLITS
 
 
+def utc_day_sql(timestamp: sql.Composable) -> sql.Composable:
+    """The UTC calendar day of a timestamptz expression: the date a row's split follows."""
+    return sql.SQL("({} AT TIME ZONE 'UTC')::date").format(timestamp)
+
+
 def split_sql(day: sql.Composable) -> sql.Composable:
     """split_for_dates in SQL: the data_split of a date expression, the cutoffs as named
     placeholders that split_params binds."""

@@ -17,7 +17,7 @@ from psycopg import sql
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.db.resource import Database
 from e2i_synth.pipeline.rule_checks import row_rules, rule_check
-from e2i_synth.pipeline.split_sql import split_params, split_sql
+from e2i_synth.pipeline.split_sql import split_params, split_sql, utc_day_sql
 from e2i_synth.pipeline.table_checks import table_checks
 from e2i_synth.tables import TABLES
 from e2i_synth.tables.activity import ml_predictions as predictions_generator
@@ -41,7 +41,7 @@ def _params(scenario: Scenario) -> dict[str, object]:
 
 
 def _utc_day(column: str) -> sql.Composable:
-    return sql.SQL("({} AT TIME ZONE 'UTC')::date").format(sql.SQL(column))
+    return utc_day_sql(sql.SQL(column))
 
 
 def _split_matches(day: sql.Composable) -> sql.Composable:

@@ -2,8 +2,8 @@
 
 Rows are drawn one day at a time, each day from its own random stream, and numbered within
 their day; so the rows of a window are exactly the union of its days' rows, whatever window is
-asked for (the table is partitioned by day later). The helpers for that are shared with the
-triggers generator.
+asked for (the table is partitioned by month; a month is the union of its days). The
+helpers for that are shared with the triggers generator.
 
 treatment_propensity scores every patient at diagnosis and rescores them while untreated;
 its score is the true P(treatment_initiated) of the causal model, known at diagnosis, blurred

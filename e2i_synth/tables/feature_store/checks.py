@@ -16,7 +16,7 @@ from psycopg import sql
 from e2i_synth.core.scenario import ENGAGEMENT_MAX, Scenario
 from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
 from e2i_synth.pipeline.rule_checks import row_rules, rule_check
-from e2i_synth.pipeline.split_sql import split_params, split_sql
+from e2i_synth.pipeline.split_sql import split_params, split_sql, utc_day_sql
 from e2i_synth.pipeline.sql_arithmetic import SqlExpr
 from e2i_synth.pipeline.table_checks import table_checks
 from e2i_synth.tables import TABLES
@@ -63,7 +63,7 @@ def value_rules_query() -> sql.Composable:
         "WHEN {age} <= make_interval(hours => %(stale)s * f.freshness_window_hours) "
         "THEN 'stale' ELSE 'expired' END"
     ).format(age=_AGE)
-    day = sql.SQL("(fv.event_timestamp AT TIME ZONE 'UTC')::date")
+    day = utc_day_sql(sql.SQL("fv.event_timestamp"))
     return row_rules(
         source,
         ["fv.feature_value_id", "f.name AS feature", "fv.entity_values::text", "fv.value::text"],
