@@ -185,12 +185,19 @@ def _assert_answer_key(scenario: Scenario, database: Database, report: pl.DataFr
         assert abs(realised - row["expected_value"]) < 0.05, row
 
 
+def _loaded(copy_of, name: str) -> Database:
+    """A new database holding the bundled scenario `name` at full scale, every check passed
+    (_materialize); one run per scenario and session, copied for each test."""
+    scenario = _scenario(name)
+    return Database(url=copy_of(f"full_{name}", lambda database: _materialize(scenario, database)))
+
+
 @pytest.mark.parametrize("name", ["default", "null", "strong"])
-def test_scenario_is_recovered_and_matches_its_answer_key(name, database):
+def test_scenario_is_recovered_and_matches_its_answer_key(name, copy_of):
     scenario = _scenario(name)
     if name == "null":
         assert scenario.causal.true_ate == 0 and not scenario.drifts and not scenario.gaps
-    _materialize(scenario, database)
+    database = _loaded(copy_of, name)
 
     _assert_causal_effect_recovered(scenario, database)
     report = _assert_drifts_recovered(scenario, database)
@@ -212,11 +219,11 @@ def test_strong_scenario_plants_more_than_the_default():
         assert len({getattr(g, attribute) for g in strong.gaps}) >= 3, attribute
 
 
-def test_changing_the_scenario_changes_what_is_planted_and_the_answer_key_follows(database):
+def test_changing_the_scenario_changes_what_is_planted_and_the_answer_key_follows(copy_of):
     default, strong = _scenario("default"), _scenario("strong")
     assert default.content_hash() != strong.content_hash()
 
-    _materialize(default, database)
+    database = _loaded(copy_of, "default")
     before = _ground_truth(database)
     assert set(before["scenario_hash"]) == {default.content_hash()}
 

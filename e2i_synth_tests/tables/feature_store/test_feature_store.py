@@ -14,6 +14,7 @@ from e2i_synth.core.scenario import ENGAGEMENT_MAX, Scenario, load_scenario
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
 from e2i_synth.db.copy import count_rows, read_table, replace_rows
+from e2i_synth.db.resource import Database
 from e2i_synth.stats.drift import drift_statistics
 from e2i_synth.tables import TABLES
 from e2i_synth.tables.entities import assets as entities
@@ -446,16 +447,25 @@ def _load(conn: psycopg.Connection, data: Data) -> None:
         assert replace_rows(conn, spec, [spec.validate(frame)]) == frame.height
 
 
+@pytest.fixture(scope="module")
+def loaded() -> Data:
+    """The small scenario's entities and feature store, as frames (loaded_db holds them)."""
+    return Data(load_scenario(None, "small"))
+
+
 @pytest.fixture
-def loaded(database) -> Data:
-    data = Data(load_scenario(None, "small"))
-    with database.connect() as conn:
-        _load(conn, data)
-    return data
+def loaded_db(copy_of, loaded: Data) -> Database:
+    """A new database holding `loaded` (loaded once per session, copied for each test)."""
+
+    def load(database: Database) -> None:
+        with database.connect() as conn:
+            _load(conn, loaded)
+
+    return Database(url=copy_of("small_feature_store", load))
 
 
-def test_json_round_trips_through_jsonb(database, loaded: Data):
-    with database.connect() as conn:
+def test_json_round_trips_through_jsonb(loaded_db: Database, loaded: Data):
+    with loaded_db.connect() as conn:
         features = read_table(conn, TABLES["features"])
         values = read_table(conn, TABLES["feature_values"])
         rendered = conn.execute(
@@ -476,18 +486,18 @@ def test_json_round_trips_through_jsonb(database, loaded: Data):
     assert values.height == loaded.values.height
 
 
-def test_duplicate_feature_keys_are_refused_by_the_table(database, loaded: Data):
+def test_duplicate_feature_keys_are_refused_by_the_table(loaded_db: Database, loaded: Data):
     row = loaded.values.head(1).with_columns(feature_value_id=pl.lit("FV-20240101-99999"))
-    with database.connect() as conn, pytest.raises(psycopg.errors.UniqueViolation):
+    with loaded_db.connect() as conn, pytest.raises(psycopg.errors.UniqueViolation):
         conn.execute(
             "INSERT INTO feature_values VALUES (%s, %s, %s::jsonb, %s::jsonb, %s, %s, %s)",
             row.row(0),
         )
 
 
-def test_sql_checks_pass_and_catch_tampering(database, loaded: Data):
+def test_sql_checks_pass_and_catch_tampering(loaded_db: Database, loaded: Data):
     s = loaded.scenario
-    with database.connect() as conn:
+    with loaded_db.connect() as conn:
         assert duplicate_keys(conn) == {"duplicated_keys": 0, "extra_rows": 0}
         assert not any(entity_reference_violations(conn, s).values())
         assert value_violations(conn) == {}
