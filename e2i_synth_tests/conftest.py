@@ -100,12 +100,22 @@ class Templates:
     def __init__(self, server_url: str) -> None:
         self.server_url = server_url
         self.made: dict[str, Any] = {}  # template name -> what its load returned
+        self.session = uuid.uuid4().hex[:6]  # another session's leftovers never collide
 
-    def template(self, key: str, load: Callable[[Database], Any] | None = None) -> str:
-        """Name of the template `key`, made on first use: migrated, then `load`ed."""
-        name = f"e2i_tpl_{key}"
+    def template(
+        self, key: str, load: Callable[[Database], Any] | None = None, base: str = "migrated"
+    ) -> str:
+        """Name of the template `key`, made on first use: migrated, then `load`ed; or a copy
+        of the template `base` (made before), then `load`ed."""
+        name = self._name(key)
         if name not in self.made:
-            base = None if load is None else self.template("migrated")
+            if load is None:
+                base = None
+            elif base == "migrated":
+                base = self.template("migrated")
+            else:
+                assert self._name(base) in self.made, f"template {base} is not made yet"
+                base = self._name(base)
             url = create_database(self.server_url, name, template=base)
             try:
                 if base is None:
@@ -117,7 +127,10 @@ class Templates:
         return name
 
     def result(self, key: str) -> Any:
-        return self.made[f"e2i_tpl_{key}"]
+        return self.made[self._name(key)]
+
+    def _name(self, key: str) -> str:
+        return f"e2i_tpl_{self.session}_{key}"
 
     def drop_all(self) -> None:
         for name in self.made:
@@ -133,13 +146,14 @@ def templates(server_url: str) -> Iterator[Templates]:
 
 @pytest.fixture
 def copy_of(server_url: str, templates: Templates) -> Iterator[Callable[..., str]]:
-    """copy_of(key, load=None): URL of a new database copied from the template `key` (see
-    Templates.template); every copy is dropped after the test."""
+    """copy_of(key, load=None, base="migrated"): URL of a new database copied from the
+    template `key` (see Templates.template); every copy is dropped after the test."""
     names: list[str] = []
 
-    def copy(key: str, load: Callable[[Database], Any] | None = None) -> str:
+    def copy(key: str, load: Callable[[Database], Any] | None = None, base="migrated") -> str:
+        template = templates.template(key, load, base)
         names.append(_new_name())
-        return create_database(server_url, names[-1], template=templates.template(key, load))
+        return create_database(server_url, names[-1], template=template)
 
     yield copy
     for name in names:
