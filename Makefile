@@ -38,7 +38,7 @@ test: $(STAMP)
 
 # The slow tests (every test marked soak, and all of e2i_synth_tests/soak): SIGKILL during a
 # 1M-row COPY, a server crash mid-load, outages, kills of a scenario change, the blocking checks
-# on hundreds of seeds. `make test` and `make soak` together run the whole suite (.ci/run does).
+# on hundreds of seeds, runs in a process per run or per step (--parallel). `make test` and `make soak` together run the whole suite (.ci/run does).
 soak: $(STAMP)
 	E2I_SOAK=1 $(BIN)/pytest -q -m soak $(PYTEST_ARGS)
 

@@ -286,6 +286,7 @@ def test_a_dagster_run_of_another_scenario_is_refused_and_writes_nothing(at_a, t
 # --- a change run in other processes ------------------------------------------------------------
 
 
+@pytest.mark.soak  # a fresh process per run or per step: minutes of start-up, `make soak`
 @pytest.mark.parametrize("mode", ["isolate", "parallel"])
 def test_a_change_run_in_child_processes_loads_staging_and_swaps(at_a, mode, tmp_path, monkeypatch):
     """Isolated runs (a fresh process per run) and --parallel runs (a process per step,

@@ -6,6 +6,7 @@ import os
 from datetime import UTC, date, datetime, time, timedelta
 
 import dagster as dg
+import pytest
 from psycopg import sql
 
 from e2i_synth.core.scenario import load_scenario
@@ -39,6 +40,7 @@ def test_live_until_is_yesterday_or_end_date_plus_live_days():
     assert live_until(scenario, today=date(2026, 7, 1)) == scenario.end_date  # nothing live yet
 
 
+@pytest.mark.soak  # a fresh process per run or per step: minutes of start-up, `make soak`
 def test_chunked_isolated_runs_load_the_same_rows_and_check_each_table_once(small_db, small_run):
     scenario = load_scenario(scale="small")
     database = small_db  # loaded by one in-process run (small_run) of the same scenario
@@ -88,6 +90,7 @@ def test_chunked_isolated_runs_load_the_same_rows_and_check_each_table_once(smal
     assert by_name["feature_values"].rows == expected["feature_values"][0]
 
 
+@pytest.mark.soak  # a fresh process per run or per step: minutes of start-up, `make soak`
 def test_parallel_runs_on_the_multiprocess_executor_load_the_same_rows(
     small_db, tmp_path, monkeypatch
 ):
