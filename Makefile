@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The `distributed` extra (dagster-celery, redis client) on top: e2i_synth.pipeline.distributed and its
+# The `distributed` extra (dagster-celery, redis client) on top: e2i_synth.pipeline.distributed
+# and its
 # soak test.
 DISTRIBUTED := $(VENV)/.installed-distributed
 $(DISTRIBUTED): $(STAMP)
@@ -38,17 +39,20 @@ run: $(STAMP)
 	$(BIN)/e2i-synth db migrate
 	$(BIN)/e2i-synth materialize --scale $(SCALE)
 
-# The whole suite against a real PostgreSQL (embedded, started by the tests).
-# PYTEST_ARGS: extra pytest arguments (CI's second interpreter skips the slowest files).
+# The suite against a real PostgreSQL (embedded, started by the tests), minutes; the slow tests
+# (marked soak) are skipped here and run by `make soak`. PYTEST_ARGS: extra pytest arguments.
 test: $(STAMP)
 	$(BIN)/ruff check e2i_synth e2i_synth_tests bench tools examples
 	$(BIN)/ruff format --check e2i_synth e2i_synth_tests bench tools examples
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Slow reliability tests (minutes): SIGKILL during a 1M-row COPY, a server crash mid-load, the
-# celery backfill with a worker killed (needs redis-server: apt-get install -y redis-server).
+# The slow tests (every test marked soak, and all of e2i_synth_tests/soak): SIGKILL during a
+# 1M-row COPY, a server crash mid-load, outages, kills of a scenario change, the blocking checks
+# on hundreds of seeds, runs in a process per run or per step (--parallel), the celery backfill
+# with a worker killed (needs redis-server: apt-get install -y redis-server). `make test` and
+# `make soak` together run the whole suite (.ci/run does).
 soak: $(DISTRIBUTED)
-	E2I_SOAK=1 $(BIN)/pytest -q e2i_synth_tests/soak
+	E2I_SOAK=1 $(BIN)/pytest -q -m soak $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check e2i_synth e2i_synth_tests bench tools examples

@@ -1,4 +1,9 @@
-"""A real PostgreSQL for the whole test session (embedded pgserver), a fresh database per test."""
+"""A real PostgreSQL for the whole test session (embedded pgserver), a fresh database per test.
+
+A fresh database is a copy of a template (CREATE DATABASE ... TEMPLATE, a file copy on the
+server): migrated once per session, and loaded once per session for each scenario that tests
+share (`loaded_copy`), instead of migrating or re-running the pipeline for every test.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,60 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from e2i_synth.db.connection import with_database
 from e2i_synth.db.migrate import migrate
 from e2i_synth.db.resource import Database
+from e2i_synth_tests.pipeline import LoadedRun, load_small, small_template_key
+
+SOAK_ENV = "E2I_SOAK"
+SOAK_FOLDER = Path(__file__).resolve().parent / "soak"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m soak` selects by the marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests (marked soak, and all of soak/) run only with E2I_SOAK=1 (`make soak`)."""
+    for item in items:
+        if SOAK_FOLDER in item.path.parents:
+            item.add_marker(pytest.mark.soak)
+    if os.environ.get(SOAK_ENV) == "1":
+        return
+    skip = pytest.mark.skip(reason=f"soak test: set {SOAK_ENV}=1 or run `make soak`")
+    for item in items:
+        if item.get_closest_marker("soak"):
+            item.add_marker(skip)
 
 
 def _url_for(server_url: str, dbname: str) -> str:
     return with_database(server_url, dbname)
+
+
+def create_database(server_url: str, name: str, template: str | None = None) -> str:
+    """CREATE DATABASE `name` (a copy of `template` if given); its URL."""
+    query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(query)
+    return _url_for(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def _new_name() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="session")
@@ -41,21 +87,98 @@ def server_url() -> Iterator[str]:
 @pytest.fixture
 def empty_db_url(server_url: str) -> Iterator[str]:
     """A new, empty database on the session server, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _url_for(server_url, name)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    name = _new_name()
+    url = create_database(server_url, name)
+    yield url
+    drop_database(server_url, name)
+
+
+class Templates:
+    """Template databases made once per session: migrated, or migrated and loaded by a
+    function; each test gets a copy of one (a file copy: no migration, no pipeline run)."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.made: dict[str, Any] = {}  # template name -> what its load returned
+        self.session = uuid.uuid4().hex[:6]  # another session's leftovers never collide
+
+    def template(
+        self, key: str, load: Callable[[Database], Any] | None = None, base: str = "migrated"
+    ) -> str:
+        """Name of the template `key`, made on first use: migrated, then `load`ed; or a copy
+        of the template `base` (made before), then `load`ed."""
+        name = self._name(key)
+        if name not in self.made:
+            if load is None:
+                base = None
+            elif base == "migrated":
+                base = self.template("migrated")
+            else:
+                assert self._name(base) in self.made, f"template {base} is not made yet"
+                base = self._name(base)
+            url = create_database(self.server_url, name, template=base)
+            try:
+                if base is None:
+                    migrate(url)
+                self.made[name] = None if load is None else load(Database(url=url))
+            except BaseException:
+                drop_database(self.server_url, name)
+                raise
+        return name
+
+    def result(self, key: str) -> Any:
+        return self.made[self._name(key)]
+
+    def _name(self, key: str) -> str:
+        return f"e2i_tpl_{self.session}_{key}"
+
+    def drop_all(self) -> None:
+        for name in self.made:
+            drop_database(self.server_url, name)
+
+
+@pytest.fixture(scope="session")
+def templates(server_url: str) -> Iterator[Templates]:
+    made = Templates(server_url)
+    yield made
+    made.drop_all()
 
 
 @pytest.fixture
-def db_url(empty_db_url: str) -> str:
-    """A new database with every migration applied."""
-    migrate(empty_db_url)
-    return empty_db_url
+def copy_of(server_url: str, templates: Templates) -> Iterator[Callable[..., str]]:
+    """copy_of(key, load=None, base="migrated"): URL of a new database copied from the
+    template `key` (see Templates.template); every copy is dropped after the test."""
+    names: list[str] = []
+
+    def copy(key: str, load: Callable[[Database], Any] | None = None, base="migrated") -> str:
+        template = templates.template(key, load, base)
+        names.append(_new_name())
+        return create_database(server_url, names[-1], template=template)
+
+    yield copy
+    for name in names:
+        drop_database(server_url, name)
+
+
+@pytest.fixture
+def db_url(copy_of) -> str:
+    """A new database with every migration applied (a copy of the migrated template)."""
+    return copy_of("migrated")
 
 
 @pytest.fixture
 def database(db_url: str) -> Database:
     return Database(url=db_url)
+
+
+@pytest.fixture
+def small_db(copy_of) -> Database:
+    """A new database holding the default scenario at scale small, every table and check
+    (loaded once per session by pipeline.load_small, copied for each test)."""
+    return Database(url=copy_of(small_template_key(), load_small))
+
+
+@pytest.fixture
+def small_run(small_db: Database, templates: Templates) -> LoadedRun:
+    """What loading small_db's template did: its run summary and job names."""
+    return templates.result(small_template_key())

@@ -77,16 +77,18 @@ def test_dry_run_validates_everything_and_writes_nothing(cli_env, capsys):
     assert _counts(cli_env) == {}
 
 
-def test_materialize_loads_every_table_and_passes_every_check(cli_env, capsys):
-    assert main(["materialize", "--scale", "small"]) == 0
-    out = capsys.readouterr().out
-    assert "FAILED" not in out and "succeeded" in out
+def test_materialize_loads_every_table_and_passes_every_check(small_db, monkeypatch, capsys):
+    # small_db holds the default scenario at scale small, loaded as the CLI loads it (an empty
+    # database through the CLI: test_concurrent_runs.py, db/test_secrets.py).
+    cli_env = small_db.url
+    monkeypatch.setenv("E2I_DATABASE_URL", cli_env)
     counts = _counts(cli_env)
     assert set(counts) == set(TABLES) and all(counts.values())
     # A second run of the same scenario replaces rows: same counts, no duplicates.
     assert main(["materialize", "--scale", "small"]) == 0
+    out = capsys.readouterr().out
+    assert "FAILED" not in out and "succeeded" in out
     assert _counts(cli_env) == counts
-    capsys.readouterr()
     # A different scenario says so and, with nobody to answer, writes nothing without --force;
     assert main(["materialize", "--scale", "0.2"]) == 2
     captured = capsys.readouterr()

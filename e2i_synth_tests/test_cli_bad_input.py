@@ -4,13 +4,15 @@ with exit code 2, naming the field, before anything is written."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from e2i_synth.cli import main
+from e2i_synth_tests.conftest import create_database, drop_database
 
 BAD_SCENARIOS = Path(__file__).resolve().parent / "bad_scenarios"
 
@@ -94,6 +96,15 @@ GENERATED_BAD_SCENARIOS: dict[str, tuple[Callable[[], str], tuple[str, ...]]] = 
 }
 
 
+@pytest.fixture(scope="module")
+def empty_url(server_url: str) -> Iterator[str]:
+    """One empty database for the module: each test here is refused before anything runs and
+    then checks that the database is still empty, so a test that wrote would fail there."""
+    name = f"t_bad_input_{uuid.uuid4().hex[:8]}"
+    yield create_database(server_url, name)
+    drop_database(server_url, name)
+
+
 def _public_tables(url: str) -> list[str]:
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
@@ -110,9 +121,9 @@ def _never_runs(*args, **kwargs):
 
 @pytest.mark.parametrize("name", list(BAD_SCENARIO_ERRORS))
 def test_bad_scenario_file_exits_2_naming_the_field_and_writes_nothing(
-    name, empty_db_url, monkeypatch, capsys
+    name, empty_url, monkeypatch, capsys
 ):
-    monkeypatch.setenv("E2I_DATABASE_URL", empty_db_url)
+    monkeypatch.setenv("E2I_DATABASE_URL", empty_url)
     monkeypatch.setattr(
         "e2i_synth.pipeline.runner.materialize", _never_runs
     )  # a bad file never loads
@@ -123,14 +134,14 @@ def test_bad_scenario_file_exits_2_naming_the_field_and_writes_nothing(
     assert err.startswith("error: ") and str(path) in err
     for words in BAD_SCENARIO_ERRORS[name]:
         assert words in err, f"{words!r} not in: {err}"
-    assert _public_tables(empty_db_url) == []  # not even migrated
+    assert _public_tables(empty_url) == []  # not even migrated
 
 
 @pytest.mark.parametrize("name", list(GENERATED_BAD_SCENARIOS))
 def test_generated_bad_scenario_exits_2_with_a_short_error_and_writes_nothing(
-    name, empty_db_url, monkeypatch, capsys, tmp_path
+    name, empty_url, monkeypatch, capsys, tmp_path
 ):
-    monkeypatch.setenv("E2I_DATABASE_URL", empty_db_url)
+    monkeypatch.setenv("E2I_DATABASE_URL", empty_url)
     monkeypatch.setattr("e2i_synth.pipeline.runner.materialize", _never_runs)
     make_text, words = GENERATED_BAD_SCENARIOS[name]
     path = tmp_path / "scenario.yaml"
@@ -144,7 +155,7 @@ def test_generated_bad_scenario_exits_2_with_a_short_error_and_writes_nothing(
     assert len(err) < MAX_ERROR_CHARS, f"{len(err)} characters"
     for word in words:
         assert word in err, f"{word!r} not in: {err}"
-    assert _public_tables(empty_db_url) == []
+    assert _public_tables(empty_url) == []
 
 
 # Command-line arguments and environment refused before anything runs:
@@ -175,10 +186,10 @@ BAD_ARGUMENTS: dict[str, tuple[list[str], dict[str, str | None], tuple[str, ...]
 
 @pytest.mark.parametrize("name", list(BAD_ARGUMENTS))
 def test_bad_arguments_exit_2_without_a_traceback_and_write_nothing(
-    name, empty_db_url, monkeypatch, capsys
+    name, empty_url, monkeypatch, capsys
 ):
     argv, env, words = BAD_ARGUMENTS[name]
-    monkeypatch.setenv("E2I_DATABASE_URL", empty_db_url)
+    monkeypatch.setenv("E2I_DATABASE_URL", empty_url)
     monkeypatch.setattr("e2i_synth.pipeline.runner.materialize", _never_runs)
     for key, value in env.items():
         if value is None:
@@ -195,4 +206,4 @@ def test_bad_arguments_exit_2_without_a_traceback_and_write_nothing(
     assert "Traceback" not in err
     for word in words:
         assert word in err, f"{word!r} not in: {err}"
-    assert _public_tables(empty_db_url) == []
+    assert _public_tables(empty_url) == []

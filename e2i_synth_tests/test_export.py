@@ -3,8 +3,6 @@ export` round-trips every table (rows, types, the scenario hash in the metadata)
 CSV, and examples/reference_agents.py answers with each reference consumer and scores itself."""
 
 import json
-import uuid
-from collections.abc import Iterator
 
 import polars as pl
 import psycopg
@@ -12,27 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from e2i_synth.cli import main
-from e2i_synth.db.connection import with_database
 from e2i_synth.db.copy import count_rows, read_table
-from e2i_synth.db.migrate import migrate
 from e2i_synth.tables import TABLES
 
 
-@pytest.fixture(scope="module")
-def materialized_url(server_url: str) -> Iterator[str]:
-    """A database with the default scenario materialized at scale small (the CLI's path)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server_url, name)
-    migrate(url)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("E2I_DATABASE_URL", url)
-        patch.delenv("DAGSTER_HOME", raising=False)
-        assert main(["materialize", "--scale", "small"]) == 0
-    yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+@pytest.fixture
+def materialized_url(small_db) -> str:
+    """A database with the default scenario materialized at scale small."""
+    return small_db.url
 
 
 def _active_hash(url: str) -> str:

@@ -17,13 +17,15 @@ from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
 from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 from e2i_synth.tables.metrics.business_metrics import generate_business_metrics
 
+LOADED = ("hcp_profiles", "patient_journeys", "triggers", "business_metrics")
 
-@pytest.fixture(scope="module")
+
+@pytest.fixture(scope="session")
 def scenario() -> Scenario:
     return load_scenario(scale="small")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def frames(scenario) -> dict[str, pl.DataFrame]:
     hcps = generate_hcp_profiles(scenario)
     patients = generate_patient_journeys(scenario, hcps)
@@ -37,9 +39,13 @@ def frames(scenario) -> dict[str, pl.DataFrame]:
 
 
 @pytest.fixture
-def loaded(database, frames) -> Database:
-    """The test database holding the small scenario's entities, triggers and metrics."""
-    with database.connect() as conn:
-        for table in ("hcp_profiles", "patient_journeys", "triggers", "business_metrics"):
-            replace_rows(conn, TABLES[table], [frames[table]])
-    return database
+def loaded(copy_of, frames) -> Database:
+    """A new test database holding the small scenario's entities, triggers and metrics (loaded
+    once per session, copied for each test)."""
+
+    def load(database: Database) -> None:
+        with database.connect() as conn:
+            for table in LOADED:
+                replace_rows(conn, TABLES[table], [frames[table]])
+
+    return Database(url=copy_of("small_frames", load))

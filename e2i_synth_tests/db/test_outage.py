@@ -32,6 +32,8 @@ from e2i_synth_tests.bounded import ERROR_WITHIN, HANG_LIMIT, bounded
 from e2i_synth_tests.conftest import _url_for
 from e2i_synth_tests.servers import dedicated_pgdata, start_server, with_password
 
+pytestmark = pytest.mark.soak  # servers stopped and restarted, timeouts: `make soak`
+
 HCPS = TABLES["hcp_profiles"]
 
 

@@ -35,23 +35,27 @@ A = parse_scenario(SHORT_SCENARIO + "seed: 1\n")
 B = parse_scenario(SHORT_SCENARIO + "seed: 3\n")  # seed 2 fails its blocking drift check
 LIMIT = 300.0  # seconds: no run here may take longer
 SEEDED = ("hcp_profiles", "feature_values", "ground_truth")  # tables A and B differ in
+ENVIRONMENT = ("DAGSTER_HOME", "E2I_SCENARIO", "E2I_SCALE")  # would override the runs' scenario
 
 
 def _materialize(database: Database, scenario: Scenario, **kwargs) -> runner.RunSummary:
     return runner.materialize(scenario, database, **kwargs)
 
 
-def load_a(database: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
-    """The database, holding scenario A: every table and check."""
-    for name in ("DAGSTER_HOME", "E2I_SCENARIO", "E2I_SCALE"):
-        monkeypatch.delenv(name, raising=False)
-    assert _materialize(database, A).success
-    return database
+def _load_a(database: Database) -> None:
+    """Load scenario A into the database: every table and check."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ENVIRONMENT:
+            patch.delenv(name, raising=False)
+        assert _materialize(database, A).success
 
 
 @pytest.fixture
-def at_a(database, monkeypatch) -> Database:
-    return load_a(database, monkeypatch)
+def at_a(copy_of, monkeypatch) -> Database:
+    """A new database holding scenario A (a copy of a database loaded once per session)."""
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    return Database(url=copy_of("short_a", _load_a))
 
 
 def _active(database: Database) -> str | None:
@@ -156,6 +160,7 @@ def _kill_at_each(at_a: Database, tmp_path: Path, points: tuple[str, ...]) -> No
     print(f"{len(points)} kills survived; the next run completed the change")
 
 
+@pytest.mark.soak  # CLI runs killed and rerun: `make soak` (soak/ kills at every stage)
 def test_a_scenario_change_killed_leaves_the_previous_scenario_whole(at_a, tmp_path):
     _kill_at_each(at_a, tmp_path, QUICK_KILL_POINTS)
 
@@ -281,10 +286,9 @@ def test_a_dagster_run_of_another_scenario_is_refused_and_writes_nothing(at_a, t
 # --- a change run in other processes ------------------------------------------------------------
 
 
+@pytest.mark.soak  # a fresh process per run or per step: minutes of start-up, `make soak`
 @pytest.mark.parametrize("mode", ["isolate", "parallel"])
-def test_a_change_run_in_child_processes_loads_staging_and_swaps(
-    at_a, db_url, mode, tmp_path, monkeypatch
-):
+def test_a_change_run_in_child_processes_loads_staging_and_swaps(at_a, mode, tmp_path, monkeypatch):
     """Isolated runs (a fresh process per run) and --parallel runs (a process per step,
     resources rebuilt from e2i_synth.definitions) load the change into staging too: the swap
     brings every table of B, equal to a rerun of B in this process."""
@@ -292,7 +296,7 @@ def test_a_change_run_in_child_processes_loads_staging_and_swaps(
     if mode == "isolate":
         summary = _materialize(at_a, B, isolate=True)
     else:
-        monkeypatch.setenv("E2I_DATABASE_URL", db_url)
+        monkeypatch.setenv("E2I_DATABASE_URL", at_a.url)
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
         with dg.DagsterInstance.get() as persistent:
             summary = _materialize(at_a, B, parallel=True, run_instance=persistent)

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import dagster as dg
 import psycopg
 
+from e2i_synth.core.scenario import load_scenario
 from e2i_synth.db.resource import Database
 from e2i_synth.definitions import build_resources
-from e2i_synth.pipeline.partitions import partition_range, range_tags
-from e2i_synth.pipeline.runner import stages
+from e2i_synth.pipeline.partitions import live_until, partition_range, range_tags
+from e2i_synth.pipeline.runner import RunSummary, materialize, stages
 from e2i_synth.tables import TABLES
 
 
@@ -99,3 +100,27 @@ def fingerprints(url: str) -> dict[str, tuple[int, str]]:
 def cli_env(url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "E2I_SCENARIO")}
     return {**env, "E2I_DATABASE_URL": url}
+
+
+@dataclass
+class LoadedRun:
+    """What one materialization of a test database did: its summary and its runs' job names."""
+
+    summary: RunSummary
+    job_names: set[str]
+
+
+def small_template_key() -> str:
+    """Template key of the small default scenario: with the day it is caught up to (feature
+    values are loaded up to yesterday), so a session running past midnight loads it again."""
+    return f"small_{live_until(load_scenario(scale='small')):%Y%m%d}"
+
+
+def load_small(database: Database) -> LoadedRun:
+    """The default scenario at scale small into the database, as `e2i-synth materialize` runs
+    it (this process, every table and check); asserts that it succeeded."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        summary = materialize(load_scenario(scale="small"), database, run_instance=instance)
+        assert summary.success, summary.render()
+        names = {instance.get_run_by_id(run_id).job_name for run_id in summary.run_ids}
+    return LoadedRun(summary, names)

@@ -39,31 +39,21 @@ def _db_hashes(url: str, tables: list[str]) -> dict[str, str]:
         return {t: conn.execute(TABLE_HASH.format(t)).fetchone()[0] for t in tables}
 
 
-def test_two_databases_get_identical_table_content(server_url):
+def test_two_databases_get_identical_table_content(copy_of):
     """Materialize twice into two databases through Dagster; table hashes match."""
-    import uuid
-
     import dagster as dg
 
-    from e2i_synth.db.migrate import migrate
     from e2i_synth.db.resource import Database
     from e2i_synth.definitions import ASSETS
-    from e2i_synth_tests.conftest import _url_for
 
     hashes = []
     for _ in range(2):
-        name = f"t_det_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = _url_for(server_url, name)
-        migrate(url)
+        url = copy_of("migrated")
         result = run(
             Database(url=url), ASSETS, scale="small", instance=dg.DagsterInstance.ephemeral()
         )
         assert result.success
         tables = [a.key.path[-1] for a in ASSETS]
         hashes.append(_db_hashes(url, tables))
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     assert hashes[0] == hashes[1]
     assert all(hashes[0].values())

@@ -6,6 +6,7 @@ import os
 from datetime import UTC, date, datetime, time, timedelta
 
 import dagster as dg
+import pytest
 from psycopg import sql
 
 from e2i_synth.core.scenario import load_scenario
@@ -39,10 +40,11 @@ def test_live_until_is_yesterday_or_end_date_plus_live_days():
     assert live_until(scenario, today=date(2026, 7, 1)) == scenario.end_date  # nothing live yet
 
 
-def test_chunked_isolated_runs_load_the_same_rows_and_check_each_table_once(database):
+@pytest.mark.soak  # a fresh process per run or per step: minutes of start-up, `make soak`
+def test_chunked_isolated_runs_load_the_same_rows_and_check_each_table_once(small_db, small_run):
     scenario = load_scenario(scale="small")
-    whole = materialize(scenario, database, run_instance=dg.DagsterInstance.ephemeral())
-    assert whole.success, whole.errors
+    database = small_db  # loaded by one in-process run (small_run) of the same scenario
+    whole = small_run.summary
     expected = _fingerprints(database)
     # feature_values is caught up to yesterday (its live days after end_date): a monitor asking
     # for the last 7 days finds each of them.
@@ -88,11 +90,13 @@ def test_chunked_isolated_runs_load_the_same_rows_and_check_each_table_once(data
     assert by_name["feature_values"].rows == expected["feature_values"][0]
 
 
+@pytest.mark.soak  # a fresh process per run or per step: minutes of start-up, `make soak`
 def test_parallel_runs_on_the_multiprocess_executor_load_the_same_rows(
-    database, db_url, tmp_path, monkeypatch
+    small_db, tmp_path, monkeypatch
 ):
     scenario = load_scenario(scale="small")
-    assert materialize(scenario, database, run_instance=dg.DagsterInstance.ephemeral()).success
+    database = small_db  # loaded by one in-process run of the same scenario
+    db_url = database.url
     expected = _fingerprints(database)
 
     # The executor's step processes rebuild resources from e2i_synth.definitions: the

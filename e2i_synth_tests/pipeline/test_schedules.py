@@ -11,7 +11,6 @@ from dagster._utils.schedules import cron_string_iterator
 from e2i_synth.core.scenario import load_scenario
 from e2i_synth.definitions import defs
 from e2i_synth.pipeline import runner
-from e2i_synth.pipeline.runner import materialize
 from e2i_synth.tables.activity import ml_predictions
 from e2i_synth.tables.feature_store import feature_values
 from e2i_synth.tables.metrics import business_metrics
@@ -59,15 +58,12 @@ def _ticks(schedule: dg.ScheduleDefinition, inside: datetime) -> list[datetime]:
     ],
 )
 def test_every_schedule_tick_succeeds_in_one_process(
-    name, inside, database, db_url, tmp_path, monkeypatch
+    name, inside, small_db, small_run, tmp_path, monkeypatch
 ):
     assert datetime.now(UTC) > datetime(2026, 8, 1, tzinfo=UTC), "needs a tick after end_date"
-    with dg.DagsterInstance.ephemeral() as cli_instance:
-        loaded = materialize(load_scenario(scale="small"), database, run_instance=cli_instance)
-        assert loaded.success, loaded.errors
-        # The CLI's runs carry a job name of their own, not __ephemeral_asset_job__.
-        names = {cli_instance.get_run_by_id(run_id).job_name for run_id in loaded.run_ids}
-        assert names == {runner.CLI_JOB_NAME}
+    db_url = small_db.url  # the default scenario, loaded as the CLI loads it
+    # The CLI's runs carry a job name of their own, not __ephemeral_asset_job__.
+    assert small_run.job_names == {runner.CLI_JOB_NAME}
 
     # The job's resources come from e2i_synth.definitions, as in a daemon's run.
     monkeypatch.setenv("E2I_DATABASE_URL", db_url)

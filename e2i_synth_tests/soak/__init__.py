@@ -1,1 +1,2 @@
-"""Slow reliability tests (crash safety under SIGKILL at scale): run with `make soak`."""
+"""Slow reliability tests (crash safety under SIGKILL at scale), marked soak by the root
+conftest: run with `make soak`."""

@@ -7,7 +7,12 @@ from __future__ import annotations
 import pytest
 
 from e2i_synth.db.resource import Database
-from e2i_synth_tests.db.test_scenario_change import KILL_POINTS, _kill_at_each, load_a
+from e2i_synth_tests.db.test_scenario_change import (
+    ENVIRONMENT,
+    KILL_POINTS,
+    _kill_at_each,
+    _load_a,
+)
 
 pytestmark = pytest.mark.soak
 
@@ -15,4 +20,7 @@ pytestmark = pytest.mark.soak
 def test_a_scenario_change_killed_at_every_stage_leaves_the_previous_scenario(
     database: Database, monkeypatch, tmp_path
 ):
-    _kill_at_each(load_a(database, monkeypatch), tmp_path, KILL_POINTS)
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    _load_a(database)
+    _kill_at_each(database, tmp_path, KILL_POINTS)

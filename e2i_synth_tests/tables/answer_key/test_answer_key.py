@@ -185,12 +185,28 @@ def _assert_answer_key(scenario: Scenario, database: Database, report: pl.DataFr
         assert abs(realised - row["expected_value"]) < 0.05, row
 
 
+def _loaded(copy_of, templates, name: str) -> Database:
+    """A new database holding the bundled scenario `name` at full scale, every check passed
+    (_materialize); one run per scenario and session, copied for each test. Strong is loaded
+    over default: the scenario change that the last test checks, run once for both tests."""
+    scenario = _scenario(name)
+
+    def load(database: Database) -> runner.RunSummary:
+        return _materialize(scenario, database)
+
+    if name != "strong":
+        return Database(url=copy_of(f"full_{name}", load))
+    default = _scenario("default")
+    templates.template("full_default", lambda database: _materialize(default, database))
+    return Database(url=copy_of("full_strong", load, base="full_default"))
+
+
 @pytest.mark.parametrize("name", ["default", "null", "strong"])
-def test_scenario_is_recovered_and_matches_its_answer_key(name, database):
+def test_scenario_is_recovered_and_matches_its_answer_key(name, copy_of, templates):
     scenario = _scenario(name)
     if name == "null":
         assert scenario.causal.true_ate == 0 and not scenario.drifts and not scenario.gaps
-    _materialize(scenario, database)
+    database = _loaded(copy_of, templates, name)
 
     _assert_causal_effect_recovered(scenario, database)
     report = _assert_drifts_recovered(scenario, database)
@@ -212,15 +228,17 @@ def test_strong_scenario_plants_more_than_the_default():
         assert len({getattr(g, attribute) for g in strong.gaps}) >= 3, attribute
 
 
-def test_changing_the_scenario_changes_what_is_planted_and_the_answer_key_follows(database):
+def test_changing_the_scenario_changes_what_is_planted_and_the_answer_key_follows(
+    copy_of, templates
+):
     default, strong = _scenario("default"), _scenario("strong")
     assert default.content_hash() != strong.content_hash()
 
-    _materialize(default, database)
-    before = _ground_truth(database)
+    before = _ground_truth(_loaded(copy_of, templates, "default"))
     assert set(before["scenario_hash"]) == {default.content_hash()}
 
-    summary = _materialize(strong, database)
+    database = _loaded(copy_of, templates, "strong")  # strong materialized over default
+    summary = templates.result("full_strong")
     after = _ground_truth(database)
     assert set(after["scenario_hash"]) == {strong.content_hash()}
 

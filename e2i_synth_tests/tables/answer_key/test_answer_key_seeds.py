@@ -58,6 +58,7 @@ def _failures_for_seeds(name: str, seeds: list[int]) -> list[tuple[int, list[str
     return found
 
 
+@pytest.mark.soak  # minutes of CPU on two cores: `make soak`
 @pytest.mark.parametrize("name", SCENARIOS + LADDER_RUNGS)
 def test_blocking_checks_never_fail_on_valid_seeds(name):
     count = SEEDS_PER_SCENARIO if name in SCENARIOS else SEEDS_PER_RUNG

@@ -14,6 +14,7 @@ from e2i_synth.core.scenario import ENGAGEMENT_MAX, Scenario, load_scenario
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
 from e2i_synth.db.copy import count_rows, read_table, replace_rows
+from e2i_synth.db.resource import Database
 from e2i_synth.pipeline.rule_checks import count_violations
 from e2i_synth.stats.drift import drift_statistics
 from e2i_synth.tables import TABLES
@@ -441,16 +442,25 @@ def _load(conn: psycopg.Connection, data: Data) -> None:
         assert replace_rows(conn, spec, [spec.validate(frame)]) == frame.height
 
 
+@pytest.fixture(scope="module")
+def loaded() -> Data:
+    """The small scenario's entities and feature store, as frames (loaded_db holds them)."""
+    return Data(load_scenario(None, "small"))
+
+
 @pytest.fixture
-def loaded(database) -> Data:
-    data = Data(load_scenario(None, "small"))
-    with database.connect() as conn:
-        _load(conn, data)
-    return data
+def loaded_db(copy_of, loaded: Data) -> Database:
+    """A new database holding `loaded` (loaded once per session, copied for each test)."""
+
+    def load(database: Database) -> None:
+        with database.connect() as conn:
+            _load(conn, loaded)
+
+    return Database(url=copy_of("small_feature_store", load))
 
 
-def test_json_round_trips_through_jsonb(database, loaded: Data):
-    with database.connect() as conn:
+def test_json_round_trips_through_jsonb(loaded_db: Database, loaded: Data):
+    with loaded_db.connect() as conn:
         features = read_table(conn, TABLES["features"])
         values = read_table(conn, TABLES["feature_values"])
         rendered = conn.execute(
@@ -471,16 +481,16 @@ def test_json_round_trips_through_jsonb(database, loaded: Data):
     assert values.height == loaded.values.height
 
 
-def test_duplicate_feature_keys_are_refused_by_the_table(database, loaded: Data):
+def test_duplicate_feature_keys_are_refused_by_the_table(loaded_db: Database, loaded: Data):
     row = loaded.values.head(1).with_columns(feature_value_id=pl.lit("FV-20240101-99999"))
-    with database.connect() as conn, pytest.raises(psycopg.errors.UniqueViolation):
+    with loaded_db.connect() as conn, pytest.raises(psycopg.errors.UniqueViolation):
         conn.execute(
             "INSERT INTO feature_values VALUES (%s, %s, %s::jsonb, %s::jsonb, %s, %s, %s)",
             row.row(0),
         )
 
 
-def test_sql_checks_pass_and_catch_tampering(database, loaded: Data):
+def test_sql_checks_pass_and_catch_tampering(loaded_db: Database, loaded: Data):
     s = loaded.scenario
 
     def broken(conn) -> tuple[dict[str, int], dict[str, int]]:
@@ -488,7 +498,7 @@ def test_sql_checks_pass_and_catch_tampering(database, loaded: Data):
         sources = count_violations(conn, source_agreement_query(s), source_agreement_params(s))
         return values, sources[0]
 
-    with database.connect() as conn:
+    with loaded_db.connect() as conn:
         # Every HCP and patient feature is compared (none unobserved) and agrees.
         assert broken(conn) == ({}, {})
 
