@@ -5,7 +5,7 @@ On one embedded PostgreSQL: `e2i-synth materialize --scale small --live-days 0` 
 (the reference: per-table digests), then the four partitioned tables are emptied and backfilled
 by `python -m e2i_synth.pipeline.distributed backfill` in 120-day chunks through a redis broker
 (Debian's redis-server on a loopback port) and two `dagster-celery` worker processes. While one
-worker is inside a COPY into ml_predictions (its transaction open: checked with pg_xact_status after
+worker is inside a COPY into feature_values (its transaction open: checked with pg_xact_status after
 freezing the worker with SIGSTOP), it is SIGKILLed with its pool process (a lost machine): the
 transaction must end aborted and the table's committed rows must not change, the broker must
 hand the step to the other worker (late acknowledgement, visibility timeout), the backfill
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from e2i_synth_tests.celery_cluster import (
     PARTITIONED,
@@ -44,6 +45,7 @@ pytestmark = pytest.mark.soak
 ROOT = Path(__file__).resolve().parents[2]
 VISIBILITY_TIMEOUT = 45  # seconds: above any step at scale small, so no step runs twice
 TIMEOUT = 900
+VICTIM = "feature_values"  # the table whose loading worker is killed
 
 
 @pytest.fixture
@@ -68,15 +70,37 @@ def _python(args: list[str], env: dict[str, str], cwd: Path, **kw) -> subprocess
     )
 
 
+# The fault's timing, made certain: the STALL_AT-th row COPY writes into the victim table (in
+# its first chunk) waits in a row trigger, so the worker is inside an open transaction that has
+# written rows when the test finds it; a sequence (not transactional) makes it happen once, so
+# the retry on the other worker does not wait. The server checks the client's socket while it
+# waits, so the killed worker's transaction ends as soon as its socket closes. The trigger
+# changes no row: the digests compare data only.
+STALL_AT = 2_000
+STALL_ONCE = sql.SQL(
+    """CREATE SEQUENCE e2i_test_rows;
+    CREATE FUNCTION e2i_test_stall() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF nextval('e2i_test_rows') = {at} THEN
+            PERFORM set_config('client_connection_check_interval', '200', true);
+            PERFORM pg_sleep(120);
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER e2i_test_stall BEFORE INSERT ON {victim}
+        FOR EACH ROW EXECUTE FUNCTION e2i_test_stall()"""
+).format(at=sql.Literal(STALL_AT), victim=sql.Identifier(VICTIM))
+
+
 def _write_in_flight(url: str) -> tuple[str, str] | None:
-    """(worker name, transaction id) of a COPY into ml_predictions that a celery worker is
-    running now, once it has written rows (the table is streamed: generated a month at a time
-    inside its COPY, so the transaction lasts seconds)."""
+    """(worker name, transaction id) of a COPY into the victim table that a celery worker is
+    running now, once it has written rows (STALL_ONCE holds it there)."""
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT application_name, backend_xid::text FROM pg_stat_activity "
             "WHERE state = 'active' AND application_name LIKE 'e2i-w%%' "
-            "AND query ILIKE 'COPY \"ml_predictions\"%%' AND backend_xid IS NOT NULL LIMIT 1"
+            "AND query ILIKE %s AND backend_xid IS NOT NULL LIMIT 1",
+            (f'COPY "{VICTIM}"%',),
         ).fetchone()
     return None if row is None else (row[0].removeprefix("e2i-"), row[1])
 
@@ -133,6 +157,7 @@ def test_celery_backfill_matches_in_process_and_survives_a_killed_worker(
 
     with psycopg.connect(empty_db_url) as conn:
         conn.execute(f"TRUNCATE {', '.join(PARTITIONED)}")
+        conn.execute(STALL_ONCE)
     assert all(_count(empty_db_url, t) == 0 for t in PARTITIONED)
 
     with redis_server(tmp_path) as broker:
@@ -159,7 +184,7 @@ def test_celery_backfill_matches_in_process_and_survives_a_killed_worker(
                 env,
                 home,
             )
-            # Freeze a worker inside a COPY into ml_predictions (SIGSTOP: its transaction can
+            # Freeze a worker inside a COPY into the victim table (SIGSTOP: its transaction can
             # neither commit nor go on), make sure the transaction is still open, then SIGKILL.
             victim = None
             while victim is None and backfill.poll() is None:
@@ -174,7 +199,7 @@ def test_celery_backfill_matches_in_process_and_survives_a_killed_worker(
                 time.sleep(0.05)
             assert victim is not None, "no COPY by a worker was seen: " + backfill.stdout.read()
             worker, xid = victim
-            committed = _count(empty_db_url, "ml_predictions")
+            committed = _count(empty_db_url, VICTIM)
             pool[worker].kill()
             killed_at = time.monotonic() - t0
             # The server rolls the dead client's transaction back once it sees the socket close.
@@ -182,7 +207,7 @@ def test_celery_backfill_matches_in_process_and_survives_a_killed_worker(
             while _sessions(empty_db_url, worker) and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert _status(empty_db_url, xid) == "aborted"
-            assert _count(empty_db_url, "ml_predictions") == committed, "rows of a killed COPY"
+            assert _count(empty_db_url, VICTIM) == committed, "rows of a killed COPY"
             out = backfill.communicate(timeout=TIMEOUT)[0]
             celery_seconds = time.monotonic() - t0
             survivor = next(w for w in pool if w != worker)
@@ -190,7 +215,7 @@ def test_celery_backfill_matches_in_process_and_survives_a_killed_worker(
     print(
         f"\nin-process materialize --scale small: {in_process_seconds:.1f}s; celery backfill of "
         f"{', '.join(PARTITIONED)} on 2 workers: {celery_seconds:.1f}s, worker {worker} "
-        f"SIGKILLed at {killed_at:.1f}s inside COPY into ml_predictions (transaction {xid} "
+        f"SIGKILLed at {killed_at:.1f}s inside COPY into {VICTIM} (transaction {xid} "
         f"aborted, {committed} rows committed before and after); "
         f"whole test {time.monotonic() - started:.1f}s\n{out}"
     )
