@@ -7,7 +7,7 @@ import dagster as dg
 from e2i_synth.db.connection import URL_ENV
 from e2i_synth.db.io_manager import PostgresIOManager
 from e2i_synth.db.resource import Database
-from e2i_synth.pipeline.jobs import IN_PROCESS_BY_DEFAULT, JOBS, SCHEDULES
+from e2i_synth.pipeline.jobs import IN_PROCESS_BY_DEFAULT, refresh_jobs
 from e2i_synth.pipeline.resources import ScenarioResource
 from e2i_synth.tables import family_modules
 
@@ -15,6 +15,7 @@ from e2i_synth.tables import family_modules
 # table or a family needs no line here.
 ASSETS = dg.load_assets_from_modules(family_modules("assets"))
 CHECKS = dg.load_asset_checks_from_modules(family_modules("checks"))
+JOBS, SCHEDULES = refresh_jobs(ASSETS)
 
 
 def database_from_env() -> Database:

@@ -1,9 +1,10 @@
 """Jobs and schedules: the nightly feature-store refresh, and the monthly close."""
 
+from collections.abc import Sequence
+
 import dagster as dg
 
-DAILY_ASSETS = dg.AssetSelection.assets("feature_values")
-MONTHLY_ASSETS = dg.AssetSelection.assets("ml_predictions", "triggers", "business_metrics")
+from e2i_synth.pipeline.partitions import DAILY, MONTHLY
 
 # A database outage during a scheduled refresh is retried: loads are atomic, so a retry
 # replaces the partition again and never doubles it.
@@ -26,35 +27,47 @@ IN_PROCESS_BY_DEFAULT = dg.ExecutorDefinition(
     description="In-process by default; `multiprocess` in the run config for a process per step.",
 )
 
-# Asset jobs include the checks of their assets, so each refresh is validated as it lands.
-daily_refresh = dg.define_asset_job(
-    "daily_refresh",
-    selection=DAILY_ASSETS,
-    op_retry_policy=RETRY,
-    description="The new day's partition of feature_values.",
-)
-monthly_close = dg.define_asset_job(
-    "monthly_close",
-    selection=MONTHLY_ASSETS,
-    op_retry_policy=RETRY,
-    description="The month just closed of ml_predictions, triggers and business_metrics.",
-)
 
-# 02:00 UTC every night: materialize yesterday's partition (the newest complete day).
-# On by default: it runs whenever the Dagster daemon does (`make dev` starts one).
-nightly_refresh = dg.build_schedule_from_partitioned_job(
-    daily_refresh,
-    hour_of_day=2,
-    name="nightly_refresh",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-# 03:00 UTC on the 1st: the month that just ended.
-monthly_close_schedule = dg.build_schedule_from_partitioned_job(
-    monthly_close,
-    hour_of_day=3,
-    name="monthly_close_schedule",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+def _keys(assets: Sequence[dg.AssetsDefinition], partitions: dg.PartitionsDefinition) -> list:
+    return [key for a in assets if a.partitions_def == partitions for key in a.keys]
 
-JOBS = [daily_refresh, monthly_close]
-SCHEDULES = [nightly_refresh, monthly_close_schedule]
+
+def refresh_jobs(
+    assets: Sequence[dg.AssetsDefinition],
+) -> tuple[list, list[dg.ScheduleDefinition]]:
+    """The refresh jobs and their schedules, selecting the assets by their partitions: a new
+    daily or monthly table joins its schedule with no edit here. Asset jobs include the checks
+    of their assets, so each refresh is validated as it lands."""
+    daily, monthly = _keys(assets, DAILY), _keys(assets, MONTHLY)
+    names = {
+        "daily": ", ".join(k.to_user_string() for k in daily),
+        "monthly": ", ".join(k.to_user_string() for k in monthly),
+    }
+    daily_refresh = dg.define_asset_job(
+        "daily_refresh",
+        selection=dg.AssetSelection.assets(*daily),
+        op_retry_policy=RETRY,
+        description=f"The new day's partition of {names['daily']}.",
+    )
+    monthly_close = dg.define_asset_job(
+        "monthly_close",
+        selection=dg.AssetSelection.assets(*monthly),
+        op_retry_policy=RETRY,
+        description=f"The month just closed of {names['monthly']}.",
+    )
+    # 02:00 UTC every night: materialize yesterday's partition (the newest complete day).
+    # On by default: it runs whenever the Dagster daemon does (`make dev` starts one).
+    nightly_refresh = dg.build_schedule_from_partitioned_job(
+        daily_refresh,
+        hour_of_day=2,
+        name="nightly_refresh",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    # 03:00 UTC on the 1st: the month that just ended.
+    monthly_close_schedule = dg.build_schedule_from_partitioned_job(
+        monthly_close,
+        hour_of_day=3,
+        name="monthly_close_schedule",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    return [daily_refresh, monthly_close], [nightly_refresh, monthly_close_schedule]
