@@ -34,8 +34,17 @@ from multiprocessing import get_context
 
 import dagster as dg
 import yaml
-from celery.exceptions import DuplicateTaskNameWarning
-from dagster_celery import celery_executor
+
+try:
+    from celery.exceptions import DuplicateTaskNameWarning
+    from dagster_celery import celery_executor
+except ImportError:  # the base install: say what to install, not a traceback
+    print(
+        "e2i_synth.pipeline.distributed needs the `distributed` extra (dagster-celery, redis): "
+        "make install-distributed, or pip install -e '.[distributed]'",
+        file=sys.stderr,
+    )
+    raise SystemExit(2) from None
 
 from e2i_synth.definitions import ASSETS, build_resources, defs
 from e2i_synth.pipeline.jobs import RETRY

@@ -143,6 +143,7 @@ def run_all(scenario: Scenario, database: Database, options: Options, checks: li
     # written, so a bad storage URL fails here with the database untouched.
     run_instance = options.run_instance or instance()
     staging: str | None = None  # where a scenario change is loaded (see db/active_scenario.py)
+    what = "scenario change"  # or "first load": how the progress lines name a staged load
     if options.dry_run:
         database = Database(url=database.url, home=database.home, migrate_on_setup=False)
         resources = {"database": database, "io_manager": DryRunIOManager()}
@@ -231,12 +232,12 @@ def run_all(scenario: Scenario, database: Database, options: Options, checks: li
             children.shutdown()
     summary.tables = list(tables.values())
     if staging:
-        progress(f"scenario change: every stage and check passed; swapping {staging} in")
+        progress(f"{what}: every stage and check passed; swapping {staging} in")
         started = time.perf_counter()
         try:
             with swap_database.connect() as conn:
                 swap_in(conn, staging)
-            progress(f"scenario change: swapped in, in {time.perf_counter() - started:.2f}s")
+            progress(f"{what}: swapped in, in {time.perf_counter() - started:.2f}s")
         except (LoadError, psycopg.Error) as exc:
             summary.success = False
             summary.errors.append(f"scenario change not applied (rolled back): {exc}")

@@ -56,14 +56,14 @@ def table_line(t: TableSummary) -> str:
     rows = "-" if t.rows is None else f"{t.rows:,}"
     secs = "-" if t.seconds is None else f"{t.seconds:.2f}"
     parts = str(t.partitions) if t.partitions else "-"
-    checks = f"{t.checks_passed} passed"
+    ran = t.checks_passed or t.checks_warned or t.checks_failed
+    checks = f"{t.checks_passed} passed" if ran else "-"  # checked in a later run, or a dry run
     if t.checks_warned:
         checks += f", warning: {', '.join(t.checks_warned)}"
     if t.checks_failed:
         checks += f", FAILED: {', '.join(t.checks_failed)}"
     # A run that only checked a table loaded by earlier runs says so, not "not run".
-    checked = t.status == "not run" and (t.checks_passed or t.checks_warned or t.checks_failed)
-    status = "checked" if checked else t.status
+    status = "checked" if t.status == "not run" and ran else t.status
     return f"{t.table:<18} {status:<10} {rows:>10} {parts:>6} {secs:>8}  {checks}"
 
 
