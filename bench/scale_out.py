@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from e2i_synth.db.embedded import start_embedded, stop_embedded
     from e2i_synth.tables import TABLES
-    from e2i_synth_tests.celery_cluster import PARTITIONED, digests, redis_server, workers
+    from e2i_synth_tests.celery_cluster import PARTITIONED, redis_server, workers
+    from e2i_synth_tests.pipeline import fingerprints as digests
 
     tables = set(TABLES)
     result: dict = {"scale": args.scale, "cpus": os.cpu_count(), "chunk_days": args.chunk_days}

@@ -28,10 +28,6 @@ def _utc_day(table: str, column: str) -> sql.Composable:
     return utc_day_sql(sql.Identifier(table, column))
 
 
-def params(scenario: Scenario) -> dict[str, object]:
-    return split_params(scenario)
-
-
 # Each patient's first fill and stop, as treatment_events records them.
 _THERAPY = sql.SQL("""
     SELECT j.patient_id, j.journey_start_date, j.journey_end_date,
@@ -204,7 +200,7 @@ def violations(
     conn: psycopg.Connection, scenario: Scenario, limit: int = 5
 ) -> dict[str, list[tuple]]:
     """Up to `limit` violating rows of each rule, by rule name (empty lists when coherent)."""
-    values = {**params(scenario), "limit": limit}
+    values = {**split_params(scenario), "limit": limit}
     return {
         rule.name: conn.execute(
             sql.SQL("SELECT * FROM ({}) v LIMIT %(limit)s").format(rule.query), values

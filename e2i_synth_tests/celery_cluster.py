@@ -1,7 +1,7 @@
 """A celery cluster on this machine, for the soak test and bench/scale_out.py: Debian's
 redis-server on a free loopback port (no persistence, deleted after), `dagster-celery worker`
-processes in sessions of their own (so a test can SIGKILL a whole worker, as a lost machine),
-and per-table digests computed in PostgreSQL.
+processes in sessions of their own (so a test can SIGKILL a whole worker, as a lost machine).
+Per-table digests are e2i_synth_tests.pipeline.fingerprints.
 
 Each worker's PostgreSQL sessions carry application_name `e2i-<worker name>` (libpq reads
 PGAPPNAME), so a test can see in pg_stat_activity which worker is writing what.
@@ -20,22 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
 BIN = Path(sys.executable).parent
-TABLES = (
-    "hcp_profiles",
-    "patient_journeys",
-    "treatment_events",
-    "ml_predictions",
-    "triggers",
-    "business_metrics",
-    "feature_groups",
-    "features",
-    "feature_values",
-    "ground_truth",
-)
 PARTITIONED = ("ml_predictions", "triggers", "business_metrics", "feature_values")
 
 
@@ -168,28 +153,3 @@ def workers(
     finally:
         for w in started.values():
             w.stop()
-
-
-def digests(url: str, tables: tuple[str, ...] = TABLES) -> dict[str, tuple[int, str]]:
-    """Per table: rows and the md5 of every row's text, in primary-key order."""
-    result = {}
-    with psycopg.connect(url) as conn:
-        for table in tables:
-            key = conn.execute(
-                """
-                SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)
-                FROM pg_index i
-                CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-                JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                WHERE i.indrelid = %s::regclass AND i.indisprimary
-                """,
-                (table,),
-            ).fetchone()[0]
-            order = sql.SQL(key) if key else sql.SQL("t::text")  # every table has one, in fact
-            query = sql.SQL(
-                "SELECT count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY {order})), '')"
-                " FROM {table} AS t"
-            ).format(order=order, table=sql.Identifier(table))
-            rows, digest = conn.execute(query).fetchone()
-            result[table] = (rows, digest)
-    return result

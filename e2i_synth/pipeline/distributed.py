@@ -56,7 +56,7 @@ from e2i_synth.pipeline.partitions import (
     range_tags,
 )
 from e2i_synth.pipeline.runner.execute import QUIET
-from e2i_synth.pipeline.runner.plan import Stage, chunks, stages
+from e2i_synth.pipeline.runner.plan import chunks, stages
 
 # Settings for the broker and every worker (`config`: the workers' YAML holds the same ones).
 # Acknowledge a task when it ends, not when a worker takes it: a worker killed mid-step (a
@@ -102,10 +102,6 @@ def executor_config(
     }
 
 
-def _family(stage: Stage) -> str:
-    return cadence(stage.partitions)
-
-
 PARTITIONED = [s for s in stages(ASSETS) if s.partitions is not None]
 
 
@@ -116,8 +112,8 @@ def _jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     for stage in PARTITIONED:
         selection = dg.AssetSelection.assets(*stage.keys)
         for name, sel in (
-            (f"{_family(stage)}_backfill_celery", selection),
-            (f"{_family(stage)}_load_celery", selection.without_checks()),
+            (f"{cadence(stage.partitions)}_backfill_celery", selection),
+            (f"{cadence(stage.partitions)}_load_celery", selection.without_checks()),
         ):
             jobs.append(
                 dg.define_asset_job(
@@ -220,7 +216,7 @@ def backfill(
         if isinstance(stage.partitions, dg.DailyPartitionsDefinition):
             last = live_until(scenario, live_days).strftime(DAY_FORMAT)  # as materialize does
         spans = chunks(stage.partitions, first, last, chunk_days)
-        family = _family(stage)
+        family = cadence(stage.partitions)
         progress(f"{stage.name} {first}..{last}: {len(spans)} run(s) on celery")
         load, done = f"{family}_load_celery", []
         if concurrent_runs > 1 and len(spans) > 2:

@@ -7,28 +7,12 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import dagster as dg
 import pytest
-from psycopg import sql
 
 from e2i_synth.core.scenario import load_scenario
 from e2i_synth.definitions import CHECKS
 from e2i_synth.pipeline.partitions import live_until
 from e2i_synth.pipeline.runner import materialize
-from e2i_synth.tables import TABLES
-
-
-def _fingerprints(database) -> dict[str, tuple[int, str]]:
-    """Per table: row count and md5 of its rows in key order."""
-    found = {}
-    with database.connect() as conn:
-        for spec in TABLES.values():
-            query = sql.SQL(
-                "SELECT count(*), md5(string_agg(t::text, '|' ORDER BY {key})) FROM {table} t"
-            ).format(
-                key=sql.SQL(", ").join(sql.Identifier("t", c) for c in spec.primary_key),
-                table=sql.Identifier(spec.name),
-            )
-            found[spec.name] = conn.execute(query).fetchone()
-    return found
+from e2i_synth_tests.pipeline import fingerprints
 
 
 def test_live_until_is_yesterday_or_end_date_plus_live_days():
@@ -45,7 +29,7 @@ def test_chunked_isolated_runs_load_the_same_rows_and_check_each_table_once(smal
     scenario = load_scenario(scale="small")
     database = small_db  # loaded by one in-process run (small_run) of the same scenario
     whole = small_run.summary
-    expected = _fingerprints(database)
+    expected = fingerprints(database.url)
     # feature_values is caught up to yesterday (its live days after end_date): a monitor asking
     # for the last 7 days finds each of them.
     last = live_until(scenario)
@@ -72,7 +56,7 @@ def test_chunked_isolated_runs_load_the_same_rows_and_check_each_table_once(smal
     assert len(whole.processes) == 1 and os.getpid() in whole.processes
     # Every run in a process of its own, none in this one.
     assert len(chunked.processes) == len(chunked.run_ids) and os.getpid() not in chunked.processes
-    assert _fingerprints(database) == expected
+    assert fingerprints(database.url) == expected
     # 30 months in 180-day chunks: 5 monthly runs; the days (with the live ones) likewise.
     daily_partitions = (last - scenario.start_date).days + 1
     assert sum("monthly partitions" in line for line in lines) == 5
@@ -97,7 +81,7 @@ def test_parallel_runs_on_the_multiprocess_executor_load_the_same_rows(
     scenario = load_scenario(scale="small")
     database = small_db  # loaded by one in-process run of the same scenario
     db_url = database.url
-    expected = _fingerprints(database)
+    expected = fingerprints(database.url)
 
     # The executor's step processes rebuild resources from e2i_synth.definitions: the
     # database from the environment, runs recorded in a persistent instance.
@@ -106,7 +90,7 @@ def test_parallel_runs_on_the_multiprocess_executor_load_the_same_rows(
     with dg.DagsterInstance.get() as persistent:
         parallel = materialize(scenario, database, parallel=True, run_instance=persistent)
         assert parallel.success, parallel.errors
-        assert _fingerprints(database) == expected
+        assert fingerprints(database.url) == expected
         # The partitioned stages ran as multiprocess runs: every step in its own process.
         runs = [persistent.get_run_by_id(run_id) for run_id in parallel.run_ids]
         multiprocess = [r for r in runs if r.job_name in ("daily_refresh", "monthly_close")]

@@ -34,11 +34,11 @@ from psycopg import sql
 
 from e2i_synth_tests.celery_cluster import (
     PARTITIONED,
-    digests,
     redis_available,
     redis_server,
     workers,
 )
+from e2i_synth_tests.pipeline import fingerprints
 
 pytestmark = pytest.mark.soak
 
@@ -152,7 +152,7 @@ def test_celery_backfill_matches_in_process_and_survives_a_killed_worker(
     out = ref.communicate(timeout=TIMEOUT)[0]
     in_process_seconds = time.monotonic() - t0
     assert ref.returncode == 0, out
-    reference = digests(empty_db_url)
+    reference = fingerprints(empty_db_url)
     assert all(rows > 0 for rows, _ in reference.values()), reference
 
     with psycopg.connect(empty_db_url) as conn:
@@ -221,6 +221,6 @@ def test_celery_backfill_matches_in_process_and_survives_a_killed_worker(
     )
     assert backfill.returncode == 0, out + survivor_log
     assert "backfill succeeded" in out, out
-    after = digests(empty_db_url)
+    after = fingerprints(empty_db_url)
     differ = {t: (reference[t], after[t]) for t in after if after[t] != reference[t]}
     assert not differ, differ

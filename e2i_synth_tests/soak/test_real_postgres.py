@@ -31,24 +31,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from e2i_synth.tables import TABLES
+
 pytestmark = pytest.mark.soak
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER, PASSWORD = "e2i_owner", "s3cret-e2i-pass"  # a test server on loopback, deleted after
 READER_ROLES = ("e2i_reader", "e2i_scorer")  # created by the DBA
 TIMEOUT = 1800  # seconds for the materialize run (about 1 to 3 minutes on 2 shared cores)
-TABLES = (
-    "hcp_profiles",
-    "patient_journeys",
-    "treatment_events",
-    "ml_predictions",
-    "triggers",
-    "business_metrics",
-    "feature_groups",
-    "features",
-    "feature_values",
-    "ground_truth",
-)
 
 
 def _pg_bin() -> Path | None:

@@ -7,6 +7,8 @@ month, not day: a few hundred rows a month at full scale do not pay for Dagster'
 of a partition per day (two events per partition and asset).
 """
 
+from collections.abc import Callable
+
 import dagster as dg
 import polars as pl
 
@@ -17,9 +19,27 @@ from e2i_synth.pipeline.resources import ScenarioResource
 from e2i_synth.pipeline.table_asset import table_asset
 from e2i_synth.tables.activity import ml_predictions as predictions_generator
 from e2i_synth.tables.activity import treatment_events as events_generator
+from e2i_synth.tables.activity.ml_predictions import predictions_in_window
 from e2i_synth.tables.activity.triggers import triggers_in_window
 
 ACTIVITY_GROUP = "activity"
+
+
+def _by_month(
+    context: dg.AssetExecutionContext,
+    scenario: ScenarioResource,
+    hcp_profiles: pl.DataFrame,
+    patient_journeys: pl.DataFrame,
+    rows_in_window: Callable[..., pl.DataFrame],
+) -> FrameStream:
+    """The partition window's rows a month at a time (a backfill range holds millions of rows at
+    large scales), from one population (each patient's therapy span) built for all the months."""
+    loaded = scenario.load()
+    pop = predictions_generator.population(loaded, hcp_profiles, patient_journeys)
+    return FrameStream(
+        rows_in_window(loaded, pop, start, end)
+        for start, end in month_windows(*window_dates(context))
+    )
 
 
 @dg.asset(
@@ -47,14 +67,7 @@ def ml_predictions(
     hcp_profiles: pl.DataFrame,
     patient_journeys: pl.DataFrame,
 ) -> FrameStream:
-    # A month at a time: a backfill range holds millions of predictions at large scales. The
-    # population (with each patient's therapy span) is built once for all the months.
-    loaded = scenario.load()
-    pop = predictions_generator.population(loaded, hcp_profiles, patient_journeys)
-    return FrameStream(
-        predictions_generator.predictions_in_window(loaded, pop, start, end)
-        for start, end in month_windows(*window_dates(context))
-    )
+    return _by_month(context, scenario, hcp_profiles, patient_journeys, predictions_in_window)
 
 
 @dg.asset(
@@ -72,9 +85,4 @@ def triggers(
     hcp_profiles: pl.DataFrame,
     patient_journeys: pl.DataFrame,
 ) -> FrameStream:
-    loaded = scenario.load()
-    pop = predictions_generator.population(loaded, hcp_profiles, patient_journeys)
-    return FrameStream(
-        triggers_in_window(loaded, pop, start, end)
-        for start, end in month_windows(*window_dates(context))
-    )
+    return _by_month(context, scenario, hcp_profiles, patient_journeys, triggers_in_window)
