@@ -2,7 +2,8 @@
 
 A subprocess replaces patient_journeys (1,000,000 rows) with e2i_synth.db.copy.replace_rows and
 is SIGKILLed at several points while its COPY is in progress (seen in pg_stat_progress_copy),
-and once after the COPY, during the deferred foreign-key check before commit. After every kill
+and twice after the COPY, in the deferred constraint checks before commit (held there by a test
+trigger, so the kill cannot come too late). After every kill
 the table holds exactly the previous version (same count and content hash), the next load is
 not blocked, and a final unkilled run gives the new version. A second test crashes the server
 itself (immediate shutdown, no checkpoint) in the middle of the COPY and restarts it.
@@ -67,12 +68,27 @@ STATE = """SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' ORDER BY pa
            FROM patient_journeys t"""
 COPY_PROGRESS = """SELECT p.tuples_processed FROM pg_stat_progress_copy p
                    JOIN pg_stat_activity a USING (pid) WHERE a.application_name = %s"""
-# After the COPY, before commit: the foreign keys are being checked, either set-based (one
-# anti-join per key, when the session may set session_replication_role) or by the deferred
-# per-row triggers at SET CONSTRAINTS ALL IMMEDIATE.
-FK_CHECK_RUNNING = """SELECT count(*) FROM pg_stat_activity WHERE application_name = %s
-                      AND state = 'active'
-                      AND (query LIKE 'SET CONSTRAINTS%%' OR query LIKE '%%NOT EXISTS%%')"""
+# After the COPY, before commit, made certain: a deferred constraint trigger (ALWAYS, so it is
+# queued even while the load has the row triggers off) holds the first row it checks for
+# STALL_SECONDS, so the loader is at SET CONSTRAINTS ALL IMMEDIATE, every row in and nothing
+# committed, when the test finds it. Polling the set-based check alone raced: on a fast machine
+# it ended and committed between the poll and the kill. The trigger changes no row.
+STALL_SECONDS = 20
+STALL_IN_DEFERRED_CHECK = f"""
+    CREATE SEQUENCE e2i_soak_rows;
+    CREATE FUNCTION e2i_soak_stall() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF nextval('e2i_soak_rows') = 1 THEN PERFORM pg_sleep({STALL_SECONDS}); END IF;
+        RETURN NULL;
+    END $$;
+    CREATE CONSTRAINT TRIGGER e2i_soak_stall AFTER INSERT ON patient_journeys
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION e2i_soak_stall();
+    ALTER TABLE patient_journeys ENABLE ALWAYS TRIGGER e2i_soak_stall"""
+DROP_STALL = """DROP TRIGGER e2i_soak_stall ON patient_journeys;
+                DROP FUNCTION e2i_soak_stall(); DROP SEQUENCE e2i_soak_rows"""
+IN_DEFERRED_CHECK = """SELECT count(*) FROM pg_stat_activity WHERE application_name = %s
+                       AND state = 'active' AND wait_event = 'PgSleep'
+                       AND query LIKE 'SET CONSTRAINTS%%'"""
 LOADER_SESSIONS = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
 TABLE_LOCKS = """SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
                  WHERE c.relname IN ('patient_journeys', 'hcp_profiles')"""
@@ -196,14 +212,17 @@ def test_sigkilled_loader_leaves_exactly_the_previous_version(db_url, versions):
             kills.append(kill)
             assert _load_previous(db_url, versions) == previous  # the next load succeeds
 
-        # After the COPY, before commit: every row is in, the deferred FK check is running.
+        # After the COPY, before commit: every row is in, the deferred checks are running.
+        mon.execute(STALL_IN_DEFERRED_CHECK)
         for setting in (None, "client_connection_check_interval=1000"):
+            mon.execute("ALTER SEQUENCE e2i_soak_rows RESTART")
             loader = _start_loader(db_url, versions, setting)
-            _poll(mon, FK_CHECK_RUNNING, lambda row: row[0] == 1, loader)
-            point = "in the FK check" + (" (check_interval 1s)" if setting else "")
+            _poll(mon, IN_DEFERRED_CHECK, lambda row: row[0] == 1, loader)
+            point = "in the deferred check" + (" (check_interval 1s)" if setting else "")
             kill = _kill_and_check(db_url, loader, point, previous)
             assert kill.rows_copied is None
             kills.append(kill)
+        mon.execute(DROP_STALL)
 
     # Unkilled, the next run commits the complete new version.
     loader = _start_loader(db_url, versions)
@@ -218,9 +237,10 @@ def test_sigkilled_loader_leaves_exactly_the_previous_version(db_url, versions):
         kills,
         len(versions.new),
     )
-    # With client_connection_check_interval the server notices the dead client within ~1s and
-    # releases the table; without it the FK check runs to its end first (see the report).
-    assert kills[-1].lock_wait < 10.0
+    # Our sessions set client_connection_check_interval (db/connection.py), so the server
+    # notices the dead client within about a second and releases the table, long before the
+    # stalled check would have ended.
+    assert all(k.lock_wait < STALL_SECONDS / 2 for k in kills if k.rows_copied is None)
 
 
 # --- the server crashes (immediate shutdown: no checkpoint, WAL recovery on restart) ---
