@@ -43,6 +43,10 @@ def readme_path() -> Path:
 
 if __name__ == "__main__":
     path = readme_path()
-    updated = render_readme(path.read_text())
-    path.write_text(updated)
-    sys.stdout.write(f"updated {path}\n")
+    current = path.read_text()
+    updated = render_readme(current)
+    if updated == current:
+        sys.stdout.write(f"{path} is up to date\n")
+    else:
+        path.write_text(updated)
+        sys.stdout.write(f"updated {path}\n")

@@ -154,6 +154,10 @@ def export(
             else:
                 rows = _write_csv(pages, partial, spec)
             os.replace(partial, path)
+            # An export in the other format, overwritten with --force, leaves no stale twin.
+            for other in FORMATS:
+                if other != fmt:
+                    (folder / relative_path(name, other)).unlink(missing_ok=True)
             columns = {c: str(t) for c, t in spec.polars_schema.items()}
             files.append(ExportedFile(name, relative, rows, columns))
             progress(f"{relative}: {rows} rows")

@@ -54,6 +54,11 @@ def test_export_round_trips_every_table(materialized_url, monkeypatch, tmp_path,
     assert main(["export", str(out)]) == 2
     assert "--force" in capsys.readouterr().err
     assert main(["export", str(out), "--force"]) == 0
+    # Overwritten in the other format, the folder holds that format only, as its manifest says.
+    assert main(["export", str(out), "--force", "--format", "csv"]) == 0
+    listed = {f["path"] for f in json.loads((out / "manifest.json").read_text())["files"]}
+    on_disk = {str(p.relative_to(out)) for p in out.rglob("*.*") if p.name != "manifest.json"}
+    assert on_disk == listed and all(p.endswith(".csv") for p in on_disk)
 
     # CSV: the manifest carries what Parquet's metadata would (hash, rows, column types);
     # small pages exercise the streaming path (a header once, every page appended).
