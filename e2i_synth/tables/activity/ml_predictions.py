@@ -26,7 +26,6 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 from scipy.special import ndtri
-from scipy.stats import gamma
 
 from e2i_synth.core.sampling import in_key_order
 from e2i_synth.core.scenario import Scenario
@@ -38,7 +37,7 @@ from e2i_synth.tables.activity.ml_predictions_model import (
     PREDICTION_MODELS,
     SPEC,
 )
-from e2i_synth.tables.entities.patient_journeys import WAIT_GAMMA_SCALE_DAYS, WAIT_GAMMA_SHAPE
+from e2i_synth.world.initiation import still_waiting
 from e2i_synth.world.timelines import (
     DAYS_SUPPLY,
     LATE_REFILL_DAYS,
@@ -319,9 +318,10 @@ def normal(column: str) -> pl.Expr:
     )
 
 
-def _select_day(
+def select_day(
     rng: np.random.Generator, pop: Population, day: int
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The (kind codes, entity indices) of the rows of `day` (a DaySelector)."""
     # Fixed-size draws every day, so each day's stream is used the same way.
     u_propensity, u_churn = rng.random((2, pop.n_patients))
     u_nba = rng.random(pop.n_hcps)
@@ -358,7 +358,7 @@ def predictions_in_window(
     scenario: Scenario, pop: Population, start: date, end: date
 ) -> pl.DataFrame:
     """generate_ml_predictions from a population built once (the asset scores month by month)."""
-    rows = daily_draws(scenario, TABLE, pop, start, end, _select_day, DRAWS_PER_ROW)
+    rows = daily_draws(scenario, TABLE, pop, start, end, select_day, DRAWS_PER_ROW)
     patient_effect, churn_effect = model_errors(scenario, pop.n_patients)
     patient_kinds = [KIND_CODE[t] for t, (_, e, _) in PREDICTION_MODELS.items() if e == "patient"]
     is_patient = pl.col("_kind").is_in(patient_kinds)
@@ -414,9 +414,7 @@ def initiation_probability(p: np.ndarray, days_since_diagnosis: np.ndarray) -> n
 
 
 def _still_starts(p: np.ndarray, days_since_diagnosis: np.ndarray) -> np.ndarray:
-    d = np.asarray(days_since_diagnosis, dtype=float)
-    # P(wait > d): a wait of round(G) days exceeds d when G > d + 0.5.
-    still = np.where(d > 0, gamma.sf(d + 0.5, WAIT_GAMMA_SHAPE, scale=WAIT_GAMMA_SCALE_DAYS), 1.0)
+    still = still_waiting(days_since_diagnosis)
     return p * still / (1 - (1 - still) * p)
 
 

@@ -14,6 +14,7 @@ from e2i_synth.core.scenario import ENGAGEMENT_MAX, SEVERITY_MAX, Scenario
 from e2i_synth.core.seeds import rng_for
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import INSURANCE_TYPES
+from e2i_synth.world.initiation import draw_waits
 
 # Typical patient ages per brand: (mean, sd).
 AGE_BY_BRAND = {"Remibrutinib": (42, 14), "Fabhalta": (48, 15), "Kisqali": (58, 11)}
@@ -24,10 +25,6 @@ FEMALE_SHARE = {"Remibrutinib": 0.68, "Fabhalta": 0.55, "Kisqali": 0.99}
 INSURANCE_WEIGHTS_UNDER_65 = dict(zip(INSURANCE_TYPES, (0.68, 0.03, 0.21, 0.08), strict=True))
 INSURANCE_WEIGHTS_65_PLUS = dict(zip(INSURANCE_TYPES, (0.12, 0.82, 0.06, 0.00), strict=True))
 MEDICARE_AGE = 65
-# Days from diagnosis to the first prescription: gamma(shape, scale), rounded (the propensity
-# model's chance that an untreated patient still starts reads it).
-WAIT_GAMMA_SHAPE = 2.0
-WAIT_GAMMA_SCALE_DAYS = 14.0
 
 
 def _payers(rng: np.random.Generator, age: np.ndarray) -> np.ndarray:
@@ -92,7 +89,7 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
         engagement, severity, academic
     )
     # Time to first prescription: right-skewed, never past the end of the journey.
-    wait = np.minimum(np.round(rng.gamma(WAIT_GAMMA_SHAPE, WAIT_GAMMA_SCALE_DAYS, n)), duration).astype(np.int32)
+    wait = np.minimum(draw_waits(rng, n), duration).astype(np.int32)
 
     start = pl.lit(scenario.start_date) + pl.duration(days=pl.col("_start_offset"))
     return (
