@@ -169,34 +169,40 @@ def population(
         offset += block.patients.height
 
     def joined(key: str, dtype: type = np.int64) -> np.ndarray:
-        return np.concatenate([b[key] for b in blocks]) if blocks else np.empty(0, dtype)
+        # Each block's array is dropped once joined: fills run to tens of millions.
+        parts = [b.pop(key) for b in blocks]
+        return np.concatenate(parts) if parts else np.empty(0, dtype)
 
-    first = joined("first_fill")
+    first, therapy_end = joined("first_fill"), joined("therapy_end")
     hazard = joined("hazard", np.float64)
-    fill_day, fill_patient = joined("fill_day"), joined("fill_patient")
-    order = np.lexsort((fill_patient, fill_day))
+    fill_day = joined("fill_day", np.int32)
+    # Blocks are in patient order, so a stable sort by day gives (day, patient) order.
+    order = np.argsort(fill_day, kind="stable")
+    fill_day = fill_day[order]
+    fill_patient = joined("fill_patient", np.int32)[order]
+    fill_last = joined("fill_last", np.bool_)[order]
     resolved = joined("fill_resolved", np.bool_)[order]
-    gaps = joined("gap_day")
+    del order
+    gaps = joined("gap_day", np.int32)
     gap_order = np.argsort(gaps, kind="stable")
     p_true = true_treatment_probability(scenario, patients)
-    churn_rows = np.bincount(
-        fill_patient[order][resolved], minlength=patients.height
-    )  # the rows whose outcome is known: the churn model's prior
+    # The rows whose outcome is known: the churn model's prior.
+    churn_rows = np.bincount(fill_patient[resolved], minlength=patients.height)
     return Population(
         patients=patients,
         hcps=in_key_order(hcp_profiles, HCP_COLUMNS, "hcp_id"),
         start=start,
         end=patients["journey_end_date"].cast(pl.Int64).to_numpy(),
         first_rx=np.where(first == NO_DAY, NEVER, start + first),
-        therapy_end=start + joined("therapy_end"),
+        therapy_end=start + therapy_end,
         stop_hazard=hazard,
         p_true=p_true,
-        fill_day=fill_day[order].astype(np.int32),
-        fill_patient=fill_patient[order].astype(np.int32),
-        fill_last=joined("fill_last", np.bool_)[order],
+        fill_day=fill_day,
+        fill_patient=fill_patient,
+        fill_last=fill_last,
         fill_resolved=resolved,
-        gap_day=gaps[gap_order].astype(np.int32),
-        gap_patient=joined("gap_patient")[gap_order].astype(np.int32),
+        gap_day=gaps[gap_order],
+        gap_patient=joined("gap_patient", np.int32)[gap_order],
         propensity_model=Posterior.fit(p_true, PROPENSITY_SIGNAL_SD),
         churn_model=Posterior.fit(hazard, CHURN_SIGNAL_SD, churn_rows),
     )
@@ -224,12 +230,12 @@ def _block_fills(block: Timelines, start: np.ndarray, offset: int) -> dict[str, 
         "first_fill": block.first_fill,
         "therapy_end": block.therapy_end,
         "hazard": block.hazard,
-        "fill_day": start[who] + day,
-        "fill_patient": offset + who,
+        "fill_day": (start[who] + day).astype(np.int32),
+        "fill_patient": (offset + who).astype(np.int32),
         "fill_last": last,
         "fill_resolved": day + supply + RESOLVED_AFTER_SUPPLY_DAYS <= duration,
-        "gap_day": (start[who] + gap)[lapsed],
-        "gap_patient": (offset + who)[lapsed],
+        "gap_day": (start[who] + gap)[lapsed].astype(np.int32),
+        "gap_patient": (offset + who)[lapsed].astype(np.int32),
     }
 
 

@@ -20,7 +20,6 @@ from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
-import statsmodels.api as sm
 from scipy.special import ndtri
 from scipy.stats import norm, rankdata
 
@@ -29,6 +28,8 @@ from e2i_synth.tables.activity import ml_predictions as mp
 from e2i_synth.tables.activity.calibration import logit
 
 CALIBRATION_BINS = 10
+NEWTON_STEPS = 50
+Z95 = float(norm.ppf(0.975))
 SCORE_CLIP = 1e-4  # logit of a score rounded to 0 or 1
 
 OUTCOMES = {
@@ -49,11 +50,13 @@ NOT_JUDGED = {
 
 @dataclass(frozen=True)
 class Judged:
-    """The rows of one model: score, outcome, true probability."""
+    """The rows of one model: score, outcome, true probability, and the patient (index) each
+    row is about (a patient's rows share its model error: not independent)."""
 
     score: np.ndarray
     outcome: np.ndarray
     oracle: np.ndarray
+    patient: np.ndarray
 
 
 def judged_rows(
@@ -73,8 +76,8 @@ def judged_rows(
         noise = ndtri(np.clip(rows["_u1"].to_numpy(), 1e-12, 1 - 1e-12))
         score = mp.patient_scores(pop, kind, patient, day, noise, patient_effect, churn_effect)
         kinds.append(kind.astype(np.int8))
-        patients.append(patient)
-        days.append(day)
+        patients.append(patient.astype(np.int32))
+        days.append(day.astype(np.int32))
         scores.append(np.round(score, 4))  # as the table stores it
     kind, patient, day, score = (np.concatenate(a) for a in (kinds, patients, days, scores))
     propensity = kind == mp.KIND_CODE["treatment_propensity"]
@@ -85,6 +88,7 @@ def judged_rows(
             score=score[propensity],
             outcome=initiated[p],
             oracle=mp.initiation_probability(pop.p_true[p], day[propensity] - pop.start[p]),
+            patient=p,
         )
     }
     churn = kind == mp.KIND_CODE["churn_risk"]
@@ -94,6 +98,7 @@ def judged_rows(
         score=score[churn][known],
         outcome=pop.fill_last[fill][known],
         oracle=pop.stop_hazard[patient[churn][known]],
+        patient=patient[churn][known],
     )
     return judged
 
@@ -117,32 +122,52 @@ def auc(score: np.ndarray, outcome: np.ndarray) -> float | None:
     return float((ranks[outcome].sum() - positives * (positives + 1) / 2) / positives / negatives)
 
 
-def delong(scores: list[np.ndarray], outcome: np.ndarray) -> np.ndarray | None:
+def delong(
+    scores: list[np.ndarray], outcome: np.ndarray, groups: np.ndarray | None = None
+) -> np.ndarray | None:
     """DeLong's covariance matrix of the AUCs of `scores` on the same rows (None without two
-    positives and two negatives)."""
+    positives and two negatives). With `groups` (e.g. the patient of each row), rows of one
+    group are not taken as independent: the rows' influence values are summed per group
+    (Obuchowski's clustered form)."""
     m, n = int(outcome.sum()), int((~outcome).sum())
     if m < 2 or n < 2:
         return None
-    v10, v01 = [], []
+    influence = []
     for s in scores:
         pos, neg = s[outcome], s[~outcome]
         # Placement values: for each positive the share of negatives below it (ties half),
         # and for each negative the share of positives above it.
         ranks = rankdata(np.concatenate([pos, neg]))
-        v10.append((ranks[:m] - rankdata(pos)) / n)
-        v01.append(1 - (ranks[m:] - rankdata(neg)) / m)
-    return np.atleast_2d(np.cov(np.array(v10))) / m + np.atleast_2d(np.cov(np.array(v01))) / n
+        v10 = (ranks[:m] - rankdata(pos)) / n
+        v01 = 1 - (ranks[m:] - rankdata(neg)) / m
+        row = np.empty(outcome.size)
+        row[outcome] = (v10 - v10.mean()) / m
+        row[~outcome] = (v01 - v01.mean()) / n
+        influence.append(row)
+    psi = np.array(influence)
+    if groups is None:  # each row its own group: DeLong's S10 / m + S01 / n
+        return (
+            np.atleast_2d(np.cov(psi[:, outcome])) * m + np.atleast_2d(np.cov(psi[:, ~outcome])) * n
+        )
+    _, cluster = np.unique(groups, return_inverse=True)
+    k = int(cluster.max()) + 1
+    sums = np.array([np.bincount(cluster, row, k) for row in psi])
+    return (sums @ sums.T) * k / max(k - 1, 1)
 
 
-def auc_se(score: np.ndarray, outcome: np.ndarray) -> float | None:
+def auc_se(
+    score: np.ndarray, outcome: np.ndarray, groups: np.ndarray | None = None
+) -> float | None:
     """DeLong's standard error of AUC(score)."""
-    cov = delong([score], outcome)
+    cov = delong([score], outcome, groups)
     return None if cov is None else float(np.sqrt(cov[0, 0]))
 
 
-def auc_difference_se(a: np.ndarray, b: np.ndarray, outcome: np.ndarray) -> float | None:
+def auc_difference_se(
+    a: np.ndarray, b: np.ndarray, outcome: np.ndarray, groups: np.ndarray | None = None
+) -> float | None:
     """DeLong's standard error of AUC(a) - AUC(b) on the same rows."""
-    cov = delong([a, b], outcome)
+    cov = delong([a, b], outcome, groups)
     if cov is None:
         return None
     return float(np.sqrt(max(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1], 0.0)))
@@ -161,18 +186,21 @@ def calibration(score: np.ndarray, outcome: np.ndarray) -> dict:
         "outcome_rate": float(y.mean()),
     }
     if 0 < y.sum() < y.size and np.ptp(x) > 0:
-        slope_fit = sm.GLM(y, sm.add_constant(x), family=sm.families.Binomial()).fit()
-        intercept_fit = sm.GLM(y, np.ones_like(x), family=sm.families.Binomial(), offset=x).fit()
-        result["calibration_slope"] = float(slope_fit.params[1])
-        result["calibration_slope_ci95"] = [float(v) for v in slope_fit.conf_int()[1]]
-        result["calibration_intercept"] = float(intercept_fit.params[0])
-        result["calibration_intercept_ci95"] = [float(v) for v in intercept_fit.conf_int()[0]]
+        (_, slope), (_, slope_se) = _logistic(np.column_stack([np.ones_like(x), x]), y)
+        (intercept,), (intercept_se,) = _logistic(np.ones((x.size, 1)), y, offset=x)
+        result["calibration_slope"] = slope
+        result["calibration_slope_ci95"] = [slope - Z95 * slope_se, slope + Z95 * slope_se]
+        result["calibration_intercept"] = intercept
+        result["calibration_intercept_ci95"] = [
+            intercept - Z95 * intercept_se,
+            intercept + Z95 * intercept_se,
+        ]
     weight = (1 - 2 * score) ** 2 * score * (1 - score)
     if weight.sum() > 0:
         z = float(np.sum((y - score) * (1 - 2 * score)) / np.sqrt(weight.sum()))
         result["spiegelhalter_z"] = z
         result["spiegelhalter_p"] = float(2 * norm.sf(abs(z)))
-    order = np.argsort(score, kind="stable")
+    order = np.lexsort((y, score))  # ties in a fixed order, whatever the rows' order
     bins = []
     for part in np.array_split(order, CALIBRATION_BINS):
         if part.size:
@@ -190,6 +218,25 @@ def calibration(score: np.ndarray, outcome: np.ndarray) -> dict:
     return result
 
 
+def _logistic(
+    x: np.ndarray, y: np.ndarray, offset: np.ndarray | float = 0.0
+) -> tuple[list[float], list[float]]:
+    """Maximum-likelihood logistic regression of y on the columns of x (with an offset):
+    coefficients and their standard errors, by Newton's method (a few columns: a k x k
+    Hessian; statsmodels' GLM held hundreds of MB for a million rows)."""
+    beta = np.zeros(x.shape[1])
+    for _ in range(NEWTON_STEPS):
+        p = 1 / (1 + np.exp(-(x @ beta + offset)))
+        hessian = (x * (p * (1 - p))[:, None]).T @ x
+        step = np.linalg.solve(hessian, x.T @ (y - p))
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    p = 1 / (1 + np.exp(-(x @ beta + offset)))
+    covariance = np.linalg.inv((x * (p * (1 - p))[:, None]).T @ x)
+    return [float(b) for b in beta], [float(v) for v in np.sqrt(np.diag(covariance))]
+
+
 def logit_score(score: np.ndarray) -> np.ndarray:
     return logit(np.clip(score, SCORE_CLIP, 1 - SCORE_CLIP))
 
@@ -205,15 +252,16 @@ def _rounded(data: object) -> object:
 
 
 def judge(rows: Judged) -> dict:
-    """Discrimination and calibration of a model's rows, and of the true probability."""
+    """Discrimination and calibration of a model's rows, and of the true probability. The
+    AUCs' standard errors are DeLong's, clustered by patient."""
     model_auc, oracle_auc = auc(rows.score, rows.outcome), auc(rows.oracle, rows.outcome)
-    se = auc_difference_se(rows.score, rows.oracle, rows.outcome)
+    se = auc_difference_se(rows.score, rows.oracle, rows.outcome, rows.patient)
     return _rounded(
         {
             "n": int(rows.score.size),
             "positives": int(rows.outcome.sum()),
             "auc": model_auc,
-            "auc_se": auc_se(rows.score, rows.outcome),
+            "auc_se": auc_se(rows.score, rows.outcome, rows.patient),
             "oracle_auc": oracle_auc,
             "auc_difference_se": se,
             "calibration": calibration(rows.score, rows.outcome),
