@@ -25,7 +25,6 @@ from scipy.stats import norm, rankdata
 
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.tables.activity import ml_predictions as mp
-from e2i_synth.tables.activity.calibration import logit
 
 CALIBRATION_BINS = 10
 NEWTON_STEPS = 50
@@ -238,7 +237,9 @@ def _logistic(
 
 
 def logit_score(score: np.ndarray) -> np.ndarray:
-    return logit(np.clip(score, SCORE_CLIP, 1 - SCORE_CLIP))
+    """logit of a stored score (rounded to 4 decimals, so possibly 0 or 1)."""
+    p = np.clip(score, SCORE_CLIP, 1 - SCORE_CLIP)
+    return np.log(p / (1 - p))
 
 
 def _rounded(data: object) -> object:
