@@ -15,6 +15,7 @@ from psycopg import sql
 
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.pipeline.split_sql import split_params, split_sql, utc_day_sql
+from e2i_synth.tables.activity.triggers import REFILL_GAP_LATE_DAYS
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,24 @@ RULES: tuple[Rule, ...] = (
         """,
     ),
     *(_split_rule(*dated) for dated in DATED_TABLES),
+    Rule(
+        "refill_gaps_follow_a_lapse",
+        "a refill_gap trigger is dated more than "
+        f"{REFILL_GAP_LATE_DAYS} days after the supply of the patient's latest fill on or "
+        "before its date ran out (treatment_events: event_date + days_supply)",
+        sql.SQL("""
+        SELECT t.trigger_id, t.patient_id, {day} AS day, f.event_date AS last_fill,
+               f.days_supply
+        FROM triggers t
+        LEFT JOIN LATERAL (
+            SELECT e.event_date, e.days_supply FROM treatment_events e
+            WHERE e.patient_id = t.patient_id AND e.event_type IN ('prescription', 'refill')
+              AND e.event_date <= {day}
+            ORDER BY e.event_date DESC LIMIT 1) f ON true
+        WHERE t.trigger_type = 'refill_gap'
+          AND (f.event_date IS NULL OR {day} <= f.event_date + f.days_supply + {late})
+        """).format(day=_utc_day("t", "created_at"), late=sql.Literal(REFILL_GAP_LATE_DAYS)),
+    ),
 )
 RULE_NAMES = tuple(r.name for r in RULES)
 

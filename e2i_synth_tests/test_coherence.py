@@ -4,15 +4,11 @@ initiation, neither better than the true probability behind the data (pure frame
 seed: tests of the generator, not blocking checks)."""
 
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
-import polars as pl
 import psycopg
 import pytest
-from scipy.stats import mannwhitneyu
 
 import e2i_synth.scenarios
 from e2i_synth import coherence
@@ -21,17 +17,12 @@ from e2i_synth.db.connection import with_database
 from e2i_synth.db.migrate import migrate
 from e2i_synth.db.resource import Database
 from e2i_synth.tables.activity import assets as activity
-from e2i_synth.tables.activity.ml_predictions import (
-    CHURN_HORIZON_DAYS,
-    generate_ml_predictions,
-    true_treatment_probability,
-)
+from e2i_synth.tables.answer_key import models
 from e2i_synth.tables.entities import assets as entities
 from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
 from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 from e2i_synth.tables.feature_store import assets as feature_store
 from e2i_synth.tables.metrics import assets as metrics
-from e2i_synth.world.timelines import patient_timelines
 from e2i_synth_tests.pipeline import run
 
 # The small default scenario and the null rung (no effect, drift or gap), both at scale small.
@@ -136,6 +127,16 @@ CORRUPTIONS: dict[str, str] = {
         WHERE feature_value_id = (SELECT feature_value_id FROM feature_values
                                   WHERE entity_values ? 'patient_id'
                                   ORDER BY event_timestamp DESC LIMIT 1)""",
+    # A refill the day before the gap's trigger: the supply had not run out long enough.
+    "refill_gaps_follow_a_lapse": """
+        UPDATE treatment_events e SET event_date = (t.created_at AT TIME ZONE 'UTC')::date - 1
+        FROM triggers t
+        WHERE t.trigger_id = (SELECT min(trigger_id) FROM triggers
+                              WHERE trigger_type = 'refill_gap')
+          AND e.event_id = (SELECT max(event_id) FROM treatment_events
+                            WHERE patient_id = t.patient_id
+                              AND event_type IN ('prescription', 'refill')
+                              AND event_date < (t.created_at AT TIME ZONE 'UTC')::date)""",
     **{
         f"{table}_split_follows_its_date": f"""
             UPDATE {table} x SET data_split = {_SWAP_SPLIT}
@@ -167,77 +168,24 @@ def test_each_rule_fails_on_data_that_breaks_it(loaded, rule):
 # ----------------------------------------------------------------- honest scores (pure frames)
 
 
-def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """P(a positive scores above a negative), ties half (Mann-Whitney U)."""
-    return float(mannwhitneyu(scores[labels], scores[~labels]).statistic) / (
-        labels.sum() * (~labels).sum()
-    )
-
-
 @pytest.fixture(scope="module")
-def world() -> dict:
+def judged() -> dict[str, models.Judged]:
     # Full scale with the bundled seed: pure generation takes about a second.
     scenario = load_scenario(scale="full")
     hcps = generate_hcp_profiles(scenario)
-    patients = generate_patient_journeys(scenario, hcps)
-    window = (scenario.start_date, scenario.end_date + timedelta(days=1))
-    timelines, _ = patient_timelines(scenario, patients)
-    return {
-        "scenario": scenario,
-        "patients": patients,
-        "timelines": timelines,
-        "predictions": generate_ml_predictions(scenario, hcps, patients, *window),
-    }
+    return models.judged_rows(scenario, hcps, generate_patient_journeys(scenario, hcps))
 
 
-def _churn_rows(world: dict) -> pl.DataFrame:
-    """Churn scores with stops_soon: the patient stops within the score's horizon."""
-    day = pl.col("prediction_timestamp").dt.date()
-    horizon = day + pl.duration(days=CHURN_HORIZON_DAYS)
-    return (
-        world["predictions"]
-        .filter(pl.col("prediction_type") == "churn_risk")
-        .join(world["timelines"], on="patient_id")
-        .with_columns(
-            stops_soon=((pl.col("stop_date") > day) & (pl.col("stop_date") <= horizon)).fill_null(
-                False
-            )
-        )
-    )
-
-
-def test_churn_score_predicts_stopping_but_not_better_than_the_hazard(world):
-    rows = _churn_rows(world)
-    labels = rows["stops_soon"].to_numpy()
-    assert labels.sum() > 100 and (~labels).sum() > 100
-    score = _auc(rows["score"].to_numpy(), labels)
-    oracle = _auc(rows["stop_hazard"].to_numpy(), labels)
+@pytest.mark.parametrize("kind", ["treatment_propensity", "churn_risk"])
+def test_a_score_predicts_its_outcome_but_not_better_than_the_true_probability(judged, kind):
+    rows = judged[kind]
+    assert rows.outcome.sum() > 100 and (~rows.outcome).sum() > 100
+    score, oracle = models.auc(rows.score, rows.outcome), models.auc(rows.oracle, rows.outcome)
     assert 0.55 < score < oracle, (score, oracle)
 
 
-def test_a_churn_score_that_knows_the_future_beats_the_hazard(world):
+def test_a_churn_score_that_knows_the_future_beats_the_hazard(judged):
     # What the comparison above guards against: a score built from the realised stop.
-    rows = _churn_rows(world)
-    labels = rows["stops_soon"].to_numpy()
-    leaky = labels + 0.5 * rows["score"].to_numpy()
-    assert _auc(leaky, labels) > _auc(rows["stop_hazard"].to_numpy(), labels)
-
-
-def test_propensity_score_is_not_better_than_the_true_probability(world):
-    patients = world["patients"]
-    rows = (
-        world["predictions"]
-        .filter(pl.col("prediction_type") == "treatment_propensity")
-        .join(patients.select("patient_id", "treatment_initiated"), on="patient_id")
-    )
-    truth = pl.DataFrame(
-        {
-            "patient_id": patients["patient_id"],
-            "p_true": true_treatment_probability(world["scenario"], patients),
-        }
-    )
-    rows = rows.join(truth, on="patient_id")
-    labels = rows["treatment_initiated"].to_numpy()
-    score = _auc(rows["score"].to_numpy(), labels)
-    oracle = _auc(rows["p_true"].to_numpy(), labels)
-    assert 0.55 < score < oracle, (score, oracle)
+    rows = judged["churn_risk"]
+    leaky = rows.outcome + 0.5 * rows.score
+    assert models.auc(leaky, rows.outcome) > models.auc(rows.oracle, rows.outcome)

@@ -6,13 +6,16 @@ asked for (the table is partitioned by month; a month is the union of its days).
 helpers for that are shared with the triggers generator.
 
 treatment_propensity scores every patient at diagnosis and rescores them while untreated;
-its score is the true P(treatment_initiated) of the causal model, known at diagnosis, blurred
-by a lasting per-patient model error and scoring noise: it uses nothing that happens after its
-timestamp (never the realised outcome), so it discriminates less well than the generating
-probability itself. churn_risk scores treated patients only while they are on therapy (their
-timeline, e2i_synth.world.timelines): its score is the chance of stopping within
-CHURN_HORIZON_DAYS implied by the patient's stop hazard (known at initiation), blurred the same
-way, so it predicts stopping but never better than the hazard itself. next_best_action
+churn_risk scores a treated patient at a fill (the pharmacy claim triggers it) and asks whether
+that fill is the last: whether the patient stops, by a switch or a discontinuation, instead of
+refilling. Each score is an honest, calibrated model of its outcome (e2i_synth.tables.activity
+.calibration): it sees the true probability only through a noisy signal (a lasting
+per-patient model error and scoring noise) and reports the posterior mean given that signal and
+what is known at its timestamp; so it never uses the realised outcome, ranks no better than the
+true probability, and P(outcome | score) = score. The true probabilities: for propensity,
+P(treatment_initiated) of the causal model, and for a patient still untreated d days after
+diagnosis the chance to start all the same (initiation_probability); for churn, the timeline's
+stop hazard (the chance of stopping after each fill, known at initiation). next_best_action
 recommends an action per HCP. Every row carries the split of its own date.
 """
 
@@ -28,12 +31,20 @@ from e2i_synth.core.sampling import in_key_order
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.core.seeds import rng_for
 from e2i_synth.core.split import split_for_dates
+from e2i_synth.tables.activity.calibration import Posterior, logit
 from e2i_synth.tables.activity.ml_predictions_model import (
     NEXT_BEST_ACTIONS,
     PREDICTION_MODELS,
     SPEC,
 )
-from e2i_synth.world.timelines import DAYS_SUPPLY, NO_DAY, iter_timelines
+from e2i_synth.world.initiation import still_waiting
+from e2i_synth.world.timelines import (
+    DAYS_SUPPLY,
+    LATE_REFILL_DAYS,
+    NO_DAY,
+    Timelines,
+    iter_timelines,
+)
 
 TABLE = "ml_predictions"
 EPOCH = date(1970, 1, 1)
@@ -43,16 +54,22 @@ US_PER_SECOND = 1_000_000
 
 # Daily chance of a score, per eligible patient or HCP.
 PROPENSITY_RESCORE_PER_DAY = 1 / 90  # untreated patients, after the score at diagnosis
-CHURN_SCORE_PER_DAY = 1 / 60  # patients on therapy
+CHURN_SCORE_SHARE = 0.5  # of fills
 NBA_PER_HCP_PER_DAY = 1 / 180
 # Propensity model: logit(score) = logit(true p) + patient effect + scoring noise.
 PATIENT_EFFECT_SD = 0.3
 SCORING_NOISE_SD = 0.2
-# Churn model: logit(score) = logit(P(stop within the horizon | stop hazard)) + patient effect
-# + scoring noise.
-CHURN_HORIZON_DAYS = 90
+PROPENSITY_SIGNAL_SD = float(np.hypot(PATIENT_EFFECT_SD, SCORING_NOISE_SD))
+# Churn model: signal = logit(stop hazard) + patient effect + scoring noise.
 CHURN_EFFECT_SD = 0.5
 CHURN_NOISE_SD = 0.3
+CHURN_SIGNAL_SD = float(np.hypot(CHURN_EFFECT_SD, CHURN_NOISE_SD))
+# A fill's outcome (a next fill, or the stop) is known once this many days past its supply
+# are inside the journey: more than the timeline's latest refill (LATE_REFILL_DAYS + a 45-day
+# lapse) and latest stop (30 days); a test pins it.
+RESOLVED_AFTER_SUPPLY_DAYS = 60
+# A refill gap: the supply ran out more than this many days ago and no refill has come.
+REFILL_GAP_LATE_DAYS = LATE_REFILL_DAYS
 # Preference of next_best_action for each action: base logit, and its weight on
 # (digital_engagement, kol_flag, academic_hcp).
 NBA_PREFERENCES: dict[str, tuple[float, float, float, float]] = {
@@ -69,7 +86,8 @@ DRAWS_PER_ROW = 4  # uniforms per row: time of day, and three for its values
 
 @dataclass(frozen=True)
 class Population:
-    """Patients and HCPs in key order, with the day numbers the daily draws compare against."""
+    """Patients and HCPs in key order, with the day numbers the daily draws compare against;
+    fills (and refill gaps) in (day, patient) order."""
 
     patients: pl.DataFrame
     hcps: pl.DataFrame
@@ -79,11 +97,35 @@ class Population:
     therapy_end: np.ndarray  # day number of the last day on therapy (before the first_rx if none)
     stop_hazard: np.ndarray  # chance of stopping after each fill (the timeline's)
     p_true: np.ndarray  # P(treatment_initiated) of the causal model
+    fill_day: np.ndarray  # int32 day number of each fill
+    fill_patient: np.ndarray  # int32 patient index of each fill
+    fill_last: np.ndarray  # the patient's last fill in the journey
+    fill_resolved: np.ndarray  # the fill's outcome (a next fill or the stop) lies in the journey
+    gap_day: np.ndarray  # day a refill gap opens: REFILL_GAP_LATE_DAYS + 1 past the supply
+    gap_patient: np.ndarray
+    propensity_model: Posterior
+    churn_model: Posterior
 
     def on_therapy(self, day: int) -> np.ndarray:
         """Patients on therapy on `day`: from the first fill to the day before the stop (or
         the journey's end)."""
         return (self.first_rx <= day) & (day <= self.therapy_end)
+
+    def fills_on(self, day: int) -> np.ndarray:
+        """Patients (indices) with a fill on `day`."""
+        lo, hi = np.searchsorted(self.fill_day, [day, day + 1])
+        return self.fill_patient[lo:hi].astype(np.int64)
+
+    def gaps_opening_on(self, day: int) -> np.ndarray:
+        """Patients whose refill gap opens on `day` (no refill nor stop by then)."""
+        lo, hi = np.searchsorted(self.gap_day, [day, day + 1])
+        return self.gap_patient[lo:hi].astype(np.int64)
+
+    def fill_index(self, day: np.ndarray, patient: np.ndarray) -> np.ndarray:
+        """Index of the fill of `patient` on `day` (each must exist)."""
+        n = max(self.n_patients, 1)
+        keys = self.fill_day.astype(np.int64) * n + self.fill_patient
+        return np.searchsorted(keys, day.astype(np.int64) * n + patient)
 
     @property
     def n_patients(self) -> int:
@@ -120,22 +162,81 @@ def population(
     patients = in_key_order(patient_journeys, PATIENT_COLUMNS, "patient_id")
     start = patients["journey_start_date"].cast(pl.Int64).to_numpy()
     # Only what the scores and alerts need of each timeline, block by block.
-    first_fill, therapy_end, hazard = [], [], []
+    blocks: list[dict[str, np.ndarray]] = []
+    offset = 0
     for block in iter_timelines(scenario, patients):
-        first_fill.append(block.first_fill)
-        therapy_end.append(block.therapy_end)
-        hazard.append(block.hazard)
-    first = np.concatenate(first_fill) if first_fill else np.empty(0, dtype=np.int32)
+        blocks.append(_block_fills(block, start[offset : offset + block.patients.height], offset))
+        offset += block.patients.height
+
+    def joined(key: str, dtype: type = np.int64) -> np.ndarray:
+        # Each block's array is dropped once joined: fills run to tens of millions.
+        parts = [b.pop(key) for b in blocks]
+        return np.concatenate(parts) if parts else np.empty(0, dtype)
+
+    first, therapy_end = joined("first_fill"), joined("therapy_end")
+    hazard = joined("hazard", np.float64)
+    fill_day = joined("fill_day", np.int32)
+    # Blocks are in patient order, so a stable sort by day gives (day, patient) order.
+    order = np.argsort(fill_day, kind="stable")
+    fill_day = fill_day[order]
+    fill_patient = joined("fill_patient", np.int32)[order]
+    fill_last = joined("fill_last", np.bool_)[order]
+    resolved = joined("fill_resolved", np.bool_)[order]
+    del order
+    gaps = joined("gap_day", np.int32)
+    gap_order = np.argsort(gaps, kind="stable")
+    p_true = true_treatment_probability(scenario, patients)
+    # The rows whose outcome is known: the churn model's prior.
+    churn_rows = np.bincount(fill_patient[resolved], minlength=patients.height)
     return Population(
         patients=patients,
         hcps=in_key_order(hcp_profiles, HCP_COLUMNS, "hcp_id"),
         start=start,
         end=patients["journey_end_date"].cast(pl.Int64).to_numpy(),
         first_rx=np.where(first == NO_DAY, NEVER, start + first),
-        therapy_end=start + (np.concatenate(therapy_end) if therapy_end else 0),
-        stop_hazard=np.concatenate(hazard) if hazard else np.empty(0),
-        p_true=true_treatment_probability(scenario, patients),
+        therapy_end=start + therapy_end,
+        stop_hazard=hazard,
+        p_true=p_true,
+        fill_day=fill_day,
+        fill_patient=fill_patient,
+        fill_last=fill_last,
+        fill_resolved=resolved,
+        gap_day=gaps[gap_order],
+        gap_patient=joined("gap_patient", np.int32)[gap_order],
+        propensity_model=Posterior.fit(p_true, PROPENSITY_SIGNAL_SD),
+        churn_model=Posterior.fit(hazard, CHURN_SIGNAL_SD, churn_rows),
     )
+
+
+def _block_fills(block: Timelines, start: np.ndarray, offset: int) -> dict[str, np.ndarray]:
+    """One block's timeline as the models and agents read it; patient indices and day numbers
+    absolute. For each fill: whether it is the last, whether its outcome is known inside the
+    journey; and each refill gap (a fill whose supply ran out more than REFILL_GAP_LATE_DAYS
+    before the next fill or the stop, or the journey's end)."""
+    who, day = block.fill_patient, block.fill_day.astype(np.int64)
+    supply = (
+        block.patients["brand"].replace_strict(DAYS_SUPPLY, return_dtype=pl.Int64).to_numpy()[who]
+    )
+    same = who[1:] == who[:-1]
+    last = np.ones(who.size, dtype=np.bool_)
+    last[:-1][same] = False
+    following = np.empty(who.size, dtype=np.int64)  # the next fill, or the stop (NO_DAY: none)
+    following[:-1] = day[1:]
+    following[last] = block.stop[who[last]]
+    duration = block.duration[who]
+    gap = day + supply + REFILL_GAP_LATE_DAYS + 1
+    lapsed = (gap < following) & (gap <= duration)
+    return {
+        "first_fill": block.first_fill,
+        "therapy_end": block.therapy_end,
+        "hazard": block.hazard,
+        "fill_day": (start[who] + day).astype(np.int32),
+        "fill_patient": (offset + who).astype(np.int32),
+        "fill_last": last,
+        "fill_resolved": day + supply + RESOLVED_AFTER_SUPPLY_DAYS <= duration,
+        "gap_day": (start[who] + gap)[lapsed].astype(np.int32),
+        "gap_patient": (offset + who)[lapsed].astype(np.int32),
+    }
 
 
 def true_treatment_probability(scenario: Scenario, patients: pl.DataFrame) -> np.ndarray:
@@ -223,9 +324,10 @@ def normal(column: str) -> pl.Expr:
     )
 
 
-def _select_day(
+def select_day(
     rng: np.random.Generator, pop: Population, day: int
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The (kind codes, entity indices) of the rows of `day` (a DaySelector)."""
     # Fixed-size draws every day, so each day's stream is used the same way.
     u_propensity, u_churn = rng.random((2, pop.n_patients))
     u_nba = rng.random(pop.n_hcps)
@@ -233,10 +335,11 @@ def _select_day(
     propensity = (pop.start == day) | (
         active & (day < pop.first_rx) & (u_propensity < PROPENSITY_RESCORE_PER_DAY)
     )
-    churn = pop.on_therapy(day) & (u_churn < CHURN_SCORE_PER_DAY)
+    filled = pop.fills_on(day)
+    churn = filled[u_churn[filled] < CHURN_SCORE_SHARE]
     groups = (
         (KIND_CODE["treatment_propensity"], np.flatnonzero(propensity)),
-        (KIND_CODE["churn_risk"], np.flatnonzero(churn)),
+        (KIND_CODE["churn_risk"], churn),
         (KIND_CODE["next_best_action"], np.flatnonzero(u_nba < NBA_PER_HCP_PER_DAY)),
     )
     return (
@@ -261,18 +364,16 @@ def predictions_in_window(
     scenario: Scenario, pop: Population, start: date, end: date
 ) -> pl.DataFrame:
     """generate_ml_predictions from a population built once (the asset scores month by month)."""
-    rows = daily_draws(scenario, TABLE, pop, start, end, _select_day, DRAWS_PER_ROW)
-    # A lasting per-patient error of the propensity model, the same whatever the window.
-    patient_effect = rng_for(scenario.seed, TABLE, "patient_effect").standard_normal(pop.n_patients)
-    churn_effect = rng_for(scenario.seed, TABLE, "churn_effect").standard_normal(pop.n_patients)
+    rows = daily_draws(scenario, TABLE, pop, start, end, select_day, DRAWS_PER_ROW)
+    patient_effect, churn_effect = model_errors(scenario, pop.n_patients)
     patient_kinds = [KIND_CODE[t] for t, (_, e, _) in PREDICTION_MODELS.items() if e == "patient"]
     is_patient = pl.col("_kind").is_in(patient_kinds)
     patient_rows = _patient_predictions(
         scenario,
         rows.filter(is_patient),
         pop,
-        PATIENT_EFFECT_SD * patient_effect,
-        CHURN_EFFECT_SD * churn_effect,
+        patient_effect,
+        churn_effect,
     )
     hcp_rows = _hcp_predictions(rows.filter(~is_patient), pop, scenario)
 
@@ -310,16 +411,53 @@ def _quarters_since(first: date) -> pl.Expr:
     )
 
 
-def churn_probability(stop_hazard: np.ndarray, brand: pl.Series) -> np.ndarray:
-    """P(stopping within CHURN_HORIZON_DAYS) of a patient on therapy with this stop hazard: one
-    chance to stop per fill, a fill every days_supply days."""
-    supply = brand.replace_strict(DAYS_SUPPLY, return_dtype=pl.Float64).to_numpy()
-    return 1 - (1 - stop_hazard) ** (CHURN_HORIZON_DAYS / supply)
+def initiation_probability(p: np.ndarray, days_since_diagnosis: np.ndarray) -> np.ndarray:
+    """P(treatment_initiated) of a patient with causal probability p, known untreated
+    days_since_diagnosis days after diagnosis (at diagnosis, day 0: p itself): the wait to a
+    first prescription is the journeys' rounded gamma, so P(starting later) = p S / (p S + 1 - p)
+    with S = P(wait > d)."""
+    return _still_starts(np.clip(p, 0.0, 1.0), days_since_diagnosis)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-3, 1 - 1e-3)
-    return np.log(p / (1 - p))
+def _still_starts(p: np.ndarray, days_since_diagnosis: np.ndarray) -> np.ndarray:
+    still = still_waiting(days_since_diagnosis)
+    return p * still / (1 - (1 - still) * p)
+
+
+def patient_scores(
+    pop: Population,
+    kind: np.ndarray,
+    patient: np.ndarray,
+    day: np.ndarray,
+    signal_noise: np.ndarray,
+    patient_effect: np.ndarray,
+    churn_effect: np.ndarray,
+) -> np.ndarray:
+    """The score of each patient row (kind code, patient index, day number, standard normal
+    scoring noise; per-patient model errors), unrounded."""
+    propensity = kind == KIND_CODE["treatment_propensity"]
+    z_propensity = logit(pop.p_true[patient]) + patient_effect[patient]
+    z_churn = logit(pop.stop_hazard[patient]) + churn_effect[patient]
+    z = np.where(propensity, z_propensity + SCORING_NOISE_SD * signal_noise, z_churn)
+    z = np.where(propensity, z, z + CHURN_NOISE_SD * signal_noise)
+    # Propensity: E[initiation | signal, untreated d days after diagnosis]. Over the rows
+    # untreated at d the prior of p is tilted by 1 - p + pS, and the posterior mean works out
+    # to the same formula applied to E[p | signal] over all patients.
+    return np.where(
+        propensity,
+        _still_starts(pop.propensity_model.mean(z), day - pop.start[patient]),
+        pop.churn_model.mean(z),
+    )
+
+
+def model_errors(scenario: Scenario, n_patients: int) -> tuple[np.ndarray, np.ndarray]:
+    """The lasting per-patient errors of the propensity and churn models (the same whatever
+    the window)."""
+    return (
+        PATIENT_EFFECT_SD
+        * rng_for(scenario.seed, TABLE, "patient_effect").standard_normal(n_patients),
+        CHURN_EFFECT_SD * rng_for(scenario.seed, TABLE, "churn_effect").standard_normal(n_patients),
+    )
 
 
 def _patient_predictions(
@@ -330,30 +468,18 @@ def _patient_predictions(
     churn_effect: np.ndarray,
 ) -> pl.DataFrame:
     idx = rows["_entity"].to_numpy()
-    patients = pop.patients[idx].select("patient_id", "hcp_id", "brand", "treatment_initiated")
-    frame = pl.concat(
-        [
-            rows,
-            patients,
-            pl.DataFrame(
-                {
-                    "_logit_p": _logit(pop.p_true[idx]),
-                    "_effect": patient_effect[idx],
-                    "_logit_churn": _logit(
-                        churn_probability(pop.stop_hazard[idx], patients["brand"])
-                    ),
-                    "_churn_effect": churn_effect[idx],
-                }
-            ),
-        ],
-        how="horizontal",
+    patients = pop.patients[idx].select("patient_id", "hcp_id", "brand")
+    score = patient_scores(
+        pop,
+        rows["_kind"].to_numpy(),
+        idx,
+        rows["_day"].cast(pl.Int64).to_numpy(),
+        ndtri(np.clip(rows["_u1"].to_numpy(), 1e-12, 1 - 1e-12)),
+        patient_effect,
+        churn_effect,
     )
-    propensity = pl.col("_logit_p") + pl.col("_effect") + SCORING_NOISE_SD * normal("_u1")
-    # Known at the score's date: the stop hazard's factors (engagement, payer, comorbidities).
-    churn = pl.col("_logit_churn") + pl.col("_churn_effect") + CHURN_NOISE_SD * normal("_u1")
-    logit = pl.when(pl.col("_kind") == KIND_CODE["treatment_propensity"]).then(propensity)
-    return frame.with_columns(
-        score=_sigmoid(logit.otherwise(churn)),
+    return pl.concat([rows, patients], how="horizontal").with_columns(
+        score=pl.Series(score, dtype=pl.Float64),
         recommended_action=pl.lit(None, dtype=pl.String),
         data_split=split_for_dates(pl.col("_day"), scenario),
     )

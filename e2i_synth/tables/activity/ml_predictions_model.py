@@ -11,7 +11,7 @@ from e2i_synth.core.vocabulary import BRANDS, DATA_SPLITS
 # prediction_type -> (model_name, entity_type it scores, decision threshold).
 PREDICTION_MODELS: dict[str, tuple[str, str, float]] = {
     "treatment_propensity": ("propensity_xgb", "patient", 0.5),
-    "churn_risk": ("churn_gbm", "patient", 0.6),
+    "churn_risk": ("churn_gbm", "patient", 0.15),
     "next_best_action": ("nba_contextual_bandit", "hcp", 0.5),
 }
 PREDICTION_TYPES: tuple[str, ...] = tuple(PREDICTION_MODELS)

@@ -4,10 +4,12 @@ Drawn like ml_predictions (one random stream per day, keys numbered within the d
 window's rows are the union of its days' rows. Patient triggers fire while the patient's
 journey is open: at diagnosis, while a likely-to-start patient is untreated, and while a
 treated one is on therapy (the patient's timeline: never after a switch or discontinuation)
-and risks a refill gap or a switch; engagement_drop is about the HCP. Every row carries the
-split of its own date. Each trigger
-then is delivered, viewed and accepted, dismissed or left to expire after EXPIRY_DAYS; its
-status is what was observed by the end of the scenario (later steps are not known yet).
+and risks a switch. A refill_gap fires on the day the patient's supply has been out for more
+than REFILL_GAP_LATE_DAYS with no refill nor stop yet (a late refill, a lapse, or the run-up to
+a stop): all it knows is that no refill came by its date. engagement_drop is about the HCP.
+Every row carries the split of its own date. Each trigger then is delivered, viewed and
+accepted, dismissed or left to expire after EXPIRY_DAYS; its status is what was observed by the
+end of the scenario (later steps are not known yet).
 """
 
 from datetime import date, timedelta
@@ -20,6 +22,7 @@ from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import BRAND_INDICATION
 from e2i_synth.tables.activity.ml_predictions import (
     EPOCH,
+    REFILL_GAP_LATE_DAYS,
     Population,
     daily_draws,
     population,
@@ -36,8 +39,7 @@ HOUR_US = 3_600 * US_PER_SECOND
 NEW_PATIENT_SHARE = 0.6  # diagnoses that raise a trigger
 HIGH_PROPENSITY_MIN = 0.45  # true P(treatment) from which an untreated patient is flagged
 HIGH_PROPENSITY_PER_DAY = 1 / 120
-REFILL_GAP_PER_DAY = 1 / 200
-REFILL_GAP_AFTER_DAYS = 30  # no gap before the first supply can run out
+REFILL_GAP_SHARE = 0.6  # of refill gaps that the agent flags
 # Switch risk per day, doubled at zero engagement.
 SWITCH_RISK_PER_DAY = 1 / 500
 ENGAGEMENT_DROP_PER_HCP_PER_DAY = 1 / 500
@@ -86,6 +88,9 @@ def triggers_in_window(scenario: Scenario, pop: Population, start: date, end: da
     def select(rng: np.random.Generator, pop: Population, day: int) -> tuple[np.ndarray, ...]:
         # Fixed-size draws every day, so each day's stream is used the same way.
         u_new, u_high, u_gap, u_switch = rng.random((4, pop.n_patients))
+        gaps = pop.gaps_opening_on(day)
+        flagged = np.zeros(pop.n_patients, dtype=np.bool_)
+        flagged[gaps[u_gap[gaps] < REFILL_GAP_SHARE]] = True
         u_drop = rng.random(pop.n_hcps)
         active = (pop.start <= day) & (day <= pop.end)
         treated = pop.on_therapy(day) & (pop.first_rx < day)
@@ -99,12 +104,7 @@ def triggers_in_window(scenario: Scenario, pop: Population, start: date, end: da
                 & likely
                 & (u_high < HIGH_PROPENSITY_PER_DAY),
             ),
-            (
-                "refill_gap",
-                treated
-                & (day - REFILL_GAP_AFTER_DAYS >= pop.first_rx)
-                & (u_gap < REFILL_GAP_PER_DAY),
-            ),
+            ("refill_gap", flagged),
             ("competitive_switch_risk", treated & (u_switch < switch_risk)),
             ("engagement_drop", u_drop < ENGAGEMENT_DROP_PER_HCP_PER_DAY),
         )
@@ -173,7 +173,14 @@ def _patient_triggers(rows: pl.DataFrame, pop: Population, scenario: Scenario) -
             )
         )
         .when(kind == TYPE_CODE["refill_gap"])
-        .then(pl.format("{} has not refilled {} on schedule", patient, brand))
+        .then(
+            pl.format(
+                "{} has not refilled {}: the last supply ran out {} days ago",
+                patient,
+                brand,
+                pl.lit(REFILL_GAP_LATE_DAYS + 1),
+            )
+        )
         .otherwise(
             pl.format(
                 "{} is at risk of switching away from {} (engagement {}/10)",

@@ -62,7 +62,10 @@ def generate_ground_truth(
     feature_values: pl.DataFrame,
     business_metrics: pl.DataFrame,
     package_version: str,
+    models: dict[str, dict] | None = None,
 ) -> pl.DataFrame:
+    """The answer key; `models` (answer_key.models.model_answers: the ML models'
+    discrimination and calibration) goes into the scenario row when given."""
     causal = causal_answer(scenario, patient_journeys)
     drifts = drift_answers(scenario, features, feature_values)
     scored = scored_rows(scenario, business_metrics)
@@ -81,6 +84,7 @@ def generate_ground_truth(
                     # What the reference methods answer on this sample, in the benchmark's
                     # answer format: the baseline every scorecard compares with.
                     "reference_answers": reference_answers(scenario, causal, drifts, scored),
+                    **({"models": models} if models is not None else {}),
                 }
             ),
         }

@@ -14,6 +14,7 @@ from e2i_synth.core.scenario import ENGAGEMENT_MAX, SEVERITY_MAX, Scenario
 from e2i_synth.core.seeds import rng_for
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import INSURANCE_TYPES
+from e2i_synth.world.initiation import draw_waits
 
 # Typical patient ages per brand: (mean, sd).
 AGE_BY_BRAND = {"Remibrutinib": (42, 14), "Fabhalta": (48, 15), "Kisqali": (58, 11)}
@@ -88,7 +89,7 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
         engagement, severity, academic
     )
     # Time to first prescription: right-skewed, never past the end of the journey.
-    wait = np.minimum(np.round(rng.gamma(2.0, 14.0, n)), duration).astype(np.int32)
+    wait = np.minimum(draw_waits(rng, n), duration).astype(np.int32)
 
     start = pl.lit(scenario.start_date) + pl.duration(days=pl.col("_start_offset"))
     return (
