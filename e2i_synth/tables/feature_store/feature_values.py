@@ -53,9 +53,10 @@ from e2i_synth.tables.feature_store.catalog import (
 from e2i_synth.tables.feature_store.feature_values_model import SPEC, STALE_WINDOWS
 from e2i_synth.world.timelines import NO_DAY, iter_timelines, stop_hazard
 
-# Values of one feature per day, at most: beyond it (scale about 5 for patients, 7 for HCPs) the
-# store keeps a uniform sample of each refresh, which bounds the rows at scale 1000.
-MAX_VALUES_PER_DAY = 500
+# Values of one feature per day, at most (a 7-day window of 1,050, plenty for a drift test):
+# beyond it (scale about 1.4 for patients, 2.1 for HCPs) the store keeps a uniform sample of each
+# refresh, which bounds feature_values at about 2 million rows at any scale.
+MAX_VALUES_PER_DAY = 150
 # Share of the patients whose journey covers a day in the steady state (journeys of 30-540 days
 # in a 912-day scenario: about 285 / 912).
 PATIENT_PRESENCE = 0.3

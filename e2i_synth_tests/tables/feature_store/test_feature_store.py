@@ -193,11 +193,11 @@ def test_values_per_day_grow_with_the_population_on_the_cadence():
         return [observations_per_day(scenario, f) for f in ("years_experience", "age_at_diagnosis")]
 
     # HCPs once a week (500 / 7 at full); the patients of a steady-state day (about 0.3 of
-    # 2,500) once a week; at most MAX_VALUES_PER_DAY (a sample beyond scale 5 to 7).
-    assert [per_day(s) for s in (0.1, 1.0, 4.0, 1000.0)] == [
+    # 2,500) once a week; at most MAX_VALUES_PER_DAY (a sample beyond scale 1.4 to 2.1).
+    assert [per_day(s) for s in (0.1, 1.0, 2.0, 1000.0)] == [
         [7, 11],
         [71, 107],
-        [286, 429],
+        [143, MAX_VALUES_PER_DAY],
         [MAX_VALUES_PER_DAY, MAX_VALUES_PER_DAY],
     ]
     full = load_scenario(None, "full")
@@ -485,9 +485,9 @@ def test_generation_is_fast_and_bounded_at_large_scale(full: Data):
     started = time.perf_counter()
     Data.window(full, full.scenario.start_date, full.scenario.end_date + timedelta(days=1))
     assert time.perf_counter() - started < 5.0
-    # At scale 1000 every feature is sampled at MAX_VALUES_PER_DAY: 15 x 500 x 913 days.
+    # At scale 1000 every feature is sampled at MAX_VALUES_PER_DAY: 15 x 150 x 913 days.
     large = full.scenario.model_copy(update={"scale": 1000.0})
-    assert expected_feature_values(large, full.patients) < 7e6
+    assert expected_feature_values(large, full.patients) <= 15 * 150 * 913
 
 
 # ---------------------------------------------------------------------------------- database
