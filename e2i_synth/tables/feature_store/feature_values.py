@@ -193,9 +193,11 @@ def as_of(scenario: Scenario) -> datetime:
 
 # Sorted keys hcp index x _KEY_DAYS + day number: one HCP's days never reach the next HCP's.
 _KEY_DAYS = 1 << 20
-# (hcp, day) pairs of the scenario's window on which a brand feature's mean and standard
-# deviation are estimated (for a planted drift): a fixed sample, whatever days are generated.
+# (hcp, day) pairs of the scenario's window, of at most MOMENT_HCPS HCPs, on which a drifted or
+# seasonal brand feature's mean and standard deviation are estimated: a fixed sample, whatever
+# days are generated, and bounded memory at any scale.
 MOMENT_SAMPLE = 100_000
+MOMENT_HCPS = 2_000
 
 
 @dataclass(frozen=True)
@@ -241,10 +243,15 @@ class HcpActivity:
 
 
 def hcp_activity(
-    scenario: Scenario, hcp_ids: pl.Series, patient_journeys: pl.DataFrame
-) -> HcpActivity:
+    scenario: Scenario,
+    hcp_ids: pl.Series,
+    patient_journeys: pl.DataFrame,
+    views: dict[str, tuple[int, int, np.ndarray | None]],
+) -> dict[str, HcpActivity]:
     """The simulated sample's activity per HCP (index into `hcp_ids`), from the world's
-    timelines (the fills treatment_events lists).
+    timelines (the fills treatment_events lists), for each view (first day, last day, HCPs
+    kept or None for all): only what bears on a value dated in it, so a day's refresh at scale
+    1000 holds a month of fills, not the scenario's.
 
     trx_30d counts fills (first fills and refills) dated in the COUNT_WINDOW_DAYS days before
     the value's date, nrx_30d the first fills among them; conversion_rate is, of the patients
@@ -252,12 +259,17 @@ def hcp_activity(
     the date (0 when none was diagnosed).
     """
     index = {h: i for i, h in enumerate(hcp_ids.to_list())}
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {
-        "fills": [],
-        "first_fills": [],
-        "diagnoses": [],
-        "converted": [],
+    parts: dict[str, dict[str, list]] = {
+        view: {"fills": [], "first_fills": [], "diagnoses": [], "converted": []} for view in views
     }
+
+    def add(name: str, hcp: np.ndarray, begin: np.ndarray, stop: np.ndarray) -> None:
+        for view, (first, last, kept) in views.items():
+            keep = (begin <= last) & (stop > first)
+            if kept is not None:
+                keep &= kept[hcp]
+            parts[view][name].append((hcp[keep], begin[keep], stop[keep]))
+
     # Each patient's HCP, in the timelines' patient_id order (the blocks follow it).
     hcp_of = (
         in_key_order(patient_journeys, ("patient_id", "hcp_id"), "patient_id")["hcp_id"]
@@ -272,34 +284,49 @@ def hcp_activity(
         start = patients["journey_start_date"].cast(pl.Int64).to_numpy()
         fill = start[block.fill_patient] + block.fill_day
         fill_hcp = hcp[block.fill_patient]
-        parts["fills"].append((fill_hcp, fill + 1, fill + 1 + COUNT_WINDOW_DAYS))
+        add("fills", fill_hcp, fill + 1, fill + 1 + COUNT_WINDOW_DAYS)
         first = block.fill_number == 0
-        parts["first_fills"].append(
-            (fill_hcp[first], fill[first] + 1, fill[first] + 1 + COUNT_WINDOW_DAYS)
-        )
+        add("first_fills", fill_hcp[first], fill[first] + 1, fill[first] + 1 + COUNT_WINDOW_DAYS)
         dx_stop = start + 1 + CONVERSION_WINDOW_DAYS
-        parts["diagnoses"].append((hcp, start + 1, dx_stop))
+        add("diagnoses", hcp, start + 1, dx_stop)
         treated = block.first_fill != NO_DAY
         first_fill = start[treated] + block.first_fill[treated]
-        parts["converted"].append((hcp[treated], first_fill + 1, dx_stop[treated]))
-    return HcpActivity(
-        **{
-            name: _Intervals.of(*(np.concatenate(column) for column in zip(*chunks, strict=True)))
-            for name, chunks in parts.items()
-        }
-    )
+        add("converted", hcp[treated], first_fill + 1, dx_stop[treated])
+    return {
+        view: HcpActivity(
+            **{
+                name: _Intervals.of(
+                    *(np.concatenate(column) for column in zip(*chunks, strict=True))
+                )
+                for name, chunks in named.items()
+            }
+        )
+        for view, named in parts.items()
+    }
+
+
+def _scenario_days(scenario: Scenario) -> tuple[int, int]:
+    return (scenario.start_date - _EPOCH).days, (scenario.end_date - _EPOCH).days
+
+
+def moment_hcps(scenario: Scenario, hcps: int) -> np.ndarray:
+    """The HCPs (a fixed sample of at most MOMENT_HCPS) a brand feature's moments are taken
+    over, as a mask."""
+    rng = rng_for(scenario.seed, "feature_values", "brand_moments")
+    kept = np.zeros(hcps, dtype=bool)
+    kept[rng.permutation(hcps)[:MOMENT_HCPS]] = True
+    return kept
 
 
 def brand_moments(
-    scenario: Scenario, activity: HcpActivity, hcps: int
+    scenario: Scenario, activity: HcpActivity, kept: np.ndarray
 ) -> dict[str, tuple[float, float]]:
     """Mean and standard deviation of each brand feature over (HCP, day) of the scenario's
-    window, on a fixed sample of MOMENT_SAMPLE pairs."""
-    rng = rng_for(scenario.seed, "feature_values", "brand_moments")
-    first = (scenario.start_date - _EPOCH).days
-    days = (scenario.end_date - scenario.start_date).days + 1
-    hcp = rng.integers(0, hcps, MOMENT_SAMPLE)
-    day = first + rng.integers(0, days, MOMENT_SAMPLE)
+    window, on a fixed sample of MOMENT_SAMPLE pairs of the HCPs `kept`."""
+    rng = rng_for(scenario.seed, "feature_values", "brand_moment_pairs")
+    first, last = _scenario_days(scenario)
+    hcp = rng.choice(np.flatnonzero(kept), MOMENT_SAMPLE)
+    day = rng.integers(first, last + 1, MOMENT_SAMPLE)
     moments = {}
     for feature in BRAND_FEATURES:
         values = activity.values(feature, hcp, day)
@@ -560,8 +587,18 @@ def generate_feature_values(
     }
     sources = _sources(scenario, hcp_profiles, patient_journeys, categories)
     hcps = in_key_order(hcp_profiles, HCP_COLUMNS, "hcp_id")
-    activity = hcp_activity(scenario, hcps["hcp_id"], patient_journeys)
-    moments = brand_moments(scenario, activity, hcps.height)
+    views: dict[str, tuple[int, int, np.ndarray | None]] = {
+        "window": ((days[0] - _EPOCH).days, (days[-1] - _EPOCH).days, None)
+    }
+    moved = {d.feature for d in scenario.drifts} | {s.feature for s in scenario.seasonal}
+    if moved & set(BRAND_FEATURES):  # their moments: over the scenario, whatever the window
+        kept = moment_hcps(scenario, hcps.height)
+        views["moments"] = (*_scenario_days(scenario), kept)
+    activities = hcp_activity(scenario, hcps["hcp_id"], patient_journeys, views)
+    activity = activities["window"]
+    moments = (
+        brand_moments(scenario, activities["moments"], kept) if "moments" in activities else {}
+    )
     brand_keys = hcps.select(brand="brand_focus", hcp_id="hcp_id")
     drifts = {d.feature: d for d in scenario.drifts}
     seasonal = {s.feature: s for s in scenario.seasonal}
@@ -592,7 +629,7 @@ def generate_feature_values(
             size = brand_keys.height
             entity = np.minimum((u[:, _ENTITY] * size).astype(np.int64), size - 1).ravel()
             base = activity.values(name, entity, np.repeat(day_numbers, n))
-            keys, feature_moments = brand_keys, moments[name]
+            keys, feature_moments = brand_keys, moments.get(name, (0.0, 0.0))
         else:
             source = sources[name]
             if source.journeys is None:
