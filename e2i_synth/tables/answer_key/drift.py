@@ -248,6 +248,32 @@ def drift_answers(
     return answers
 
 
+def shows_in(scenario: Scenario, drift: DriftSpec) -> list[dict]:
+    """Where a planted drift must show, and its expected size there (the current window's mean
+    share of the magnitude, for a ramp): the drift is an edit of feature_values' values of its
+    feature from its start (no other table moves with it), in the planted kind's own terms."""
+    w = scenario.monitoring
+    days = np.arange((w.current_start - drift.start).days, (w.current_end - drift.start).days)
+    reached = float(np.mean(drift.fraction(days + 0.5)))  # observed through each day
+    if drift.kind == "mean_shift":
+        expected = {"mean_shift_sd": drift.magnitude * reached}
+    elif drift.kind == "variance_change":
+        expected = {"sd_ratio": 1 + reached * (drift.magnitude - 1)}
+    else:
+        expected = {"share_moved_to_another_category": drift.magnitude * reached}
+    return [
+        {
+            "table": "feature_values",
+            "column": "value",
+            "rows": f"the values of feature {drift.feature} (features.name) from "
+            f"{drift.start.isoformat()}",
+            "expected_in_current_window": expected,
+            "note": "values are then clipped to the feature's range and rounded, which can "
+            "shrink the realised size",
+        }
+    ]
+
+
 def unplanted_alpha(scenario: Scenario, features: int) -> float:
     """The per-feature KS level at which the blocking check flags an unplanted feature."""
     return FALSE_FAILURE_RATE / max(features - len(scenario.drifts), 1)

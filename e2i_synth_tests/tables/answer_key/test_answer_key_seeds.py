@@ -117,6 +117,29 @@ def test_a_missing_window_day_fails(default):
     assert blocking_failures(scenario, bad) == ["feature_values_stationary_unless_planted"]
 
 
+def test_a_planted_drift_says_where_it_shows_and_how_much(default):
+    scenario, tables = default
+    answers = {
+        a.feature: a
+        for a in drift.drift_answers(
+            scenario, tables.features, tables.feature_values, with_power=False
+        )
+    }
+    for spec in scenario.drifts:
+        (place,) = drift.shows_in(scenario, spec)
+        assert (place["table"], place["column"]) == ("feature_values", "value")
+        assert spec.feature in place["rows"]
+    engagement = next(d for d in scenario.drifts if d.feature == "engagement_score")
+    (place,) = drift.shows_in(scenario, engagement)
+    expected = place["expected_in_current_window"]["mean_shift_sd"]
+    assert expected == engagement.magnitude  # a step long before the current window
+    realised = answers["engagement_score"].realised["mean_shift_sd"]
+    assert abs(realised - expected) < 0.15  # less where clipped at 10
+    ramp = engagement.model_copy(update={"ramp_days": 180})
+    (place,) = drift.shows_in(scenario, ramp)
+    assert 0.5 * expected < place["expected_in_current_window"]["mean_shift_sd"] < expected
+
+
 @pytest.mark.parametrize("change", ["unplanted_gap", "weaker_gap"])
 def test_business_metrics_off_plan_fail(default, change):
     scenario, _ = default
