@@ -4,29 +4,31 @@ Each feature is refreshed on its cadence (features.refresh_cadence) for the enti
 so its values grow with the population: a day holds observations_per_day(scenario, feature)
 values of it, the entities' count divided by the cadence's days (a weekly feature: each entity
 about once a week), at most MAX_VALUES_PER_DAY (beyond that the store keeps a uniform sample).
-An HCP or patient observation picks its entity uniformly from those that exist that day (every
-HCP, or the patients whose journey covers the day: nothing about a patient is dated before the
-diagnosis or after the journey's end, so a day no journey covers has no patient observations)
-and reads the entity's source value (hcp_profiles, patient_journeys) plus stationary noise
-drawn independently per observation (see PROCESSES). A brand feature is observed for every
-scenario brand every day, as of the start of the day: trx_30d and nrx_30d count the simulated
-sample's fills in the 30 days before (the world's timelines, which treatment_events lists),
-conversion_rate the share of the brand's recent diagnoses already filled. There is no trend and
-no random walk beyond what the world does: without planted drift any two windows of the steady
-state are samples of the same distribution.
+An observation picks its entity uniformly from those that exist that day (every HCP, or the
+patients whose journey covers the day: nothing about a patient is dated before the diagnosis
+or after the journey's end, so a day no journey covers has no patient observations). An HCP or
+patient feature reads the entity's source value (hcp_profiles, patient_journeys) plus
+stationary noise drawn independently per observation (see PROCESSES). A brand feature is kept
+per HCP and brand (an HCP prescribes its brand_focus), exact, as of the start of the day:
+trx_30d and nrx_30d count the fills of the HCP's patients in the 30 days before (the world's
+timelines, which treatment_events lists), conversion_rate the share of the HCP's patients
+diagnosed in the year before already filled. There is no trend and no random walk beyond what
+the world does: without planted drift any two windows of the steady state are samples of the
+same distribution.
 
 From a DriftSpec's start the feature's values change: mean_shift adds magnitude x the feature's
 standard deviation, variance_change scales the deviation from the feature mean by magnitude,
 category_mix moves a share magnitude of values to another category (bool: flips). Mean and
 standard deviation are those of the undrifted process over the entity population (a brand
-feature: over the scenario's days), so they do not depend on which days are generated.
+feature: over a fixed sample of HCP-days of the scenario), so they do not depend on which days
+are generated.
 
 Every draw of a day comes from rng_for(seed, "feature_values", day) in a fixed layout, and ids
 are FV-<YYYYMMDD>-<index within the day>, so any window is exactly the union of its days. The
 n observations of a feature on a day sit in n equal slots of the day, which makes
 (feature_id, event_timestamp), and so (feature_id, entity_values, event_timestamp), unique.
-entity_values names the keys an analyst joins on: hcp_id; brand; a patient's brand, hcp_id
-and patient_id. Every row carries the split of its own date.
+entity_values names the keys an analyst joins on: hcp_id; brand and hcp_id; a patient's
+brand, hcp_id and patient_id. Every row carries the split of its own date.
 """
 
 import json
