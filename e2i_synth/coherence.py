@@ -16,6 +16,7 @@ from psycopg import sql
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.pipeline.split_sql import split_params, split_sql, utc_day_sql
 from e2i_synth.tables.activity.triggers import REFILL_GAP_LATE_DAYS
+from e2i_synth.tables.feature_store.catalog import COUNT_WINDOW_DAYS, INSURANCE_TIERS
 
 
 @dataclass(frozen=True)
@@ -212,14 +213,106 @@ RULES: tuple[Rule, ...] = (
         """).format(day=_utc_day("t", "created_at"), late=sql.Literal(REFILL_GAP_LATE_DAYS)),
     ),
 )
+
+# Feature-store rules: the features mean what their names say. A feature's values depart from
+# the world on purpose from a planted drift's start (every value, if it is seasonal): the rules
+# judge the values before (parameter <feature>_exact_until, see exact_until).
+EXACT_FEATURES = ("insurance_tier", "trx_30d", "nrx_30d")
+_TIER_OF_PAYER = sql.SQL("CASE j.insurance_type {} END").format(
+    sql.SQL(" ").join(
+        sql.SQL("WHEN {} THEN {}").format(sql.Literal(payer), sql.Literal(tier))
+        for payer, tier in INSURANCE_TIERS.items()
+    )
+)
+
+
+def _counts_rule(feature: str, event_types: tuple[str, ...], what: str) -> Rule:
+    return Rule(
+        f"{feature}_counts_the_fills",
+        f"every {feature} value (before a planted drift) is the number of {what} in "
+        f"treatment_events of its HCP and brand dated in the {COUNT_WINDOW_DAYS} days before "
+        "its UTC date",
+        sql.SQL("""
+        SELECT v.feature_value_id, v.entity_values::text, {day} AS day,
+               v.value #>> '{{}}' AS value, count(e.event_id) AS fills
+        FROM feature_values v JOIN features f USING (feature_id)
+        LEFT JOIN treatment_events e
+          ON e.hcp_id = v.entity_values ->> 'hcp_id' AND e.brand = v.entity_values ->> 'brand'
+         AND e.event_type = ANY({types})
+         AND e.event_date >= {day} - {window} AND e.event_date < {day}
+        WHERE f.name = {feature} AND v.event_timestamp < {until}::timestamptz
+        GROUP BY v.feature_value_id, v.entity_values, v.event_timestamp, v.value
+        HAVING (v.value #>> '{{}}')::numeric IS DISTINCT FROM count(e.event_id)
+        """).format(
+            day=_FRAGMENTS["value_day"],
+            types=sql.Literal(list(event_types)),
+            window=sql.Literal(COUNT_WINDOW_DAYS),
+            feature=sql.Literal(feature),
+            until=sql.Placeholder(f"{feature}_exact_until"),
+        ),
+    )
+
+
+FEATURE_RULES: tuple[Rule, ...] = (
+    Rule(
+        "insurance_tier_is_the_payers_tier",
+        "every insurance_tier value (before a planted drift) is the tier of the patient's "
+        "payer: commercial high, medicare medium, medicaid and uninsured low",
+        sql.SQL("""
+        SELECT v.feature_value_id, j.patient_id, j.insurance_type, v.value #>> '{{}}' AS tier
+        FROM feature_values v JOIN features f USING (feature_id)
+        JOIN patient_journeys j ON j.patient_id = v.entity_values ->> 'patient_id'
+        WHERE f.name = 'insurance_tier'
+          AND v.event_timestamp < %(insurance_tier_exact_until)s::timestamptz
+          AND v.value #>> '{{}}' IS DISTINCT FROM {tier}
+        """).format(tier=_TIER_OF_PAYER),
+    ),
+    _counts_rule("trx_30d", ("prescription", "refill"), "fills (first fills and refills)"),
+    _counts_rule("nrx_30d", ("prescription",), "first fills"),
+    _rule(
+        "feature_value_keys_agree",
+        "a feature value's join keys agree: a patient's brand and hcp_id are the journey's, a "
+        "brand feature's brand is its HCP's brand_focus",
+        """
+        SELECT v.feature_value_id, v.entity_values::text
+        FROM feature_values v JOIN features f USING (feature_id)
+        LEFT JOIN patient_journeys j ON j.patient_id = v.entity_values ->> 'patient_id'
+        LEFT JOIN hcp_profiles h ON h.hcp_id = v.entity_values ->> 'hcp_id'
+        WHERE (f.entity_keys = 'patient_id'
+               AND (j.patient_id IS NULL OR j.hcp_id IS DISTINCT FROM v.entity_values ->> 'hcp_id'
+                    OR j.brand IS DISTINCT FROM v.entity_values ->> 'brand'))
+           OR (f.entity_keys = 'brand'
+               AND (h.hcp_id IS NULL
+                    OR h.brand_focus IS DISTINCT FROM v.entity_values ->> 'brand'))
+        """,
+    ),
+)
+RULES = (*RULES, *FEATURE_RULES)
 RULE_NAMES = tuple(r.name for r in RULES)
+
+
+def exact_until(scenario: Scenario) -> dict[str, str]:
+    """<feature>_exact_until of each EXACT_FEATURES feature: the start of its planted drift,
+    '-infinity' when it is seasonal (every value moves with the season), else 'infinity'."""
+    seasonal = {s.feature for s in scenario.seasonal}
+    starts = {d.feature: d.start for d in scenario.drifts}
+    params = {}
+    for feature in EXACT_FEATURES:
+        if feature in seasonal:
+            until = "-infinity"
+        elif feature in starts:
+            until = f"{starts[feature].isoformat()} 00:00:00+00"
+        else:
+            until = "infinity"
+        params[f"{feature}_exact_until"] = until
+    return params
 
 
 def violations(
     conn: psycopg.Connection, scenario: Scenario, limit: int = 5
 ) -> dict[str, list[tuple]]:
     """Up to `limit` violating rows of each rule, by rule name (empty lists when coherent)."""
-    values = {**split_params(scenario), "limit": limit}
+    values = {**split_params(scenario), **exact_until(scenario), "limit": limit}
     return {
         rule.name: conn.execute(
             sql.SQL("SELECT * FROM ({}) v LIMIT %(limit)s").format(rule.query), values

@@ -61,11 +61,15 @@ def test_every_rule_returns_no_rows(loaded):
                    UNION ALL SELECT 'therapy_triggers', count(*) FROM triggers
                    WHERE trigger_type IN ('refill_gap', 'competitive_switch_risk')
                    UNION ALL SELECT 'patient_values', count(*) FROM feature_values
-                   WHERE entity_values ? 'patient_id'"""
+                   WHERE entity_values ? 'patient_id'
+                   UNION ALL SELECT f.name, count(*) FROM feature_values v
+                   JOIN features f USING (feature_id)
+                   WHERE f.name IN ('trx_30d', 'nrx_30d') AND (v.value #>> '{}')::int > 0
+                   GROUP BY f.name"""
             ).fetchall()
         )
     assert {rule: rows for rule, rows in found.items() if rows} == {}
-    assert all(n > 0 for n in kinds.values()), kinds
+    assert all(n > 0 for n in kinds.values()) and len(kinds) == 6, kinds
 
 
 # One corruption per rule: a statement that makes that rule return rows.
@@ -74,6 +78,13 @@ _STOPPED = (
 )
 _NEVER_TREATED = "SELECT patient_id FROM patient_journeys WHERE NOT treatment_initiated LIMIT 1"
 _SWAP_SPLIT = "CASE x.data_split WHEN 'train' THEN 'test' ELSE 'train' END"
+
+
+def _first_value(feature: str) -> str:
+    return f"""SELECT min(feature_value_id) FROM feature_values JOIN features f
+               USING (feature_id) WHERE f.name = '{feature}'"""
+
+
 CORRUPTIONS: dict[str, str] = {
     "fills_only_on_therapy": f"""
         UPDATE treatment_events r SET event_date = s.event_date FROM treatment_events s
@@ -122,8 +133,8 @@ CORRUPTIONS: dict[str, str] = {
         WHERE trigger_id = (SELECT min(trigger_id) FROM triggers
                             WHERE trigger_type = 'new_patient_diagnosed')""",
     "patient_feature_values_inside_the_journey": """
-        UPDATE feature_values SET entity_values = jsonb_build_object('patient_id', (
-            SELECT patient_id FROM patient_journeys ORDER BY journey_end_date LIMIT 1))
+        UPDATE feature_values SET entity_values = jsonb_set(entity_values, '{patient_id}',
+            to_jsonb((SELECT patient_id FROM patient_journeys ORDER BY journey_end_date LIMIT 1)))
         WHERE feature_value_id = (SELECT feature_value_id FROM feature_values
                                   WHERE entity_values ? 'patient_id'
                                   ORDER BY event_timestamp DESC LIMIT 1)""",
@@ -137,6 +148,22 @@ CORRUPTIONS: dict[str, str] = {
                             WHERE patient_id = t.patient_id
                               AND event_type IN ('prescription', 'refill')
                               AND event_date < (t.created_at AT TIME ZONE 'UTC')::date)""",
+    # Each on the feature's first value (ids follow dates: before any planted drift).
+    "insurance_tier_is_the_payers_tier": f"""
+        UPDATE feature_values
+        SET value = CASE WHEN value = '"high"' THEN '"medium"' ELSE '"high"' END::jsonb
+        WHERE feature_value_id = ({_first_value("insurance_tier")})""",
+    **{
+        f"{feature}_counts_the_fills": f"""
+            UPDATE feature_values SET value = to_jsonb((value #>> '{{}}')::int + 1)
+            WHERE feature_value_id = ({_first_value(feature)})"""
+        for feature in ("trx_30d", "nrx_30d")
+    },
+    "feature_value_keys_agree": f"""
+        UPDATE feature_values v SET entity_values = jsonb_set(v.entity_values, '{{hcp_id}}',
+            to_jsonb((SELECT min(hcp_id) FROM hcp_profiles
+                      WHERE hcp_id <> v.entity_values ->> 'hcp_id')))
+        WHERE feature_value_id = ({_first_value("disease_severity")})""",
     **{
         f"{table}_split_follows_its_date": f"""
             UPDATE {table} x SET data_split = {_SWAP_SPLIT}

@@ -180,7 +180,7 @@ CREATE TABLE public.feature_values (
     freshness_status text NOT NULL,
     data_split text NOT NULL,
     CONSTRAINT feature_values_data_split_check CHECK ((data_split = ANY (ARRAY['train'::text, 'validation'::text, 'test'::text, 'holdout'::text]))),
-    CONSTRAINT feature_values_entity_values_check CHECK (((entity_values)::text ~ '^\{"(hcp_id|patient_id|brand)": "[A-Za-z0-9]+"\}$'::text)),
+    CONSTRAINT feature_values_entity_values_check CHECK (((entity_values)::text ~ '^\{("hcp_id": "[A-Za-z0-9]+"|"brand": "[A-Za-z0-9]+", "hcp_id": "[A-Za-z0-9]+"|"brand": "[A-Za-z0-9]+", "hcp_id": "[A-Za-z0-9]+", "patient_id": "[A-Za-z0-9]+")\}$'::text)),
     CONSTRAINT feature_values_feature_id_check CHECK ((feature_id ~ '^FEAT[0-9]{3}$'::text)),
     CONSTRAINT feature_values_feature_value_id_check CHECK ((feature_value_id ~ '^FV-[0-9]{8}-[0-9]{5,}$'::text)),
     CONSTRAINT feature_values_freshness_status_check CHECK ((freshness_status = ANY (ARRAY['fresh'::text, 'stale'::text, 'expired'::text]))),
@@ -1047,3 +1047,4 @@ INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (5, 's
 INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (6, 'ground_truth', 'b8ef02a8a94f6e053b0c0e0bb71cf4cb15e013469138b3e88f6667b686fb445d');
 INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (7, 'answer_key_privileges', 'cb681a6e5d436a92f864421f0d4b2848fc3f4de34ff47c7f4ddfbc5752c56c3e');
 INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (8, 'feature_entity_key_of_group', 'fa410fc9242425e6fb6aba5030744a732e9e74904c011accecbd4de0ea477d21');
+INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (9, 'feature_values_join_keys', '2487a3d25567bfdeb2f18876b456108b74736b448c71d9dd9be17525d8a63ec3');

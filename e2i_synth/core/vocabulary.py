@@ -70,7 +70,7 @@ METRIC_NAMES: tuple[str, ...] = COMMON_METRICS + tuple(
 FEATURE_GROUPS: dict[str, tuple[str, str]] = {
     "hcp_demographics": ("hcp_id", "HCP attributes from the HCP master"),
     "patient_features": ("patient_id", "patient clinical and payer attributes"),
-    "brand_performance": ("brand", "brand-level commercial performance"),
+    "brand_performance": ("brand", "commercial performance of a brand, per prescribing HCP"),
     "causal_features": ("patient_id", "variables of the engagement -> treatment causal model"),
 }
 # feature -> (group, value type). Value types: float, int, bool, category.
@@ -84,8 +84,8 @@ FEATURES: dict[str, tuple[str, str]] = {
     "comorbidity_count": ("patient_features", "int"),
     "prior_treatment_count": ("patient_features", "int"),
     "insurance_tier": ("patient_features", "category"),
-    "trx_30d": ("brand_performance", "float"),
-    "nrx_30d": ("brand_performance", "float"),
+    "trx_30d": ("brand_performance", "int"),
+    "nrx_30d": ("brand_performance", "int"),
     "conversion_rate": ("brand_performance", "float"),
     "engagement_score": ("causal_features", "float"),
     "treatment_propensity": ("causal_features", "float"),

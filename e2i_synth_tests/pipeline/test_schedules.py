@@ -24,8 +24,9 @@ def test_window_row_counts_come_from_the_generators_and_are_zero_after_end_date(
     assert business_metrics.rows_in_window(scenario, *after) == 0
     assert ml_predictions.rows_in_window(scenario, *after) == 0
     # The feature store is live: every day after end_date still gets its observations of the
-    # 7 HCP and brand features (no journey is open then, so none of the 8 patient features).
-    assert feature_values.rows_in_window(scenario, *after) == 31 * 7 * 8
+    # 7 HCP and brand features, 50 HCPs / 7 a day each at scale small (no journey is open
+    # then, so none of the 8 patient features).
+    assert feature_values.rows_in_window(scenario, *after) == 31 * 7 * 7
     june = (date(2026, 6, 1), date(2026, 7, 1))
     assert business_metrics.rows_in_window(scenario, *june) == len(
         business_metrics.metric_series(scenario)

@@ -15,7 +15,7 @@ from e2i_synth.stats.causal import ADJUSTMENT_SET, OUTCOME, TREATMENT
 from e2i_synth.stats.drift import KS_ALPHA, PSI_THRESHOLD
 from e2i_synth.tables.answer_key.bounds import DETECTABLE_POWER, FALSE_FAILURE_RATE
 from e2i_synth.tables.answer_key.causal import CausalAnswer, causal_answer
-from e2i_synth.tables.answer_key.drift import DriftAnswer, drift_answers
+from e2i_synth.tables.answer_key.drift import DriftAnswer, drift_answers, shows_in
 from e2i_synth.tables.answer_key.gaps import gap_answers, reference_gap_findings, scored_rows
 
 ESTIMAND = (
@@ -125,6 +125,7 @@ def generate_ground_truth(
                 "details": _json(
                     {
                         **drift.as_details(),
+                        "shows_in": shows_in(scenario, drift.planted) if drift.planted else [],
                         "windows": windows,
                         "thresholds": {"psi": PSI_THRESHOLD, "ks_alpha": KS_ALPHA},
                     }

@@ -16,10 +16,18 @@ from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES, INSURANCE_TYPES,
 
 # Freshness window per refresh cadence: a daily feature is fresh for 2 days, a weekly one 10.
 FRESHNESS_HOURS: dict[str, int] = {"daily": 48, "weekly": 240}
-# insurance_tier is the payer type as a formulary tier.
+# insurance_tier: the seed's high/medium/low, the payer's coverage (a mapping of ours: the seed
+# names the tiers only). Uninsured patients pay cash, the least covered: low, with Medicaid.
 INSURANCE_TIERS: dict[str, str] = dict(
-    zip(INSURANCE_TYPES, ("tier_1", "tier_2", "tier_3", "tier_4"), strict=True)
+    zip(INSURANCE_TYPES, ("high", "medium", "low", "low"), strict=True)
 )
+TIER_LABELS: tuple[str, ...] = ("high", "medium", "low")
+# Trailing windows of the brand features, in days before the value's date.
+COUNT_WINDOW_DAYS = 30
+CONVERSION_WINDOW_DAYS = 365
+# Treatment success (outcome_probability): still on therapy at this many fills, about six
+# months of supply (the timelines' stop hazard applies after each fill).
+SUCCESS_FILLS = 6
 # How often a group's schema was revised: its updated_date is this many quarters after creation.
 DAYS_PER_VERSION = 91
 
@@ -71,10 +79,10 @@ FEATURE_DEFINITIONS: dict[str, FeatureDefinition] = {
         None,
     ),
     "disease_severity": FeatureDefinition(
-        "latest disease severity assessment, 0-10",
+        "latest disease severity assessment, 0-10 (the journey's severity, assessed with noise)",
         "patient_journeys",
         "disease_severity",
-        "daily",
+        "weekly",
         0,
         SEVERITY_MAX,
     ),
@@ -88,58 +96,70 @@ FEATURE_DEFINITIONS: dict[str, FeatureDefinition] = {
         "therapies tried before", "patient_journeys", "prior_treatment_count", "weekly", 0, None
     ),
     "insurance_tier": FeatureDefinition(
-        "formulary tier of the primary payer (tier_1 commercial ... tier_4 uninsured)",
+        "coverage of the primary payer: high (commercial), medium (medicare), low (medicaid, "
+        "uninsured)",
         "patient_journeys",
         "insurance_type",
         "weekly",
-        categories=tuple(INSURANCE_TIERS.values()),
+        categories=TIER_LABELS,
     ),
     "trx_30d": FeatureDefinition(
-        "prescriptions filled in a 30-day window (initiations and monthly refills)",
-        "patient_journeys",
-        "brand, journey_start_date, journey_end_date, treatment_initiated, days_to_treatment",
-        "daily",
+        "prescriptions filled (first fills and refills) of the brand by the HCP's patients in "
+        f"the {COUNT_WINDOW_DAYS} days before the value's date, counted in the simulated sample "
+        "(treatment_events; business_metrics weight the same fills to the national market)",
+        "treatment_events",
+        "hcp_id, brand, event_type, event_date",
+        "weekly",
         0,
         None,
     ),
     "nrx_30d": FeatureDefinition(
-        "new prescriptions (initiations) in a 30-day window",
-        "patient_journeys",
-        "brand, treatment_initiated",
-        "daily",
+        "new prescriptions (first fills) of the brand by the HCP's patients in the "
+        f"{COUNT_WINDOW_DAYS} days before the value's date, counted in the simulated sample "
+        "(treatment_events)",
+        "treatment_events",
+        "hcp_id, brand, event_type, event_date",
+        "weekly",
         0,
         None,
     ),
     "conversion_rate": FeatureDefinition(
-        "share of the brand's diagnosed patients who initiate treatment",
+        f"of the HCP's patients of the brand diagnosed in the {CONVERSION_WINDOW_DAYS} days "
+        "before the value's date, the share with a first fill before that date (0 when none "
+        "was diagnosed)",
         "patient_journeys",
-        "brand, treatment_initiated",
-        "daily",
+        "hcp_id, brand, journey_start_date, treatment_initiated, days_to_treatment",
+        "weekly",
         0,
         1,
     ),
     "engagement_score": FeatureDefinition(
-        "engagement 0-10; the treatment of the causal question",
+        "engagement 0-10 (the journey's score, measured with noise); the treatment of the "
+        "causal question",
         "patient_journeys",
         "engagement_score",
-        "daily",
+        "weekly",
         0,
         ENGAGEMENT_MAX,
     ),
     "treatment_propensity": FeatureDefinition(
-        "expected engagement given the confounders, as a share of the 0-10 scale "
-        "(causal model: engagement_intercept + severity and academic terms)",
+        "probability that the patient initiates treatment given what is known before "
+        "engagement: the causal model's P(treatment_initiated) at the expected engagement for "
+        "the patient's severity and academic flag",
         "patient_journeys",
         "disease_severity, academic_hcp",
-        "daily",
+        "weekly",
         0,
         1,
     ),
     "outcome_probability": FeatureDefinition(
-        "P(treatment_initiated) from the causal linear probability model",
+        "probability of treatment success: the patient initiates (the causal model at the "
+        f"patient's engagement) and is still on therapy at the {SUCCESS_FILLS}th fill (the "
+        "world's stop hazard after each fill)",
         "patient_journeys",
-        "engagement_score, disease_severity, academic_hcp",
-        "daily",
+        "engagement_score, disease_severity, academic_hcp, brand, insurance_type, "
+        "comorbidity_count",
+        "weekly",
         0,
         1,
     ),

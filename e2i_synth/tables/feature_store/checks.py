@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from psycopg import sql
 
-from e2i_synth.core.scenario import ENGAGEMENT_MAX, Scenario
+from e2i_synth.core.scenario import Scenario
 from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
 from e2i_synth.pipeline.rule_checks import row_rules, rule_check
 from e2i_synth.pipeline.split_sql import split_params, split_sql, utc_day_sql
@@ -101,10 +101,11 @@ def value_rules_params(scenario: Scenario) -> dict[str, object]:
 
 def _expected_sources(
     scenario: Scenario,
-) -> tuple[dict[str, sql.Composable], dict[str, sql.Composable]]:
+) -> tuple[dict[str, sql.Composable], dict[str, sql.Composable], dict[str, sql.Composable]]:
     """Source value of each HCP and patient feature as SQL over hcp_profiles h and
-    patient_journeys p: numbers, and texts (categories, booleans). The causal features are
-    CausalModel's own formulas, rendered as SQL (pipeline.sql_arithmetic)."""
+    patient_journeys p: numbers, texts (categories, booleans), and upper bounds (a feature
+    whose source is not in one row). The causal features are CausalModel's own formulas,
+    rendered as SQL (pipeline.sql_arithmetic)."""
     c = scenario.causal
     lit = sql.Literal
     numbers = {
@@ -120,10 +121,16 @@ def _expected_sources(
         }.items()
     }
     severity, academic = SqlExpr("p.disease_severity"), SqlExpr("p.academic_hcp::int")
-    propensity = c.expected_engagement(severity, academic) / ENGAGEMENT_MAX
-    outcome = c.treatment_probability(SqlExpr("p.engagement_score"), severity, academic)
-    for name, expr in (("treatment_propensity", propensity), ("outcome_probability", outcome)):
-        numbers[name] = sql.SQL("least(1.0, greatest(0.0, {}))").format(expr.sql)
+    expected = c.expected_engagement(severity, academic)
+    propensity = c.treatment_probability(expected, severity, academic)
+    initiation = c.treatment_probability(SqlExpr("p.engagement_score"), severity, academic)
+
+    def probability(expr: SqlExpr) -> sql.Composable:
+        return sql.SQL("least(1.0, greatest(0.0, {}))").format(expr.sql)
+
+    numbers["treatment_propensity"] = probability(propensity)
+    # Success needs initiation first (the persistence factor is the world's stop hazard).
+    bounds = {"outcome_probability": probability(initiation)}
     tiers = sql.SQL(" ").join(
         sql.SQL("WHEN {} THEN {}").format(lit(payer), lit(tier))
         for payer, tier in INSURANCE_TIERS.items()
@@ -133,7 +140,7 @@ def _expected_sources(
         "academic_flag": sql.SQL("h.academic_hcp::text"),
         "insurance_tier": sql.SQL("CASE p.insurance_type {} END").format(tiers),
     }
-    return numbers, texts
+    return numbers, texts, bounds
 
 
 # Features keyed by an HCP or a patient: each has a source row to agree with.
@@ -144,6 +151,7 @@ SOURCE_RULES = {
     **{
         name: f"each entity's first observation of {name} (before any planted drift) is "
         "within the feature's noise tolerance of its source row"
+        + (" (at most it: success needs initiation)" if name == "outcome_probability" else "")
         for name in SOURCED_FEATURES
     },
     "feature_not_observed": "every HCP and patient feature is observed",
@@ -155,8 +163,16 @@ def source_agreement_query(scenario: Scenario) -> sql.Composable:
     (from then on values move away from their source on purpose) that are not within the
     feature's noise tolerance of the entity's source row (feature_values.tolerance), the rule
     named by the feature; and sourced features never observed."""
-    numbers, texts = _expected_sources(scenario)
+    numbers, texts, bounds = _expected_sources(scenario)
     cases = []
+    for name, bound in bounds.items():
+        absolute, _ = tolerance(name)
+        cases.append(
+            sql.SQL(
+                "WHEN {name} THEN CASE WHEN jsonb_typeof(o.value) = 'number' THEN "
+                "(o.value #>> '{{}}')::double precision <= ({b}) + {a} ELSE false END"
+            ).format(name=sql.Literal(name), b=bound, a=sql.Literal(absolute))
+        )
     for name, expected in numbers.items():
         absolute, relative = tolerance(name)
         cases.append(

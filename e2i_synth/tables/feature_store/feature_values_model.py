@@ -16,8 +16,13 @@ from e2i_synth.core.vocabulary import DATA_SPLITS
 FRESHNESS_STATUSES: tuple[str, ...] = ("fresh", "stale", "expired")
 # An expired value is older than this many freshness windows (stale: older than one).
 STALE_WINDOWS = 3
-# JSON forms, as generated and as PostgreSQL renders jsonb: one entity key, a scalar value.
-ENTITY_VALUES_PATTERN = r'^\{"(hcp_id|patient_id|brand)": "[A-Za-z0-9]+"\}$'
+# JSON forms, as generated and as PostgreSQL renders jsonb (keys shortest first): the keys an
+# analyst joins on (an HCP; a brand and its HCP; a patient with its brand and HCP), a scalar.
+_ID = '"[A-Za-z0-9]+"'
+ENTITY_VALUES_PATTERN = (
+    rf'^\{{("hcp_id": {_ID}|"brand": {_ID}, "hcp_id": {_ID}'
+    rf'|"brand": {_ID}, "hcp_id": {_ID}, "patient_id": {_ID})\}}$'
+)
 VALUE_PATTERN = r'^(-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?|true|false|"[a-z0-9_]+")$'
 
 
@@ -32,7 +37,9 @@ class FeatureValues(pa.DataFrameModel):
     )
     entity_values: str = pa.Field(
         str_matches=ENTITY_VALUES_PATTERN,
-        description='JSON object naming the entity, e.g. {"patient_id": "PAT0000012"}',
+        description="JSON object of the keys an analyst joins on: hcp_id (an HCP feature), brand "
+        "and hcp_id (a brand feature, kept per HCP), brand, hcp_id and patient_id (a patient "
+        "feature)",
     )
     value: str = pa.Field(
         str_matches=VALUE_PATTERN,

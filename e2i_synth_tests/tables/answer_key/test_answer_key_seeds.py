@@ -117,6 +117,29 @@ def test_a_missing_window_day_fails(default):
     assert blocking_failures(scenario, bad) == ["feature_values_stationary_unless_planted"]
 
 
+def test_a_planted_drift_says_where_it_shows_and_how_much(default):
+    scenario, tables = default
+    answers = {
+        a.feature: a
+        for a in drift.drift_answers(
+            scenario, tables.features, tables.feature_values, with_power=False
+        )
+    }
+    for spec in scenario.drifts:
+        (place,) = drift.shows_in(scenario, spec)
+        assert (place["table"], place["column"]) == ("feature_values", "value")
+        assert spec.feature in place["rows"]
+    engagement = next(d for d in scenario.drifts if d.feature == "engagement_score")
+    (place,) = drift.shows_in(scenario, engagement)
+    expected = place["expected_in_current_window"]["mean_shift_sd"]
+    assert expected == engagement.magnitude  # a step long before the current window
+    realised = answers["engagement_score"].realised["mean_shift_sd"]
+    assert abs(realised - expected) < 0.15  # less where clipped at 10
+    ramp = engagement.model_copy(update={"ramp_days": 180})
+    (place,) = drift.shows_in(scenario, ramp)
+    assert 0.5 * expected < place["expected_in_current_window"]["mean_shift_sd"] < expected
+
+
 @pytest.mark.parametrize("change", ["unplanted_gap", "weaker_gap"])
 def test_business_metrics_off_plan_fail(default, change):
     scenario, _ = default
@@ -165,8 +188,11 @@ def test_bundled_plants_are_detectable_with_margin(name):
 def test_a_plant_too_weak_for_the_scale_is_reported_not_detectable():
     small = _bundled("default").model_copy(update={"scale": 0.1})
     weak = [p for p in detectability(small) if not p.detectable]
-    assert [p.field for p in weak] == ["causal.true_ate"]
-    assert 0.2 < weak[0].power < 0.6  # 250 patients for 4 points per engagement point
+    # 250 patients for 4 points per engagement point; and a window of about 100 patients
+    # (KS at the effective size: a patient's repeated values are not new draws) for a 35%
+    # insurance tier mix.
+    assert [p.field for p in weak] == ["causal.true_ate", "drifts.2"]
+    assert 0.2 < weak[0].power < 0.6
     assert "NOT detectable" in weak[0].describe()
     # and the answer key says so for the data of that scale
     tables = generate_answer_key_tables(small)

@@ -10,7 +10,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from e2i_synth.core.scenario import ENGAGEMENT_MAX, Scenario, load_scenario
+from e2i_synth.core.scenario import Scenario, load_scenario
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
 from e2i_synth.db.copy import count_rows, read_table, replace_rows
@@ -26,6 +26,7 @@ from e2i_synth.tables.feature_store import assets as feature_store
 from e2i_synth.tables.feature_store.catalog import (
     FRESHNESS_HOURS,
     INSURANCE_TIERS,
+    SUCCESS_FILLS,
     generate_feature_groups,
     generate_features,
 )
@@ -37,6 +38,7 @@ from e2i_synth.tables.feature_store.checks import (
     value_rules_query,
 )
 from e2i_synth.tables.feature_store.feature_values import (
+    MAX_VALUES_PER_DAY,
     PROCESSES,
     as_of,
     expected_feature_values,
@@ -44,9 +46,11 @@ from e2i_synth.tables.feature_store.feature_values import (
     observations_per_day,
     tolerance,
 )
+from e2i_synth.world.timelines import patient_timelines, stop_hazard
 from e2i_synth_tests.pipeline import failed_checks, run
 
 KEY = ["feature_id", "entity_values", "event_timestamp"]
+ENTITY_KEYS = ("brand", "hcp_id", "patient_id")
 
 
 class Data:
@@ -67,12 +71,15 @@ class Data:
 
     def named(self) -> pl.DataFrame:
         """Values with the feature's name, entity key and entity id."""
-        return self.values.join(
-            self.features.select("feature_id", "name", "value_type", "entity_keys"),
-            on="feature_id",
-        ).with_columns(
-            entity_id=pl.col("entity_values").str.extract(r'": "([A-Za-z0-9]+)"', 1),
-            json_key=pl.col("entity_values").str.extract(r'^\{"([a-z_]+)"', 1),
+        keys = {k: pl.col("entity_values").str.json_path_match(f"$.{k}") for k in ENTITY_KEYS}
+        return (
+            self.values.join(
+                self.features.select("feature_id", "name", "value_type", "entity_keys"),
+                on="feature_id",
+            )
+            .with_columns(**keys)
+            # The most specific key: a patient, else an HCP, else a brand.
+            .with_columns(entity_id=pl.coalesce("patient_id", "hcp_id", "brand"))
         )
 
 
@@ -106,13 +113,10 @@ def _sources(data: Data) -> pl.DataFrame:
         "engagement_score": p.select("patient_id", "engagement_score"),
         "treatment_propensity": p.select(
             "patient_id",
-            (
-                (
-                    c.engagement_intercept
-                    + c.severity_on_engagement * pl.col("disease_severity")
-                    + c.academic_on_engagement * academic
-                )
-                / ENGAGEMENT_MAX
+            c.treatment_probability(
+                c.expected_engagement(pl.col("disease_severity"), academic),
+                pl.col("disease_severity"),
+                academic,
             ).clip(0, 1),
         ),
         "outcome_probability": p.select(
@@ -122,7 +126,8 @@ def _sources(data: Data) -> pl.DataFrame:
                 + c.true_ate * pl.col("engagement_score")
                 + c.severity_on_treatment * pl.col("disease_severity")
                 + c.academic_on_treatment * academic
-            ).clip(0, 1),
+            ).clip(0, 1)
+            * pl.Series((1 - stop_hazard(p)) ** (SUCCESS_FILLS - 1)),
         ),
     }
     text = {
@@ -182,17 +187,37 @@ def test_catalog_has_every_group_and_feature(full: Data):
 # ---------------------------------------------------------------------------- feature values
 
 
-def test_observations_per_day_grows_with_sqrt_of_scale():
-    assert [observations_per_day(s) for s in (0.1, 1.0, 4.0, 1000.0)] == [8, 8, 16, 253]
+def test_values_per_day_grow_with_the_population_on_the_cadence():
+    def per_day(scale: float) -> list[int]:
+        scenario = load_scenario(None, scale)
+        return [observations_per_day(scenario, f) for f in ("years_experience", "age_at_diagnosis")]
+
+    # HCPs once a week (500 / 7 at full); the patients of a steady-state day (about 0.3 of
+    # 2,500) once a week; at most MAX_VALUES_PER_DAY (a sample beyond scale 1.4 to 2.1).
+    assert [per_day(s) for s in (0.1, 1.0, 2.0, 1000.0)] == [
+        [7, 11],
+        [71, 107],
+        [143, MAX_VALUES_PER_DAY],
+        [MAX_VALUES_PER_DAY, MAX_VALUES_PER_DAY],
+    ]
+    full = load_scenario(None, "full")
+    assert observations_per_day(full, "trx_30d") == observations_per_day(full, "academic_flag")
 
 
 def test_counts_and_keys_at_full_scale(full: Data):
     values = TABLES["feature_values"].validate(full.values)  # pandera: types, patterns, key
     days = (full.scenario.end_date - full.scenario.start_date).days + 1
     # At full scale some patient's journey covers every day: every feature every day.
-    assert values.height == expected_feature_values(full.scenario, full.patients) == days * 15 * 8
-    per_day = values.group_by("feature_id", pl.col("event_timestamp").dt.date()).len()
-    assert per_day.height == days * 15 and (per_day["len"] == 8).all()
+    n = {f: observations_per_day(full.scenario, f) for f in FEATURES}
+    assert values.height == expected_feature_values(full.scenario, full.patients)
+    assert values.height == days * sum(n.values())
+    per_day = (
+        values.group_by("feature_id", pl.col("event_timestamp").dt.date())
+        .len()
+        .join(full.features.select("feature_id", "name"), on="feature_id")
+    )
+    assert per_day.height == days * 15
+    assert (per_day["len"] == per_day["name"].replace_strict(n, return_dtype=pl.UInt32)).all()
     assert values["feature_value_id"].is_unique().all()
     assert values.select(KEY).is_unique().all()
     assert values["feature_value_id"].is_sorted()
@@ -202,19 +227,29 @@ def test_counts_and_keys_at_full_scale(full: Data):
 
 def test_entities_are_real_and_sampled_from_all_of_them(full: Data):
     named = full.named()
-    assert (named["json_key"] == named["entity_keys"]).all()
-    ids = {
-        "hcp_id": set(full.hcps["hcp_id"]),
-        "patient_id": set(full.patients["patient_id"]),
-        "brand": set(full.scenario.brands),
-    }
+    # entity_values names the keys an analyst joins on, as they apply.
+    keys = {"hcp_id": ["hcp_id"], "patient_id": list(ENTITY_KEYS), "brand": ["brand", "hcp_id"]}
+    for key, names in keys.items():
+        rows = named.filter(pl.col("entity_keys") == key)
+        for k in ENTITY_KEYS:
+            assert rows[k].null_count() == (0 if k in names else rows.height), (key, k)
+    # A patient's brand and HCP are the journey's; a brand feature's HCP prescribes its brand.
+    patients = named.filter(pl.col("entity_keys") == "patient_id").join(
+        full.patients.select("patient_id", brand_="brand", hcp_=pl.col("hcp_id")),
+        on="patient_id",
+    )
+    assert patients.height == named.filter(pl.col("entity_keys") == "patient_id").height
+    assert (patients["brand"] == patients["brand_"]).all()
+    assert (patients["hcp_id"] == patients["hcp_"]).all()
+    brands = named.filter(pl.col("entity_keys") == "brand").join(
+        full.hcps.select("hcp_id", "brand_focus"), on="hcp_id"
+    )
+    assert (brands["brand"] == brands["brand_focus"]).all()
+    ids = {"hcp_id": set(full.hcps["hcp_id"]), "patient_id": set(full.patients["patient_id"])}
     for key, known in ids.items():
         seen = set(named.filter(pl.col("entity_keys") == key)["entity_id"])
         assert seen <= known
         assert len(seen) >= 0.9 * len(known)  # uniform over all entities, not only active ones
-    assert named.filter(pl.col("entity_keys") == "brand")["entity_values"][0] in {
-        f'{{"brand": "{b}"}}' for b in full.scenario.brands
-    }
 
 
 def test_values_agree_with_their_source_rows(full: Data):
@@ -231,8 +266,8 @@ def test_values_agree_with_their_source_rows(full: Data):
         value = rows["value"].cast(pl.Float64).to_numpy()
         source = rows["source"].to_numpy()
         assert np.all(np.abs(value - source) <= absolute + relative * np.abs(source)), name
-        if PROCESSES[name].kind == "static":
-            assert np.array_equal(value, source), name
+        if PROCESSES[name].kind == "static":  # the source, rounded
+            assert np.array_equal(value, np.round(source, PROCESSES[name].decimals)), name
         else:
             assert np.std(value - source) > 0, name  # values do evolve around the source
             # Stationary noise: the deviation from the source does not trend over time.
@@ -253,35 +288,61 @@ def test_values_agree_with_their_source_rows(full: Data):
     assert ((first["value"].cast(pl.Float64) - first["source"]).abs() <= 0.91).all()
 
 
-def test_brand_values_hold_brand_level_performance(full: Data):
-    named = full.named().filter(pl.col("entity_keys") == "brand")
-    p = full.patients
-    span = (full.scenario.end_date - full.scenario.start_date).days
-    conversion = p.group_by("brand").agg(pl.col("treatment_initiated").mean().alias("expected"))
-    nrx = p.group_by("brand").agg(
-        (pl.col("treatment_initiated").sum() * 30 / span).alias("expected")
+def test_brand_values_count_the_worlds_fills(full: Data):
+    """trx_30d and nrx_30d count the fills (the world's timelines) of the HCP's patients in the
+    30 days before the value's date; conversion_rate is the share of the HCP's patients
+    diagnosed in the 365 days before with a first fill before the date."""
+    timelines, fills = patient_timelines(full.scenario, full.patients)
+    hcp_of = full.patients.select("patient_id", "hcp_id")
+    fills = fills.join(hcp_of, on="patient_id")
+    named = (
+        full.named()
+        .filter(pl.col("entity_keys") == "brand")
+        .with_columns(day=pl.col("event_timestamp").dt.date(), v=pl.col("value").cast(float))
     )
-    for name, expected in (("conversion_rate", conversion), ("nrx_30d", nrx)):
-        rows = (
-            named.filter(pl.col("name") == name)
-            .with_columns(v=pl.col("value").cast(pl.Float64))
-            .join(expected, left_on="entity_id", right_on="brand")
+    sample = named.filter(pl.col("day").dt.day() == 15)  # a few thousand rows suffice
+    for name, first_only in (("trx_30d", False), ("nrx_30d", True)):
+        rows = sample.filter(pl.col("name") == name)
+        counted = fills.filter(pl.col("fill_number") == 0) if first_only else fills
+        expected = (
+            rows.select("feature_value_id", "hcp_id", "day")
+            .join(counted, on="hcp_id", how="left")
+            .group_by("feature_value_id")
+            .agg(
+                n=(
+                    (pl.col("fill_date") < pl.col("day"))
+                    & (pl.col("fill_date") >= pl.col("day") - pl.duration(days=30))
+                ).sum()
+            )
         )
-        assert rows.height == named.filter(pl.col("name") == name).height
-        _, relative = tolerance(name)
-        assert ((rows["v"] - rows["expected"]).abs() <= relative * rows["expected"] + 0.01).all()
-        means = rows.group_by("entity_id").agg((pl.col("v") / pl.col("expected")).mean())
-        assert (means["v"] - 1).abs().max() < 0.01  # noise is centred on the source
-    trx = named.filter(pl.col("name") == "trx_30d").with_columns(v=pl.col("value").cast(float))
-    nrx_values = named.filter(pl.col("name") == "nrx_30d").with_columns(
-        v=pl.col("value").cast(float)
+        joined = rows.join(expected, on="feature_value_id")
+        assert joined.height == rows.height
+        assert (joined["v"] == joined["n"]).all(), name
+        assert joined["v"].max() > 0
+    rows = sample.filter(pl.col("name") == "conversion_rate")
+    patients = timelines.join(hcp_of, on="patient_id").select(
+        "hcp_id", "journey_start_date", "first_fill_date"
     )
-    for brand in full.scenario.brands:
-        # Fills include each initiation and the monthly refills after it.
-        assert (
-            trx.filter(pl.col("entity_id") == brand)["v"].mean()
-            > nrx_values.filter(pl.col("entity_id") == brand)["v"].mean()
+    expected = (
+        rows.select("feature_value_id", "hcp_id", "day")
+        .join(patients, on="hcp_id", how="left")
+        .with_columns(
+            diagnosed=(pl.col("journey_start_date") < pl.col("day"))
+            & (pl.col("journey_start_date") >= pl.col("day") - pl.duration(days=365))
         )
+        .group_by("feature_value_id")
+        .agg(
+            dx=pl.col("diagnosed").sum(),
+            filled=(pl.col("diagnosed") & (pl.col("first_fill_date") < pl.col("day"))).sum(),
+        )
+        .with_columns(
+            rate=pl.when(pl.col("dx") > 0).then(pl.col("filled") / pl.col("dx")).otherwise(0.0)
+        )
+    )
+    joined = rows.join(expected, on="feature_value_id")
+    assert joined.height == rows.height
+    assert ((joined["v"] - joined["rate"]).abs() <= 5e-5 + 1e-9).all()
+    assert 0 < joined["v"].mean() < 1
 
 
 def test_value_types_and_ranges(full: Data):
@@ -369,9 +430,9 @@ def test_planted_drifts_have_their_kind_and_size(full: Data):
     assert c.std() > 1.5 * b.std() and np.all(c == np.round(c)) and c.min() >= 0
     b = window("insurance_tier", w.baseline_start, w.baseline_end)
     c = window("insurance_tier", w.current_start, w.current_end)
-    share_b, share_c = (s.eq('"tier_1"').mean() for s in (b, c))
-    # 35% of values move to another tier: tier_1 keeps 65% of its share, gains from the rest.
-    expected = 0.65 * share_b + 0.35 / 3 * (1 - share_b)
+    share_b, share_c = (s.eq('"high"').mean() for s in (b, c))
+    # 35% of values move to another tier: high keeps 65% of its share, gains from the rest.
+    expected = 0.65 * share_b + 0.35 / 2 * (1 - share_b)
     assert abs(share_c - expected) < 0.06
 
 
@@ -382,7 +443,8 @@ def test_every_drift_kind_works_on_every_value_type(full: Data):
             ("academic_flag", "category_mix", 0.5),
             ("years_experience", "mean_shift", -1.0),
             ("disease_severity", "variance_change", 0.3),
-            ("specialty_encoded", "category_mix", 0.4),
+            # Judged at the effective size (about one value per HCP): 0.4 sits at the edge.
+            ("specialty_encoded", "category_mix", 0.5),
         )
     )
     data = Data(Scenario.model_validate({**full.scenario.model_dump(), "drifts": drifts}))
@@ -423,8 +485,9 @@ def test_generation_is_fast_and_bounded_at_large_scale(full: Data):
     started = time.perf_counter()
     Data.window(full, full.scenario.start_date, full.scenario.end_date + timedelta(days=1))
     assert time.perf_counter() - started < 5.0
+    # At scale 1000 every feature is sampled at MAX_VALUES_PER_DAY: 15 x 150 x 913 days.
     large = full.scenario.model_copy(update={"scale": 1000.0})
-    assert expected_feature_values(large, full.patients) < 4e6
+    assert expected_feature_values(large, full.patients) <= 15 * 150 * 913
 
 
 # ---------------------------------------------------------------------------------- database
@@ -467,7 +530,7 @@ def test_json_round_trips_through_jsonb(loaded_db: Database, loaded: Data):
             "SELECT allowed_values::text FROM features WHERE name = 'insurance_tier'"
         ).fetchone()[0]
     # Commas and quotes survive CSV COPY; jsonb renders arrays and objects as we generate them.
-    assert rendered == '["tier_1", "tier_2", "tier_3", "tier_4"]'
+    assert rendered == '["high", "medium", "low"]'
     for frame, generated, column in (
         (features, loaded.features, "allowed_values"),
         (values, loaded.values, "entity_values"),
@@ -521,18 +584,20 @@ def test_sql_checks_pass_and_catch_tampering(loaded_db: Database, loaded: Data):
                 (first_id("disease_severity"),),
             )
             conn.execute(
-                """UPDATE feature_values SET entity_values = '{"patient_id": "PAT9999999"}'
+                """UPDATE feature_values SET entity_values = jsonb_set(
+                       entity_values, '{patient_id}', '"PAT9999999"')
                    WHERE feature_value_id = %s""",
                 (first_id("age_at_diagnosis"),),
             )
             conn.execute(
-                """UPDATE feature_values SET value = '"tier_9"', entity_values = '{"brand": "X"}'
+                """UPDATE feature_values SET value = '"tier_9"',
+                       entity_values = entity_values - 'patient_id' - 'brand'
                    WHERE feature_value_id = %s""",
                 (first_id("insurance_tier"),),
             )
         values, sources = broken(conn)
         assert values == {
-            # The brand-keyed patient row is both keyed wrongly and names no patient.
+            # The HCP-keyed patient row is both keyed wrongly and names no patient.
             "wrong_entity_key": 1,
             "unknown_patient_id": 2,
             "unknown_category": 1,
