@@ -26,9 +26,9 @@ from e2i_synth.tables.activity.treatment_events_model import (
 )
 from e2i_synth.world.timelines import (
     DAYS_SUPPLY,
+    FILL_COLUMNS,
     PATIENT_BLOCK,
     STOP_KINDS,
-    TIMELINE_COLUMNS,
     Timelines,
     iter_timelines,
 )
@@ -107,7 +107,7 @@ BASELINE_LAB_DAYS = 14
 OFFICE_VISITS_PER_YEAR = 5.0
 LAB_TESTS_PER_YEAR: dict[str, float] = {"Remibrutinib": 2.0, "Fabhalta": 5.0, "Kisqali": 7.0}
 # The columns of patient_journeys the events derive from (the asset reads only these).
-PATIENT_COLUMNS = tuple(dict.fromkeys((*TIMELINE_COLUMNS, "hcp_id", "disease_severity")))
+PATIENT_COLUMNS = tuple(dict.fromkeys((*FILL_COLUMNS, "hcp_id", "disease_severity")))
 
 
 def iter_treatment_events(

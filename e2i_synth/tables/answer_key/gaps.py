@@ -1,16 +1,23 @@
 """The gap answer: business_metrics against target, by series and month.
 
-planted   the scenario's GapSpecs (series, start_month, achievement_rate).
+planted   the scenario's GapSpecs (series, start_month, achievement_rate). A gap on trx or
+          market_share is an access shock in the world (e2i_synth.world.timelines: that share of
+          the brand's refills in the region dispensed), so it shows in both series: the other
+          one is a gap too, its imprint (same months); NRx (first fills) stay on target. A gap
+          on nrx or a survey metric scales that series' true value.
+expected  per month, the achievement the plant gives in expectation: for a shock,
+          1 - (1 - achievement_rate) x the counterfactual refills' part of planned TRx.
 realised  the mean observed achievement over the gap's months in this sample.
 recovered the reference Gap Analyzer rule on the row's own statistics: a month is short when
           value < target and statistical_significance >= 0.95.
-power     per planted month, the probability that the rule flags it at the planted size, from
+power     per planted month, the probability that the rule flags it at the expected size, from
           the row's standard error (the generator draws the observed value as the true value
           plus that error: e2i_synth.tables.metrics.business_metrics).
 
-Blocking rule: every row's value lies within a Bonferroni bound of its true value (target x
-planned achievement) in units of the standard error it was drawn with, so a correct generator
-fails it with probability <= FALSE_FAILURE_RATE over all rows.
+Blocking rule: every row's value lies within a Bonferroni bound of its true value (the
+world's volume or share from simulated_count, else target x planned achievement) in units of
+the standard error it was drawn with, so a correct generator fails it with probability
+<= FALSE_FAILURE_RATE over all rows.
 """
 
 from dataclasses import dataclass
@@ -27,7 +34,14 @@ from e2i_synth.tables.answer_key.bounds import (
     power_two_sided,
 )
 from e2i_synth.tables.answer_key.verdict import Rule, Verdict
-from e2i_synth.tables.metrics.business_metrics import DECIMALS, planned_achievement, standard_error
+from e2i_synth.tables.metrics.business_metrics import (
+    DECIMALS,
+    planned_achievement,
+    standard_error,
+    true_value,
+)
+from e2i_synth.world.market import carryover, month_index
+from e2i_synth.world.timelines import SHOCK_METRICS
 
 SERIES = ("brand", "region", "metric_name")
 # The columns of business_metrics the gap answer reads.
@@ -40,6 +54,8 @@ COLUMNS = (
     "target",
     "statistical_significance",
     "sample_size",
+    "simulated_count",
+    "market_trx",
 )
 # The reference rule's level: 1 - REFERENCE_ALPHA significance, below target.
 SIGNIFICANT = 1 - REFERENCE_ALPHA
@@ -52,8 +68,9 @@ REFERENCE_RUN_MONTHS = 3
 RULES = {
     "business_metrics_match_plan": Rule(
         blocking=True,
-        description="every row's value is its true value (target, or target x the planted rate) "
-        "plus its sampling error, within a Bonferroni bound of standard errors over all rows "
+        description="every row's value is its true value (the simulated market's for trx, nrx "
+        "and market_share; target, or target x the planted rate, otherwise) plus its sampling "
+        "error, within a Bonferroni bound of standard errors over all rows "
         f"(false-failure rate <= {FALSE_FAILURE_RATE:g} per run); every planted gap has months",
     ),
     "gaps_recovered": Rule(
@@ -68,7 +85,9 @@ RULES = {
 @dataclass(frozen=True)
 class GapAnswer:
     gap: GapSpec
+    imprint_of: str | None  # the planted shock's series, for the imprint of a shock
     months: int
+    expected_by_month: dict[str, float]  # the plant's expected achievement per month
     realised_achievement: float | None  # mean observed value / target over the gap's months
     months_flagged: int  # by the reference rule
     power: float | None  # mean over the gap's months
@@ -83,8 +102,16 @@ class GapAnswer:
         return self.min_power is not None and self.min_power >= DETECTABLE_POWER
 
     def as_details(self) -> dict:
+        shock = self.gap.metric_name in SHOCK_METRICS
         return {
             "planted": self.gap.model_dump(mode="json"),
+            "mechanism": "access shock: each refill of the brand's patients in the region is "
+            "dispensed with chance achievement_rate in the gap's months (treatment_events has "
+            "fewer refills; trx and market_share fall alike, nrx stays on target)"
+            if shock
+            else "the series' true value times achievement_rate (a survey or reporting shortfall)",
+            "imprint_of": self.imprint_of,
+            "expected": {"achievement_by_month": self.expected_by_month},
             "realised": {"mean_achievement": self.realised_achievement, "months": self.months},
             "recovered": {
                 "rule": f"value < target and statistical_significance >= {SIGNIFICANT}",
@@ -100,13 +127,20 @@ class GapAnswer:
 def scored_rows(scenario: Scenario, metrics: pl.DataFrame) -> pl.DataFrame:
     """Rows with their true value, the standard error it was drawn with, the standardised
     error of the observed value, the reference rule's flag and the power at the true value."""
-    metrics = metrics.select(COLUMNS).sort("metric_id")  # a fixed order: float sums
-    frame = metrics.with_columns(planned=planned_achievement(scenario, metrics))
-    expected = (frame["target"] * frame["planned"]).to_numpy()
+    frame = metrics.select(COLUMNS).sort("metric_id")  # a fixed order: float sums
+    frame = frame.with_columns(design=_design_achievement(scenario, frame))
+    expected = true_value(scenario, frame)
     se = standard_error(expected, frame["sample_size"].to_numpy(), frame["metric_type"].to_numpy())
     rounding = 0.5 * 10.0 ** -frame["metric_type"].replace_strict(DECIMALS).to_numpy()
     deviation = np.abs(frame["value"].to_numpy() - expected)
-    shift = np.abs(expected - frame["target"].to_numpy()) / np.maximum(se, 1e-300)
+    # Power at the plant's expected size (the design), not at this sample's realised one.
+    target = frame["target"].to_numpy()
+    design_se = standard_error(
+        target * frame["design"].to_numpy(),
+        frame["sample_size"].to_numpy(),
+        frame["metric_type"].to_numpy(),
+    )
+    shift = np.abs(1 - frame["design"].to_numpy()) * target / np.maximum(design_se, 1e-300)
     return frame.with_columns(
         expected=expected,
         se=se,
@@ -117,11 +151,58 @@ def scored_rows(scenario: Scenario, metrics: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _gap_rows(gap: GapSpec) -> pl.Expr:
+def _design_achievement(scenario: Scenario, frame: pl.DataFrame) -> pl.Series:
+    """Each row's achievement under the plants, in expectation: a survey gap's rate; for the
+    trx and market_share rows of a shock, 1 - (1 - rate) x the part of planned TRx that is
+    simulated refills ((trx target - carryover - nrx target) / trx target); else 1."""
+    rate = planned_achievement(scenario, frame).to_numpy().copy()
+    trx = frame.filter(pl.col("metric_name") == "trx").select(
+        "brand", "region", "metric_date", _trx="target"
+    )
+    nrx = frame.filter(pl.col("metric_name") == "nrx").select(
+        "brand", "region", "metric_date", _nrx="target"
+    )
+    keys = ["brand", "region", "metric_date"]
+    plan = frame.join(trx, on=keys, how="left", maintain_order="left").join(
+        nrx, on=keys, how="left", maintain_order="left"
+    )
+    for gap in shock_gaps(scenario):
+        for metric in SHOCK_METRICS:
+            rows = plan.with_row_index("_i").filter(_gap_rows(gap, metric))
+            if rows.is_empty():
+                continue
+            month = np.array([month_index(d) for d in rows["metric_date"]])
+            carry = carryover(scenario, gap.brand, gap.region, month)
+            planned = rows["_trx"].to_numpy()
+            refills = np.maximum(planned - carry - rows["_nrx"].to_numpy(), 0)
+            part = np.where(planned > 0, refills / np.maximum(planned, 1e-300), 0)
+            rate[rows["_i"].to_numpy()] = 1 - (1 - gap.achievement_rate) * part
+    return pl.Series("design", rate)
+
+
+def shock_gaps(scenario: Scenario) -> list[GapSpec]:
+    return [g for g in scenario.gaps if g.metric_name in SHOCK_METRICS]
+
+
+def gap_series(scenario: Scenario) -> list[tuple[GapSpec, str | None]]:
+    """Every series short by a plant: the planted gaps, then each shock's imprint on the other
+    shock metric of its brand and region (unless planted too), with the shock's key."""
+    planted = {(g.brand, g.region, g.metric_name) for g in scenario.gaps}
+    series: list[tuple[GapSpec, str | None]] = [(g, None) for g in scenario.gaps]
+    for gap in shock_gaps(scenario):
+        for metric in SHOCK_METRICS:
+            if (gap.brand, gap.region, metric) not in planted:
+                planted.add((gap.brand, gap.region, metric))
+                key = f"{gap.brand}/{gap.region}/{gap.metric_name}"
+                series.append((gap.model_copy(update={"metric_name": metric}), key))
+    return series
+
+
+def _gap_rows(gap: GapSpec, metric: str | None = None) -> pl.Expr:
     rows = (
         (pl.col("brand") == gap.brand)
         & (pl.col("region") == gap.region)
-        & (pl.col("metric_name") == gap.metric_name)
+        & (pl.col("metric_name") == (metric or gap.metric_name))
         & (pl.col("metric_date") >= gap.start_month)
     )
     return rows if gap.end_month is None else rows & (pl.col("metric_date") <= gap.end_month)
@@ -129,14 +210,19 @@ def _gap_rows(gap: GapSpec) -> pl.Expr:
 
 def gap_answers(scenario: Scenario, scored: pl.DataFrame) -> list[GapAnswer]:
     answers = []
-    for gap in scenario.gaps:
-        rows = scored.filter(_gap_rows(gap))
-        achieved = rows["value"] / rows["target"]
+    for gap, imprint_of in gap_series(scenario):
+        rows = scored.filter(_gap_rows(gap)).sort("metric_date")
+        achieved = (rows["value"] / rows["target"]).filter(rows["target"] > 0)
         answers.append(
             GapAnswer(
                 gap=gap,
+                imprint_of=imprint_of,
                 months=rows.height,
-                realised_achievement=achieved.mean() if rows.height else None,
+                expected_by_month={
+                    d.isoformat(): round(float(a), 6)
+                    for d, a in zip(rows["metric_date"], rows["design"], strict=True)
+                },
+                realised_achievement=achieved.mean() if achieved.len() else None,
                 months_flagged=int(rows["flagged"].sum()),
                 power=rows["power"].mean() if rows.height else None,
                 min_power=rows["power"].min() if rows.height else None,
@@ -151,7 +237,7 @@ def gap_verdicts(
     limit = bonferroni_z(scored.height)
     beyond = scored.filter(pl.col("z") > limit)
     planted = pl.lit(False)
-    for gap in scenario.gaps:
+    for gap, _ in gap_series(scenario):
         planted = planted | _gap_rows(gap)
     unplanted = scored.filter(~planted)
     false_flags = int(unplanted["flagged"].sum())
