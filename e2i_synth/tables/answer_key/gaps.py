@@ -89,6 +89,7 @@ class GapAnswer:
     months: int
     expected_by_month: dict[str, float]  # the plant's expected achievement per month
     realised_achievement: float | None  # mean observed value / target over the gap's months
+    world_achievement: float | None  # mean true value / target: the world's, before measurement
     months_flagged: int  # by the reference rule
     power: float | None  # mean over the gap's months
     min_power: float | None
@@ -112,7 +113,11 @@ class GapAnswer:
             else "the series' true value times achievement_rate (a survey or reporting shortfall)",
             "imprint_of": self.imprint_of,
             "expected": {"achievement_by_month": self.expected_by_month},
-            "realised": {"mean_achievement": self.realised_achievement, "months": self.months},
+            "realised": {
+                "mean_achievement": self.realised_achievement,
+                "world_mean_achievement": self.world_achievement,
+                "months": self.months,
+            },
             "recovered": {
                 "rule": f"value < target and statistical_significance >= {SIGNIFICANT}",
                 "months_flagged": self.months_flagged,
@@ -212,7 +217,9 @@ def gap_answers(scenario: Scenario, scored: pl.DataFrame) -> list[GapAnswer]:
     answers = []
     for gap, imprint_of in gap_series(scenario):
         rows = scored.filter(_gap_rows(gap)).sort("metric_date")
-        achieved = (rows["value"] / rows["target"]).filter(rows["target"] > 0)
+        planned = rows["target"] > 0
+        achieved = (rows["value"] / rows["target"]).filter(planned)
+        world = (rows["expected"] / rows["target"]).filter(planned)
         answers.append(
             GapAnswer(
                 gap=gap,
@@ -223,6 +230,7 @@ def gap_answers(scenario: Scenario, scored: pl.DataFrame) -> list[GapAnswer]:
                     for d, a in zip(rows["metric_date"], rows["design"], strict=True)
                 },
                 realised_achievement=achieved.mean() if achieved.len() else None,
+                world_achievement=world.mean() if world.len() else None,
                 months_flagged=int(rows["flagged"].sum()),
                 power=rows["power"].mean() if rows.height else None,
                 min_power=rows["power"].min() if rows.height else None,
