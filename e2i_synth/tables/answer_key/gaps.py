@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy.stats import binomtest
 
 from e2i_synth.core.scenario import GapSpec, Scenario
 from e2i_synth.tables.answer_key.bounds import (
@@ -36,11 +37,12 @@ from e2i_synth.tables.answer_key.bounds import (
 from e2i_synth.tables.answer_key.verdict import Rule, Verdict
 from e2i_synth.tables.metrics.business_metrics import (
     DECIMALS,
+    WORLD_METRICS,
     planned_achievement,
     standard_error,
     true_value,
 )
-from e2i_synth.world.market import carryover, month_index
+from e2i_synth.world.market import carryover, month_index, patient_weight
 from e2i_synth.world.timelines import SHOCK_METRICS
 
 SERIES = ("brand", "region", "metric_name")
@@ -70,7 +72,9 @@ RULES = {
         blocking=True,
         description="every row's value is its true value (the simulated market's for trx, nrx "
         "and market_share; target, or target x the planted rate, otherwise) plus its sampling "
-        "error, within a Bonferroni bound of standard errors over all rows "
+        "error, within a Bonferroni bound of standard errors over all rows; the target of a "
+        "world metric is its world value outside the declared access shocks; each shock took "
+        "a number of refills its declared rate makes plausible (exact binomial, same bound) "
         f"(false-failure rate <= {FALSE_FAILURE_RATE:g} per run); every planted gap has months",
     ),
     "gaps_recovered": Rule(
@@ -146,8 +150,14 @@ def scored_rows(scenario: Scenario, metrics: pl.DataFrame) -> pl.DataFrame:
         frame["metric_type"].to_numpy(),
     )
     shift = np.abs(1 - frame["design"].to_numpy()) * target / np.maximum(design_se, 1e-300)
+    world = expected / planned_achievement(scenario, frame).to_numpy()
     return frame.with_columns(
         expected=expected,
+        # Off the plan: a world metric whose target is not its world value (up to rounding)
+        # outside the declared shocks: the world moved without a declared cause.
+        off_plan=pl.Series(np.abs(world - target) > rounding + 1e-9)
+        & pl.col("metric_name").is_in(WORLD_METRICS)
+        & ~_shock_rows(scenario),
         se=se,
         z=np.maximum(deviation - rounding, 0) / np.maximum(se, 1e-300),
         flagged=(pl.col("value") < pl.col("target"))
@@ -183,6 +193,47 @@ def _design_achievement(scenario: Scenario, frame: pl.DataFrame) -> pl.Series:
             part = np.where(planned > 0, refills / np.maximum(planned, 1e-300), 0)
             rate[rows["_i"].to_numpy()] = 1 - (1 - gap.achievement_rate) * part
     return pl.Series("design", rate)
+
+
+def _shock_rows(scenario: Scenario) -> pl.Expr:
+    """Rows of a declared shock's series (trx and market_share) in its months."""
+    hit = pl.lit(False)
+    for gap in shock_gaps(scenario):
+        for metric in SHOCK_METRICS:
+            hit = hit | _gap_rows(gap, metric)
+    return hit
+
+
+def shock_draws(scenario: Scenario, scored: pl.DataFrame) -> list[dict]:
+    """Per declared shock, the refills it took (lost) of those the world without it had
+    (refills), read back from the trx rows: lost = (target - true value) / weight and refills =
+    trx without the shock - nrx, in simulated fills; with the exact two-sided binomial p-value
+    of lost at the declared chance 1 - achievement_rate."""
+    draws = []
+    for gap in shock_gaps(scenario):
+        trx = scored.filter(_gap_rows(gap, "trx")).sort("metric_date")
+        nrx = scored.filter(_gap_rows(gap, "nrx")).sort("metric_date")
+        weight = patient_weight(scenario, gap.brand)
+        lost = np.round((trx["target"].to_numpy() - trx["expected"].to_numpy()) / weight)
+        without = trx["simulated_count"].to_numpy() + lost
+        refills = int(np.sum(without - nrx["simulated_count"].to_numpy()))
+        lost_total = int(np.sum(lost))
+        p = (
+            binomtest(lost_total, refills, 1 - gap.achievement_rate).pvalue
+            if refills > 0 and 0 <= lost_total <= refills
+            else 0.0
+            if lost_total != 0
+            else 1.0
+        )
+        draws.append(
+            {
+                "series": f"{gap.brand}/{gap.region}/{gap.metric_name}",
+                "refills_without_shock": refills,
+                "refills_lost": lost_total,
+                "p_value": float(p),
+            }
+        )
+    return draws
 
 
 def shock_gaps(scenario: Scenario) -> list[GapSpec]:
@@ -242,8 +293,14 @@ def gap_answers(scenario: Scenario, scored: pl.DataFrame) -> list[GapAnswer]:
 def gap_verdicts(
     scenario: Scenario, scored: pl.DataFrame, answers: list[GapAnswer]
 ) -> list[Verdict]:
-    limit = bonferroni_z(scored.height)
+    draws = shock_draws(scenario, scored)
+    # One test per row (its measurement) and per declared shock (its draw of refills), the
+    # false-failure rate split over all of them; off-plan rows are exact (never by chance).
+    tests = scored.height + len(draws)
+    limit = bonferroni_z(tests)
     beyond = scored.filter(pl.col("z") > limit)
+    off_plan = scored.filter("off_plan")
+    unlikely = [d for d in draws if d["p_value"] < FALSE_FAILURE_RATE / max(tests, 1)]
     planted = pl.lit(False)
     for gap, _ in gap_series(scenario):
         planted = planted | _gap_rows(gap)
@@ -266,7 +323,10 @@ def gap_verdicts(
     return [
         Verdict(
             name="business_metrics_match_plan",
-            passed=beyond.is_empty() and all(a.months for a in answers),
+            passed=beyond.is_empty()
+            and off_plan.is_empty()
+            and not unlikely
+            and all(a.months for a in answers),
             metadata={
                 "rows": scored.height,
                 "z_limit": limit,
@@ -275,6 +335,9 @@ def gap_verdicts(
                     :20
                 ],
                 "gaps_without_months": [a.key for a in answers if not a.months],
+                "off_plan_rows": off_plan.select("metric_id", "target", "expected").to_dicts()[:20],
+                "shock_draws": draws,
+                "unlikely_shock_draws": unlikely,
             },
         ),
         Verdict(
