@@ -37,11 +37,11 @@ from e2i_synth.tables.answer_key.bounds import (
 from e2i_synth.tables.answer_key.verdict import Rule, Verdict
 from e2i_synth.tables.metrics.business_metrics import (
     DECIMALS,
-    WORLD_METRICS,
     planned_achievement,
     standard_error,
     true_value,
 )
+from e2i_synth.tables.metrics.business_metrics_model import WORLD_METRICS
 from e2i_synth.world.market import carryover, month_index, patient_weight
 from e2i_synth.world.timelines import SHOCK_METRICS
 

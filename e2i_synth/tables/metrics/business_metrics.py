@@ -45,9 +45,6 @@ from e2i_synth.tables.metrics.business_metrics_model import (
 from e2i_synth.world.market import carryover, patient_weight, world_counts
 from e2i_synth.world.timelines import SHOCK_METRICS
 
-# Metrics read from the simulated market; the others are surveys of a plan.
-WORLD_METRICS = ("trx", "nrx", "market_share")
-
 # Brand adoption curve: logistic midpoint (a calendar month) and time scale in months.
 ADOPTION_CURVE: dict[str, tuple[date, float]] = {
     "Remibrutinib": (date(2025, 7, 1), 5.0),  # launch ramp

@@ -27,6 +27,8 @@ UNIT_INTERVAL_METRICS: tuple[str, ...] = tuple(
     m for m, t in METRIC_TYPES.items() if t in ("share", "rate", "outcome")
 )
 ENGAGEMENT_SCALE_MAX = 10.0
+# Metrics read from the simulated market (e2i_synth.world.market); the others are surveys.
+WORLD_METRICS: tuple[str, ...] = ("trx", "nrx", "market_share")
 # Plausible national TRx per month (sum over the regions), per brand: (min, max).
 NATIONAL_TRX_RANGE: dict[str, tuple[int, int]] = {
     "Remibrutinib": (5_000, 50_000),
@@ -175,8 +177,7 @@ class BusinessMetrics(pa.DataFrameModel):
     @pa.dataframe_check(description="simulated_count is set exactly for trx, nrx, market_share")
     def count_iff_world(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(
-            pl.col("simulated_count").is_not_null()
-            == pl.col("metric_name").is_in(("trx", "nrx", "market_share"))
+            pl.col("simulated_count").is_not_null() == pl.col("metric_name").is_in(WORLD_METRICS)
         )
 
     @pa.dataframe_check(description="market_trx is set exactly for market_share")
