@@ -14,11 +14,11 @@ adoption curve (a logistic between a floor and a cap, anchored on fixed calendar
 monthly seasonality profile, with a fixed per-region tilt of +-5%; their planted gaps (and a gap
 on nrx, which no refill shock moves) scale the true value by achievement_rate.
 
-The observed value adds the
-measurement's own sampling error, drawn with the standard error of the true value at the row's
-sample_size (a pharmacy panel projection for volumes, a survey for the other metrics). So the
-row's own statistics (confidence interval, statistical_significance) mean what they say: an
-unplanted row is significant at its nominal rate, a planted gap at the power its size gives.
+The observed value adds the measurement's own sampling error, drawn with the standard error of
+the true value at the row's sample_size (a pharmacy panel projection for volumes, a survey for
+the other metrics). So the row's own statistics (confidence interval, statistical_significance)
+mean what they say: an unplanted row is significant at its nominal rate, a planted gap at the
+power its size gives.
 
 Every month of a series is a pure function of (scenario, patient_journeys, month): its random
 draws come from rng_for(seed, "business_metrics", brand, region, metric, month), the plan is a
@@ -42,7 +42,7 @@ from e2i_synth.tables.metrics.business_metrics_model import (
     SPEC,
     UNIT_INTERVAL_METRICS,
 )
-from e2i_synth.world.market import carryover, patient_weight, world_counts
+from e2i_synth.world.market import carryover, month_index, patient_weight, world_counts
 from e2i_synth.world.timelines import SHOCK_METRICS
 
 # Brand adoption curve: logistic midpoint (a calendar month) and time scale in months.
@@ -92,11 +92,6 @@ NATIONAL_SAMPLE = {
 }
 ENGAGEMENT_SD = 1.8
 Z_95 = 1.959963984540054
-
-
-def month_index(day: date) -> int:
-    """Months since year 0 of the month containing `day`."""
-    return day.year * 12 + day.month - 1
 
 
 def month_start(index: int) -> date:
