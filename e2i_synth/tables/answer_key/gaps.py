@@ -218,13 +218,10 @@ def shock_draws(scenario: Scenario, scored: pl.DataFrame) -> list[dict]:
         without = trx["simulated_count"].to_numpy() + lost
         refills = int(np.sum(without - nrx["simulated_count"].to_numpy()))
         lost_total = int(np.sum(lost))
-        p = (
-            binomtest(lost_total, refills, 1 - gap.achievement_rate).pvalue
-            if refills > 0 and 0 <= lost_total <= refills
-            else 0.0
-            if lost_total != 0
-            else 1.0
-        )
+        if refills > 0 and 0 <= lost_total <= refills:
+            p = binomtest(lost_total, refills, 1 - gap.achievement_rate).pvalue
+        else:  # no refill to take: plausible only if none was taken
+            p = 1.0 if lost_total == 0 else 0.0
         draws.append(
             {
                 "series": f"{gap.brand}/{gap.region}/{gap.metric_name}",
