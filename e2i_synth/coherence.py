@@ -193,6 +193,53 @@ RULES: tuple[Rule, ...] = (
                OR {value_day} NOT BETWEEN j.journey_start_date AND j.journey_end_date)
         """,
     ),
+    _rule(
+        "metric_counts_are_the_fills",
+        "simulated_count of a trx (nrx) row of business_metrics is the number of prescriptions "
+        "and refills (prescriptions) in treatment_events of the brand's patients of the region "
+        "in the month, for every month business_metrics holds",
+        """
+        WITH fills AS (
+            SELECT e.brand, j.region, date_trunc('month', e.event_date)::date AS metric_date,
+                   count(*) AS trx, count(*) FILTER (WHERE e.event_type = 'prescription') AS nrx
+            FROM treatment_events e JOIN patient_journeys j USING (patient_id)
+            WHERE e.event_type IN ('prescription', 'refill')
+            GROUP BY 1, 2, 3
+        ), counted AS (
+            SELECT b.metric_id, b.brand, b.region, b.metric_date, b.metric_name,
+                   b.simulated_count,
+                   coalesce(CASE b.metric_name WHEN 'trx' THEN f.trx ELSE f.nrx END, 0) AS fills
+            FROM business_metrics b
+            LEFT JOIN fills f USING (brand, region, metric_date)
+            WHERE b.metric_name IN ('trx', 'nrx')
+        )
+        SELECT metric_id, simulated_count, fills FROM counted WHERE simulated_count <> fills
+        UNION ALL
+        SELECT f.brand || '-' || f.region || '-' || f.metric_date, NULL, f.trx
+        FROM fills f
+        WHERE f.metric_date IN (SELECT metric_date FROM business_metrics)
+          AND NOT EXISTS (SELECT FROM business_metrics b
+                          WHERE b.brand = f.brand AND b.region = f.region
+                            AND b.metric_date = f.metric_date AND b.metric_name = 'trx')
+        """,
+    ),
+    _rule(
+        "share_counts_its_brand_trx",
+        "a market_share row counts the same fills as the brand's trx row of its region-month, "
+        "and its denominator market_trx is at least that row's target (the class includes the "
+        "brand)",
+        """
+        SELECT s.metric_id, s.simulated_count, t.simulated_count AS trx_count, s.market_trx,
+               t.target AS trx_target
+        FROM business_metrics s
+        LEFT JOIN business_metrics t
+          ON t.brand = s.brand AND t.region = s.region AND t.metric_date = s.metric_date
+         AND t.metric_name = 'trx'
+        WHERE s.metric_name = 'market_share'
+          AND (t.metric_id IS NULL OR s.simulated_count IS DISTINCT FROM t.simulated_count
+               OR s.market_trx < t.target)
+        """,
+    ),
     *(_split_rule(*dated) for dated in DATED_TABLES),
     Rule(
         "refill_gaps_follow_a_lapse",

@@ -86,6 +86,14 @@ def _first_value(feature: str) -> str:
 
 
 CORRUPTIONS: dict[str, str] = {
+    "metric_counts_are_the_fills": """
+        UPDATE business_metrics SET simulated_count = simulated_count + 1
+        WHERE metric_id = (SELECT min(metric_id) FROM business_metrics
+                           WHERE metric_name = 'nrx')""",
+    "share_counts_its_brand_trx": """
+        UPDATE business_metrics SET simulated_count = simulated_count + 1
+        WHERE metric_id = (SELECT min(metric_id) FROM business_metrics
+                           WHERE metric_name = 'market_share')""",
     "fills_only_on_therapy": f"""
         UPDATE treatment_events r SET event_date = s.event_date FROM treatment_events s
         WHERE s.patient_id = r.patient_id AND s.event_type IN ('switch', 'discontinuation')

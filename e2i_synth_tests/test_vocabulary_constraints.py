@@ -24,7 +24,7 @@ from e2i_synth.tables.activity.treatment_events_model import (
 )
 from e2i_synth.tables.activity.triggers_model import STATUS_TIMESTAMPS, STATUSES, TRIGGER_TYPES
 from e2i_synth.tables.feature_store.features_model import VALUE_TYPES
-from e2i_synth.tables.metrics.business_metrics_model import UNIT_INTERVAL_METRICS
+from e2i_synth.tables.metrics.business_metrics_model import UNIT_INTERVAL_METRICS, WORLD_METRICS
 
 Vocabularies = dict[tuple[str, str], list[frozenset[str]]]
 
@@ -48,6 +48,7 @@ RULE_LISTS: Vocabularies = {
         frozenset(t for t, about_patient in TRIGGER_TYPES.items() if about_patient)
     ],
     ("business_metrics", "business_metrics_within_scale"): [frozenset(UNIT_INTERVAL_METRICS)],
+    ("business_metrics", "business_metrics_count_iff_world"): [frozenset(WORLD_METRICS)],
     ("features", "features_range_only_numeric"): [
         frozenset(v for v in VALUE_TYPES if v in ("float", "int"))
     ],

@@ -84,7 +84,7 @@ CREATE TABLE public.business_metrics (
     region text NOT NULL,
     value double precision NOT NULL,
     target double precision NOT NULL,
-    achievement_rate double precision NOT NULL,
+    achievement_rate double precision,
     yoy_change double precision,
     mom_change double precision,
     roi double precision,
@@ -93,22 +93,32 @@ CREATE TABLE public.business_metrics (
     confidence_interval_upper double precision NOT NULL,
     sample_size integer NOT NULL,
     data_split text NOT NULL,
+    simulated_count integer,
+    market_trx double precision,
     CONSTRAINT business_metrics_achievement_rate_check CHECK ((achievement_rate >= (0)::double precision)),
-    CONSTRAINT business_metrics_achievement_reconciles CHECK ((abs((achievement_rate - (value / target))) <= ((0.000000001)::double precision * GREATEST(abs((value / target)), (1)::double precision)))),
+    CONSTRAINT business_metrics_achievement_reconciles CHECK (
+CASE
+    WHEN (target > (0)::double precision) THEN (abs((achievement_rate - (value / target))) <= ((0.000000001)::double precision * GREATEST(abs((value / target)), (1)::double precision)))
+    ELSE (achievement_rate IS NULL)
+END),
     CONSTRAINT business_metrics_brand_check CHECK ((brand = ANY (ARRAY['Remibrutinib'::text, 'Fabhalta'::text, 'Kisqali'::text]))),
     CONSTRAINT business_metrics_confidence_interval_lower_check CHECK ((confidence_interval_lower >= (0)::double precision)),
     CONSTRAINT business_metrics_confidence_interval_upper_check CHECK ((confidence_interval_upper >= (0)::double precision)),
+    CONSTRAINT business_metrics_count_iff_world CHECK (((simulated_count IS NOT NULL) = (metric_name = ANY (ARRAY['trx'::text, 'nrx'::text, 'market_share'::text])))),
     CONSTRAINT business_metrics_data_split_check CHECK ((data_split = ANY (ARRAY['train'::text, 'validation'::text, 'test'::text, 'holdout'::text]))),
+    CONSTRAINT business_metrics_denominator_iff_share CHECK (((market_trx IS NOT NULL) = (metric_name = 'market_share'::text))),
     CONSTRAINT business_metrics_interval_contains_value CHECK (((confidence_interval_lower <= value) AND (value <= confidence_interval_upper))),
+    CONSTRAINT business_metrics_market_trx_check CHECK ((market_trx > (0)::double precision)),
     CONSTRAINT business_metrics_metric_date_check CHECK ((metric_date = (date_trunc('month'::text, (metric_date)::timestamp with time zone))::date)),
     CONSTRAINT business_metrics_metric_id_check CHECK ((metric_id ~ '^BM-[A-Za-z]+-[a-z]+-[a-z_]+-[0-9]{4}-[0-9]{2}$'::text)),
     CONSTRAINT business_metrics_metric_name_check CHECK ((metric_name = ANY (ARRAY['trx'::text, 'nrx'::text, 'market_share'::text, 'conversion_rate'::text, 'hcp_engagement_score'::text, 'adherence_rate'::text, 'os_rate'::text]))),
     CONSTRAINT business_metrics_metric_type_check CHECK ((metric_type = ANY (ARRAY['volume'::text, 'share'::text, 'rate'::text, 'engagement'::text, 'outcome'::text]))),
     CONSTRAINT business_metrics_region_check CHECK ((region = ANY (ARRAY['northeast'::text, 'south'::text, 'midwest'::text, 'west'::text]))),
-    CONSTRAINT business_metrics_roi_iff_volume CHECK (((roi IS NOT NULL) = (metric_type = 'volume'::text))),
+    CONSTRAINT business_metrics_roi_iff_volume CHECK (((roi IS NOT NULL) = ((metric_type = 'volume'::text) AND (target > (0)::double precision)))),
     CONSTRAINT business_metrics_sample_size_check CHECK ((sample_size >= 1)),
+    CONSTRAINT business_metrics_simulated_count_check CHECK ((simulated_count >= 0)),
     CONSTRAINT business_metrics_statistical_significance_check CHECK (((statistical_significance >= (0)::double precision) AND (statistical_significance <= (1)::double precision))),
-    CONSTRAINT business_metrics_target_check CHECK ((target > (0)::double precision)),
+    CONSTRAINT business_metrics_target_check CHECK ((target >= (0)::double precision)),
     CONSTRAINT business_metrics_type_of_metric CHECK (((((((((metric_name = 'trx'::text) AND (metric_type = 'volume'::text)) OR ((metric_name = 'nrx'::text) AND (metric_type = 'volume'::text))) OR ((metric_name = 'market_share'::text) AND (metric_type = 'share'::text))) OR ((metric_name = 'conversion_rate'::text) AND (metric_type = 'rate'::text))) OR ((metric_name = 'hcp_engagement_score'::text) AND (metric_type = 'engagement'::text))) OR ((metric_name = 'adherence_rate'::text) AND (metric_type = 'rate'::text))) OR ((metric_name = 'os_rate'::text) AND (metric_type = 'outcome'::text)))),
     CONSTRAINT business_metrics_value_check CHECK ((value >= (0)::double precision)),
     CONSTRAINT business_metrics_within_scale CHECK (
@@ -1048,3 +1058,4 @@ INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (6, 'g
 INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (7, 'answer_key_privileges', 'cb681a6e5d436a92f864421f0d4b2848fc3f4de34ff47c7f4ddfbc5752c56c3e');
 INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (8, 'feature_entity_key_of_group', 'fa410fc9242425e6fb6aba5030744a732e9e74904c011accecbd4de0ea477d21');
 INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (9, 'feature_values_join_keys', '2487a3d25567bfdeb2f18876b456108b74736b448c71d9dd9be17525d8a63ec3');
+INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (10, 'business_metrics_world', '068cba02ce71c8f594185bdf6868d150826e1b2ecd8d21712eb8c8529474b59e');

@@ -195,8 +195,11 @@ class DriftSpec(_Strict):
 
 class GapSpec(_Strict):
     """A planted shortfall: from `start_month`, the series reaches only `achievement_rate` of
-    its target (for example 0.8 = 20% below target). With `end_month` the gap recovers: that
-    month is the last one short, the series is back on target from the next."""
+    its target (for example 0.8 = 20% below target). On trx or market_share it is an access
+    shock in the world: each refill of the brand's patients in the region is dispensed with
+    chance `achievement_rate` (e2i_synth.world.timelines), so TRx and share fall by a little
+    less (first fills are untouched). With `end_month` the gap recovers: that month is the
+    last one short, the series is back on target from the next."""
 
     brand: str
     region: str

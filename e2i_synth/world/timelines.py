@@ -13,23 +13,32 @@ treatment_events lists the fills and stops; ml_predictions and triggers score an
 treated patient only while on therapy, from the first fill to the day before the stop (or to
 the journey's end).
 
+A planted volume gap (a GapSpec on trx or market_share) is an access shock in the world: from
+its start_month to its end_month, each refill of a patient of its brand and region is not
+dispensed with chance 1 - achievement_rate (a prior-authorisation renewal denied, a claim
+rejected). The patient misses that refill and keeps the schedule: first fills (initiation) and
+stops are as without the shock, so patient_journeys and the causal model are untouched, and the
+fills it took are kept aside (Timelines.lost_*) so the counterfactual market is known exactly.
+
 Patients are taken in blocks of PATIENT_BLOCK in patient_id order, each block from its own
 stream rng_for(seed, "timelines", block): a block depends on nothing else, so every consumer
 streams the same timelines in bounded memory.
 """
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 
 import numpy as np
 import polars as pl
 
 from e2i_synth.core.sampling import in_key_order
-from e2i_synth.core.scenario import Scenario
+from e2i_synth.core.scenario import GapSpec, Scenario
 from e2i_synth.core.seeds import rng_for
 
 # The size is a constant: changing it changes the rows.
 PATIENT_BLOCK = 20_000
+_EPOCH = date(1970, 1, 1)
 NO_DAY = np.iinfo(np.int32).max  # day of an event that does not happen in the journey
 STOP_KINDS = ("switch", "discontinuation")
 
@@ -50,6 +59,9 @@ LATE_REFILL_DAYS = 7
 LAPSE_SHARE = 0.06  # refills after a longer lapse (15-45 days late)
 STOP_GRACE_DAYS = 30  # a stop is recorded up to this long after the last supply ran out
 
+# Gaps on these metrics are access shocks in the world (fewer refills dispensed).
+SHOCK_METRICS = ("trx", "market_share")
+
 # The columns of patient_journeys a timeline derives from.
 TIMELINE_COLUMNS = (
     "patient_id",
@@ -61,6 +73,7 @@ TIMELINE_COLUMNS = (
     "journey_end_date",
     "treatment_initiated",
     "days_to_treatment",
+    "region",  # where the scenario's access shocks strike
 )
 
 
@@ -78,6 +91,8 @@ class Timelines:
     fill_patient: np.ndarray  # row of each fill's patient in the block
     fill_day: np.ndarray
     fill_number: np.ndarray  # 0 for the first fill (the prescription), then the refills
+    lost_patient: np.ndarray  # refills an access shock took (not dispensed): patient row
+    lost_day: np.ndarray  # and day; empty without a shock
 
     @property
     def therapy_end(self) -> np.ndarray:
@@ -99,12 +114,58 @@ def stop_hazard(patients: pl.DataFrame) -> np.ndarray:
     return 1 / (1 + np.exp(-logit))
 
 
+def access_shocks(scenario: Scenario) -> list[GapSpec]:
+    """The scenario's gaps that are access shocks in the world."""
+    return [g for g in scenario.gaps if g.metric_name in SHOCK_METRICS]
+
+
 def iter_timelines(scenario: Scenario, patient_journeys: pl.DataFrame) -> Iterator[Timelines]:
-    """The timelines of each block of patients in turn, in patient_id order."""
+    """The timelines of each block of patients in turn, in patient_id order, with the
+    scenario's access shocks: every reader sees the same fills."""
+    shocked = bool(access_shocks(scenario))
     patients = in_key_order(patient_journeys, TIMELINE_COLUMNS, "patient_id")
     for block, start in enumerate(range(0, patients.height, PATIENT_BLOCK)):
         rng = rng_for(scenario.seed, "timelines", block)
-        yield _block_timelines(rng, patients.slice(start, PATIENT_BLOCK))
+        timelines = _block_timelines(rng, patients.slice(start, PATIENT_BLOCK))
+        if shocked:
+            shock_rng = rng_for(scenario.seed, "timelines", "access_shock", block)
+            timelines = _shocked(timelines, access_shocks(scenario), shock_rng)
+        yield timelines
+
+
+def _shocked(t: Timelines, shocks: list[GapSpec], rng: np.random.Generator) -> Timelines:
+    """The timelines with each shock's refills not dispensed, with chance 1 - achievement_rate
+    per refill dated in the shock's months; the fills left are renumbered."""
+    u = rng.random(t.fill_patient.size)
+    start = t.patients["journey_start_date"].cast(pl.Int64).to_numpy()
+    fill_date = start[t.fill_patient] + t.fill_day  # days since 1970-01-01
+    brand = t.patients["brand"].to_numpy()[t.fill_patient]
+    region = t.patients["region"].to_numpy()[t.fill_patient]
+    lost = np.zeros(t.fill_patient.size, dtype=bool)
+    for gap in shocks:
+        first = (gap.start_month - _EPOCH).days
+        end = _month_after(gap.end_month) if gap.end_month is not None else None
+        hit = (brand == gap.brand) & (region == gap.region) & (fill_date >= first)
+        if end is not None:
+            hit &= fill_date < (end - _EPOCH).days
+        lost |= hit & (t.fill_number > 0) & (u < 1 - gap.achievement_rate)
+    kept = ~lost
+    patient = t.fill_patient[kept]
+    # Fills are in (patient, day) order: a fill's number is its rank within its patient.
+    _, first_of, counts = np.unique(patient, return_index=True, return_counts=True)
+    number = np.arange(patient.size) - np.repeat(first_of, counts)
+    return replace(
+        t,
+        fill_patient=patient,
+        fill_day=t.fill_day[kept],
+        fill_number=number,
+        lost_patient=t.fill_patient[lost],
+        lost_day=t.fill_day[lost],
+    )
+
+
+def _month_after(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
 def _block_timelines(rng: np.random.Generator, patients: pl.DataFrame) -> Timelines:
@@ -157,6 +218,8 @@ def _block_timelines(rng: np.random.Generator, patients: pl.DataFrame) -> Timeli
         fill_patient=treated[who],
         fill_day=day,
         fill_number=nth,
+        lost_patient=np.empty(0, dtype=np.int64),
+        lost_day=np.empty(0, dtype=np.int64),
     )
 
 

@@ -11,12 +11,15 @@ from e2i_synth.core.scenario import load_scenario
 from e2i_synth.db.copy import replace_rows
 from e2i_synth.db.resource import Database
 from e2i_synth.tables import TABLES
+from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 from e2i_synth.tables.metrics.business_metrics import generate_business_metrics, scenario_window
 
 
 def _loaded(database: Database) -> pl.DataFrame:
     scenario = load_scenario(None)
-    frame = generate_business_metrics(scenario, *scenario_window(scenario))
+    patients = generate_patient_journeys(scenario, generate_hcp_profiles(scenario))
+    frame = generate_business_metrics(scenario, patients, *scenario_window(scenario))
     with database.connect() as conn:
         replace_rows(conn, TABLES["business_metrics"], [frame])
     return frame

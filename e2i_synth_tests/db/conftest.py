@@ -34,7 +34,7 @@ def frames(scenario) -> dict[str, pl.DataFrame]:
         "hcp_profiles": hcps,
         "patient_journeys": patients,
         "triggers": generate_triggers(scenario, hcps, patients, scenario.start_date, end),
-        "business_metrics": generate_business_metrics(scenario, scenario.start_date, end),
+        "business_metrics": generate_business_metrics(scenario, patients, scenario.start_date, end),
     }
 
 

@@ -12,6 +12,8 @@ from e2i_synth.core.scenario import load_scenario
 from e2i_synth.definitions import defs
 from e2i_synth.pipeline import runner
 from e2i_synth.tables.activity import ml_predictions
+from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 from e2i_synth.tables.feature_store import feature_values
 from e2i_synth.tables.metrics import business_metrics
 
@@ -33,8 +35,9 @@ def test_window_row_counts_come_from_the_generators_and_are_zero_after_end_date(
     )
     assert ml_predictions.rows_in_window(scenario, *june) is None  # some, drawn day by day
     # The generator gives exactly what the check expects.
-    assert business_metrics.generate_business_metrics(scenario, *after).is_empty()
-    assert business_metrics.generate_business_metrics(scenario, *june).height == (
+    patients = generate_patient_journeys(scenario, generate_hcp_profiles(scenario))
+    assert business_metrics.generate_business_metrics(scenario, patients, *after).is_empty()
+    assert business_metrics.generate_business_metrics(scenario, patients, *june).height == (
         business_metrics.rows_in_window(scenario, *june)
     )
 

@@ -42,6 +42,7 @@ from e2i_synth.world.timelines import (
     DAYS_SUPPLY,
     LATE_REFILL_DAYS,
     NO_DAY,
+    TIMELINE_COLUMNS,
     Timelines,
     iter_timelines,
 )
@@ -138,20 +139,8 @@ class Population:
 
 # The columns of the inputs that predictions and triggers derive from (their assets read only
 # these).
-PATIENT_COLUMNS = (
-    "patient_id",
-    "hcp_id",
-    "brand",
-    "insurance_type",
-    "journey_start_date",
-    "journey_end_date",
-    "comorbidity_count",
-    "disease_severity",
-    "academic_hcp",
-    "engagement_score",
-    "treatment_initiated",
-    "days_to_treatment",
-)
+# The timeline's columns and what the scores read besides.
+PATIENT_COLUMNS = (*TIMELINE_COLUMNS, "hcp_id", "disease_severity", "academic_hcp")
 HCP_COLUMNS = ("hcp_id", "brand_focus", "decile", "digital_engagement", "kol_flag", "academic_hcp")
 
 

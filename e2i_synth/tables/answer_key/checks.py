@@ -164,7 +164,9 @@ def reference_scorecard(database: Database) -> dg.AssetCheckResult:
 
 
 ANSWER_KEY_CHECKS = [
-    *table_checks(TABLES["ground_truth"], expected=lambda s: 2 + len(FEATURES) + len(s.gaps)),
+    *table_checks(
+        TABLES["ground_truth"], expected=lambda s: 2 + len(FEATURES) + len(gaps.gap_series(s))
+    ),
     causal_checks,
     drift_checks,
     gap_checks,

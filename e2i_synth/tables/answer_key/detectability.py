@@ -65,7 +65,8 @@ def detectability(scenario: Scenario) -> list[Detectability]:
             )
         )
     scored = scored_rows(pilot, tables.business_metrics)
-    for i, gap in enumerate(gap_answers(pilot, scored)):
+    planted = [a for a in gap_answers(pilot, scored) if a.imprint_of is None]  # not imprints
+    for i, gap in enumerate(planted):
         found.append(
             Detectability(
                 f"gaps.{i}",

@@ -1,22 +1,30 @@
 """The gap answer: business_metrics against target, by series and month.
 
-planted   the scenario's GapSpecs (series, start_month, achievement_rate).
+planted   the scenario's GapSpecs (series, start_month, achievement_rate). A gap on trx or
+          market_share is an access shock in the world (e2i_synth.world.timelines: that share of
+          the brand's refills in the region dispensed), so it shows in both series: the other
+          one is a gap too, its imprint (same months); NRx (first fills) stay on target. A gap
+          on nrx or a survey metric scales that series' true value.
+expected  per month, the achievement the plant gives in expectation: for a shock,
+          1 - (1 - achievement_rate) x the counterfactual refills' part of planned TRx.
 realised  the mean observed achievement over the gap's months in this sample.
 recovered the reference Gap Analyzer rule on the row's own statistics: a month is short when
           value < target and statistical_significance >= 0.95.
-power     per planted month, the probability that the rule flags it at the planted size, from
+power     per planted month, the probability that the rule flags it at the expected size, from
           the row's standard error (the generator draws the observed value as the true value
           plus that error: e2i_synth.tables.metrics.business_metrics).
 
-Blocking rule: every row's value lies within a Bonferroni bound of its true value (target x
-planned achievement) in units of the standard error it was drawn with, so a correct generator
-fails it with probability <= FALSE_FAILURE_RATE over all rows.
+Blocking rule: every row's value lies within a Bonferroni bound of its true value (the
+world's volume or share from simulated_count, else target x planned achievement) in units of
+the standard error it was drawn with, so a correct generator fails it with probability
+<= FALSE_FAILURE_RATE over all rows.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy.stats import binomtest
 
 from e2i_synth.core.scenario import GapSpec, Scenario
 from e2i_synth.tables.answer_key.bounds import (
@@ -27,7 +35,15 @@ from e2i_synth.tables.answer_key.bounds import (
     power_two_sided,
 )
 from e2i_synth.tables.answer_key.verdict import Rule, Verdict
-from e2i_synth.tables.metrics.business_metrics import DECIMALS, planned_achievement, standard_error
+from e2i_synth.tables.metrics.business_metrics import (
+    DECIMALS,
+    planned_achievement,
+    standard_error,
+    true_value,
+)
+from e2i_synth.tables.metrics.business_metrics_model import WORLD_METRICS
+from e2i_synth.world.market import carryover, month_index, patient_weight
+from e2i_synth.world.timelines import SHOCK_METRICS
 
 SERIES = ("brand", "region", "metric_name")
 # The columns of business_metrics the gap answer reads.
@@ -40,6 +56,8 @@ COLUMNS = (
     "target",
     "statistical_significance",
     "sample_size",
+    "simulated_count",
+    "market_trx",
 )
 # The reference rule's level: 1 - REFERENCE_ALPHA significance, below target.
 SIGNIFICANT = 1 - REFERENCE_ALPHA
@@ -52,8 +70,11 @@ REFERENCE_RUN_MONTHS = 3
 RULES = {
     "business_metrics_match_plan": Rule(
         blocking=True,
-        description="every row's value is its true value (target, or target x the planted rate) "
-        "plus its sampling error, within a Bonferroni bound of standard errors over all rows "
+        description="every row's value is its true value (the simulated market's for trx, nrx "
+        "and market_share; target, or target x the planted rate, otherwise) plus its sampling "
+        "error, within a Bonferroni bound of standard errors over all rows; the target of a "
+        "world metric is its world value outside the declared access shocks; each shock took "
+        "a number of refills its declared rate makes plausible (exact binomial, same bound) "
         f"(false-failure rate <= {FALSE_FAILURE_RATE:g} per run); every planted gap has months",
     ),
     "gaps_recovered": Rule(
@@ -68,8 +89,11 @@ RULES = {
 @dataclass(frozen=True)
 class GapAnswer:
     gap: GapSpec
+    imprint_of: str | None  # the planted shock's series, for the imprint of a shock
     months: int
+    expected_by_month: dict[str, float]  # the plant's expected achievement per month
     realised_achievement: float | None  # mean observed value / target over the gap's months
+    world_achievement: float | None  # mean true value / target: the world's, before measurement
     months_flagged: int  # by the reference rule
     power: float | None  # mean over the gap's months
     min_power: float | None
@@ -83,9 +107,21 @@ class GapAnswer:
         return self.min_power is not None and self.min_power >= DETECTABLE_POWER
 
     def as_details(self) -> dict:
+        shock = self.gap.metric_name in SHOCK_METRICS
         return {
             "planted": self.gap.model_dump(mode="json"),
-            "realised": {"mean_achievement": self.realised_achievement, "months": self.months},
+            "mechanism": "access shock: each refill of the brand's patients in the region is "
+            "dispensed with chance achievement_rate in the gap's months (treatment_events has "
+            "fewer refills; trx and market_share fall alike, nrx stays on target)"
+            if shock
+            else "the series' true value times achievement_rate (a survey or reporting shortfall)",
+            "imprint_of": self.imprint_of,
+            "expected": {"achievement_by_month": self.expected_by_month},
+            "realised": {
+                "mean_achievement": self.realised_achievement,
+                "world_mean_achievement": self.world_achievement,
+                "months": self.months,
+            },
             "recovered": {
                 "rule": f"value < target and statistical_significance >= {SIGNIFICANT}",
                 "months_flagged": self.months_flagged,
@@ -100,15 +136,28 @@ class GapAnswer:
 def scored_rows(scenario: Scenario, metrics: pl.DataFrame) -> pl.DataFrame:
     """Rows with their true value, the standard error it was drawn with, the standardised
     error of the observed value, the reference rule's flag and the power at the true value."""
-    metrics = metrics.select(COLUMNS).sort("metric_id")  # a fixed order: float sums
-    frame = metrics.with_columns(planned=planned_achievement(scenario, metrics))
-    expected = (frame["target"] * frame["planned"]).to_numpy()
+    frame = metrics.select(COLUMNS).sort("metric_id")  # a fixed order: float sums
+    frame = frame.with_columns(design=_design_achievement(scenario, frame))
+    expected = true_value(scenario, frame)
     se = standard_error(expected, frame["sample_size"].to_numpy(), frame["metric_type"].to_numpy())
     rounding = 0.5 * 10.0 ** -frame["metric_type"].replace_strict(DECIMALS).to_numpy()
     deviation = np.abs(frame["value"].to_numpy() - expected)
-    shift = np.abs(expected - frame["target"].to_numpy()) / np.maximum(se, 1e-300)
+    # Power at the plant's expected size (the design), not at this sample's realised one.
+    target = frame["target"].to_numpy()
+    design_se = standard_error(
+        target * frame["design"].to_numpy(),
+        frame["sample_size"].to_numpy(),
+        frame["metric_type"].to_numpy(),
+    )
+    shift = np.abs(1 - frame["design"].to_numpy()) * target / np.maximum(design_se, 1e-300)
+    world = expected / planned_achievement(scenario, frame).to_numpy()
     return frame.with_columns(
         expected=expected,
+        # Off the plan: a world metric whose target is not its world value (up to rounding)
+        # outside the declared shocks: the world moved without a declared cause.
+        off_plan=pl.Series(np.abs(world - target) > rounding + 1e-9)
+        & pl.col("metric_name").is_in(WORLD_METRICS)
+        & ~_shock_rows(scenario),
         se=se,
         z=np.maximum(deviation - rounding, 0) / np.maximum(se, 1e-300),
         flagged=(pl.col("value") < pl.col("target"))
@@ -117,11 +166,96 @@ def scored_rows(scenario: Scenario, metrics: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _gap_rows(gap: GapSpec) -> pl.Expr:
+def _design_achievement(scenario: Scenario, frame: pl.DataFrame) -> pl.Series:
+    """Each row's achievement under the plants, in expectation: a survey gap's rate; for the
+    trx and market_share rows of a shock, 1 - (1 - rate) x the part of planned TRx that is
+    simulated refills ((trx target - carryover - nrx target) / trx target); else 1."""
+    rate = planned_achievement(scenario, frame).to_numpy().copy()
+    trx = frame.filter(pl.col("metric_name") == "trx").select(
+        "brand", "region", "metric_date", _trx="target"
+    )
+    nrx = frame.filter(pl.col("metric_name") == "nrx").select(
+        "brand", "region", "metric_date", _nrx="target"
+    )
+    keys = ["brand", "region", "metric_date"]
+    plan = frame.join(trx, on=keys, how="left", maintain_order="left").join(
+        nrx, on=keys, how="left", maintain_order="left"
+    )
+    for gap in shock_gaps(scenario):
+        for metric in SHOCK_METRICS:
+            rows = plan.with_row_index("_i").filter(_gap_rows(gap, metric))
+            if rows.is_empty():
+                continue
+            month = np.array([month_index(d) for d in rows["metric_date"]])
+            carry = carryover(scenario, gap.brand, gap.region, month)
+            planned = rows["_trx"].to_numpy()
+            refills = np.maximum(planned - carry - rows["_nrx"].to_numpy(), 0)
+            part = np.where(planned > 0, refills / np.maximum(planned, 1e-300), 0)
+            rate[rows["_i"].to_numpy()] = 1 - (1 - gap.achievement_rate) * part
+    return pl.Series("design", rate)
+
+
+def _shock_rows(scenario: Scenario) -> pl.Expr:
+    """Rows of a declared shock's series (trx and market_share) in its months."""
+    hit = pl.lit(False)
+    for gap in shock_gaps(scenario):
+        for metric in SHOCK_METRICS:
+            hit = hit | _gap_rows(gap, metric)
+    return hit
+
+
+def shock_draws(scenario: Scenario, scored: pl.DataFrame) -> list[dict]:
+    """Per declared shock, the refills it took (lost) of those the world without it had
+    (refills), read back from the trx rows: lost = (target - true value) / weight and refills =
+    trx without the shock - nrx, in simulated fills; with the exact two-sided binomial p-value
+    of lost at the declared chance 1 - achievement_rate."""
+    draws = []
+    for gap in shock_gaps(scenario):
+        trx = scored.filter(_gap_rows(gap, "trx")).sort("metric_date")
+        nrx = scored.filter(_gap_rows(gap, "nrx")).sort("metric_date")
+        weight = patient_weight(scenario, gap.brand)
+        lost = np.round((trx["target"].to_numpy() - trx["expected"].to_numpy()) / weight)
+        without = trx["simulated_count"].to_numpy() + lost
+        refills = int(np.sum(without - nrx["simulated_count"].to_numpy()))
+        lost_total = int(np.sum(lost))
+        if refills > 0 and 0 <= lost_total <= refills:
+            p = binomtest(lost_total, refills, 1 - gap.achievement_rate).pvalue
+        else:  # no refill to take: plausible only if none was taken
+            p = 1.0 if lost_total == 0 else 0.0
+        draws.append(
+            {
+                "series": f"{gap.brand}/{gap.region}/{gap.metric_name}",
+                "refills_without_shock": refills,
+                "refills_lost": lost_total,
+                "p_value": float(p),
+            }
+        )
+    return draws
+
+
+def shock_gaps(scenario: Scenario) -> list[GapSpec]:
+    return [g for g in scenario.gaps if g.metric_name in SHOCK_METRICS]
+
+
+def gap_series(scenario: Scenario) -> list[tuple[GapSpec, str | None]]:
+    """Every series short by a plant: the planted gaps, then each shock's imprint on the other
+    shock metric of its brand and region (unless planted too), with the shock's key."""
+    planted = {(g.brand, g.region, g.metric_name) for g in scenario.gaps}
+    series: list[tuple[GapSpec, str | None]] = [(g, None) for g in scenario.gaps]
+    for gap in shock_gaps(scenario):
+        for metric in SHOCK_METRICS:
+            if (gap.brand, gap.region, metric) not in planted:
+                planted.add((gap.brand, gap.region, metric))
+                key = f"{gap.brand}/{gap.region}/{gap.metric_name}"
+                series.append((gap.model_copy(update={"metric_name": metric}), key))
+    return series
+
+
+def _gap_rows(gap: GapSpec, metric: str | None = None) -> pl.Expr:
     rows = (
         (pl.col("brand") == gap.brand)
         & (pl.col("region") == gap.region)
-        & (pl.col("metric_name") == gap.metric_name)
+        & (pl.col("metric_name") == (metric or gap.metric_name))
         & (pl.col("metric_date") >= gap.start_month)
     )
     return rows if gap.end_month is None else rows & (pl.col("metric_date") <= gap.end_month)
@@ -129,14 +263,22 @@ def _gap_rows(gap: GapSpec) -> pl.Expr:
 
 def gap_answers(scenario: Scenario, scored: pl.DataFrame) -> list[GapAnswer]:
     answers = []
-    for gap in scenario.gaps:
-        rows = scored.filter(_gap_rows(gap))
-        achieved = rows["value"] / rows["target"]
+    for gap, imprint_of in gap_series(scenario):
+        rows = scored.filter(_gap_rows(gap)).sort("metric_date")
+        planned = rows["target"] > 0
+        achieved = (rows["value"] / rows["target"]).filter(planned)
+        world = (rows["expected"] / rows["target"]).filter(planned)
         answers.append(
             GapAnswer(
                 gap=gap,
+                imprint_of=imprint_of,
                 months=rows.height,
-                realised_achievement=achieved.mean() if rows.height else None,
+                expected_by_month={
+                    d.isoformat(): round(float(a), 6)
+                    for d, a in zip(rows["metric_date"], rows["design"], strict=True)
+                },
+                realised_achievement=achieved.mean() if achieved.len() else None,
+                world_achievement=world.mean() if world.len() else None,
                 months_flagged=int(rows["flagged"].sum()),
                 power=rows["power"].mean() if rows.height else None,
                 min_power=rows["power"].min() if rows.height else None,
@@ -148,10 +290,16 @@ def gap_answers(scenario: Scenario, scored: pl.DataFrame) -> list[GapAnswer]:
 def gap_verdicts(
     scenario: Scenario, scored: pl.DataFrame, answers: list[GapAnswer]
 ) -> list[Verdict]:
-    limit = bonferroni_z(scored.height)
+    draws = shock_draws(scenario, scored)
+    # One test per row (its measurement) and per declared shock (its draw of refills), the
+    # false-failure rate split over all of them; off-plan rows are exact (never by chance).
+    tests = scored.height + len(draws)
+    limit = bonferroni_z(tests)
     beyond = scored.filter(pl.col("z") > limit)
+    off_plan = scored.filter("off_plan")
+    unlikely = [d for d in draws if d["p_value"] < FALSE_FAILURE_RATE / max(tests, 1)]
     planted = pl.lit(False)
-    for gap in scenario.gaps:
+    for gap, _ in gap_series(scenario):
         planted = planted | _gap_rows(gap)
     unplanted = scored.filter(~planted)
     false_flags = int(unplanted["flagged"].sum())
@@ -172,7 +320,10 @@ def gap_verdicts(
     return [
         Verdict(
             name="business_metrics_match_plan",
-            passed=beyond.is_empty() and all(a.months for a in answers),
+            passed=beyond.is_empty()
+            and off_plan.is_empty()
+            and not unlikely
+            and all(a.months for a in answers),
             metadata={
                 "rows": scored.height,
                 "z_limit": limit,
@@ -181,6 +332,9 @@ def gap_verdicts(
                     :20
                 ],
                 "gaps_without_months": [a.key for a in answers if not a.months],
+                "off_plan_rows": off_plan.select("metric_id", "target", "expected").to_dicts()[:20],
+                "shock_draws": draws,
+                "unlikely_shock_draws": unlikely,
             },
         ),
         Verdict(

@@ -38,7 +38,7 @@ def generate_answer_key_tables(scenario: Scenario) -> AnswerKeyTables:
         patient_journeys=journeys,
         features=features,
         feature_values=values,
-        business_metrics=generate_business_metrics(scenario, *scenario_window(scenario)),
+        business_metrics=generate_business_metrics(scenario, journeys, *scenario_window(scenario)),
     )
 
 

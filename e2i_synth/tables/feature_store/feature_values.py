@@ -53,7 +53,7 @@ from e2i_synth.tables.feature_store.catalog import (
     SUCCESS_FILLS,
 )
 from e2i_synth.tables.feature_store.feature_values_model import SPEC, STALE_WINDOWS
-from e2i_synth.world.timelines import NO_DAY, iter_timelines, stop_hazard
+from e2i_synth.world.timelines import NO_DAY, TIMELINE_COLUMNS, iter_timelines, stop_hazard
 
 # Values of one feature per day, at most (a 7-day window of 1,050, plenty for a drift test):
 # beyond it (scale about 1.4 for patients, 2.1 for HCPs) the store keeps a uniform sample of each
@@ -381,21 +381,14 @@ HCP_COLUMNS = (
     "academic_hcp",
     "patient_volume_monthly",
 )
+# The timeline's columns and the attributes the features read besides.
 PATIENT_COLUMNS = (
-    "patient_id",
+    *TIMELINE_COLUMNS,
     "hcp_id",
-    "brand",
-    "insurance_type",
-    "journey_start_date",
-    "journey_end_date",
     "age_at_diagnosis",
-    "comorbidity_count",
     "prior_treatment_count",
     "disease_severity",
     "academic_hcp",
-    "engagement_score",
-    "treatment_initiated",
-    "days_to_treatment",
 )
 BRAND_FEATURES = ("trx_30d", "nrx_30d", "conversion_rate")
 

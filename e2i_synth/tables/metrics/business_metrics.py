@@ -1,23 +1,29 @@
-"""business_metrics generator: monthly KPI series against a planned target, with planted gaps.
+"""business_metrics generator: monthly KPI series against target, read from the simulated market.
 
-Each series is (brand, region, metric). Its target follows a plan: a brand adoption curve (a
-logistic between a floor and a cap, anchored on fixed calendar months so it never leaves its
-range however long the scenario) times a monthly seasonality profile (January dip after
-deductible resets, autumn peak). National TRx is planned per brand and split over the regions by
-REGION_WEIGHTS (restricted to the scenario's regions, renormalised); NRx is a falling share of
-TRx; the other metrics get a fixed per-region tilt of +-5%.
+Each series is (brand, region, metric). Volumes and share are the world's (e2i_synth.world.market):
+TRx is carryover + patient weight x the region-month's fills, NRx weight x its first fills, and
+market_share the brand's TRx over market_trx, the class's TRx (all brands, competitors
+included), which the row stores as its denominator. The target of these is the same world
+without the access shocks of the planted gaps: the plan of a perfect forecaster, so an
+unplanted series is exactly on target before measurement and a shock shows in TRx and share
+alike (NRx are first fills, which a refill shock leaves alone). market_trx is planned: the
+brand's counterfactual TRx over its planned share (the adoption curve below).
 
-The true value is target x planned achievement: exactly on target (1) for unplanted months, the
-gap's achievement_rate from a planted GapSpec's start_month. The observed value adds the
-measurement's own sampling error, drawn with the standard error of the true value at the row's
-sample_size (a pharmacy panel projection for volumes, a survey for the other metrics). So the
-row's own statistics (confidence interval, statistical_significance) mean what they say: an
-unplanted row is significant at its nominal rate, a planted gap at the power its size gives.
+The other metrics (conversion, engagement, adherence, OS) stay a survey of a plan: a brand
+adoption curve (a logistic between a floor and a cap, anchored on fixed calendar months) times a
+monthly seasonality profile, with a fixed per-region tilt of +-5%; their planted gaps (and a gap
+on nrx, which no refill shock moves) scale the true value by achievement_rate.
 
-Every month of a series is a pure function of (scenario, series, month): its random draws come
-from rng_for(seed, "business_metrics", brand, region, metric, month) and the plan is a function
-of the calendar month. So any window of months can be generated on its own; mom_change and
-yoy_change recompute the earlier months they need instead of reading them.
+The observed value adds the measurement's own sampling error, drawn with the standard error of
+the true value at the row's sample_size (a pharmacy panel projection for volumes, a survey for
+the other metrics). So the row's own statistics (confidence interval, statistical_significance)
+mean what they say: an unplanted row is significant at its nominal rate, a planted gap at the
+power its size gives.
+
+Every month of a series is a pure function of (scenario, patient_journeys, month): its random
+draws come from rng_for(seed, "business_metrics", brand, region, metric, month), the plan is a
+function of the calendar month and the world's counts of the patients. So any window of months
+can be generated on its own; mom_change and yoy_change recompute the earlier months they need.
 """
 
 from datetime import date, timedelta
@@ -36,6 +42,8 @@ from e2i_synth.tables.metrics.business_metrics_model import (
     SPEC,
     UNIT_INTERVAL_METRICS,
 )
+from e2i_synth.world.market import carryover, month_index, patient_weight, world_counts
+from e2i_synth.world.timelines import SHOCK_METRICS
 
 # Brand adoption curve: logistic midpoint (a calendar month) and time scale in months.
 ADOPTION_CURVE: dict[str, tuple[date, float]] = {
@@ -43,28 +51,21 @@ ADOPTION_CURVE: dict[str, tuple[date, float]] = {
     "Fabhalta": (date(2025, 1, 1), 8.0),  # new indications
     "Kisqali": (date(2024, 10, 1), 12.0),  # adjuvant expansion of a mature brand
 }
-# (floor, cap) of the planned level along the adoption curve. trx is national TRx per month
-# (kept well inside schemas.business_metrics.NATIONAL_TRX_RANGE with seasonality and noise);
-# nrx is a share of TRx; the others are the metric's own unit.
+# (floor, cap) of the planned level along the adoption curve, in the metric's own unit (trx and
+# nrx come from the world and have none; market_share's is the planned share).
 PLAN_LEVELS: dict[str, dict[str, tuple[float, float]]] = {
     "Remibrutinib": {
-        "trx": (8_000, 40_000),
-        "nrx": (0.45, 0.30),
         "market_share": (0.03, 0.15),
         "conversion_rate": (0.10, 0.22),
         "hcp_engagement_score": (5.0, 7.2),
     },
     "Fabhalta": {
-        "trx": (4_000, 16_000),
-        "nrx": (0.35, 0.25),
         "market_share": (0.10, 0.28),
         "conversion_rate": (0.16, 0.26),
         "hcp_engagement_score": (5.5, 7.0),
         "adherence_rate": (0.78, 0.86),
     },
     "Kisqali": {
-        "trx": (35_000, 80_000),
-        "nrx": (0.22, 0.18),
         "market_share": (0.24, 0.36),
         "conversion_rate": (0.28, 0.35),
         "hcp_engagement_score": (6.2, 7.4),
@@ -91,11 +92,6 @@ NATIONAL_SAMPLE = {
 }
 ENGAGEMENT_SD = 1.8
 Z_95 = 1.959963984540054
-
-
-def month_index(day: date) -> int:
-    """Months since year 0 of the month containing `day`."""
-    return day.year * 12 + day.month - 1
 
 
 def month_start(index: int) -> date:
@@ -143,8 +139,11 @@ def rows_in_window(scenario: Scenario, start: date, end: date) -> int:
     return len(window_months(scenario, start, end)) * len(metric_series(scenario))
 
 
-def generate_business_metrics(scenario: Scenario, start: date, end: date) -> pl.DataFrame:
-    """Rows of every series for the scenario's months with metric_date in [start, end)."""
+def generate_business_metrics(
+    scenario: Scenario, patient_journeys: pl.DataFrame, start: date, end: date
+) -> pl.DataFrame:
+    """Rows of every series for the scenario's months with metric_date in [start, end), from the
+    world of patient_journeys (its TIMELINE_COLUMNS)."""
     first, last = month_index(scenario.start_date), month_index(scenario.end_date)
     months = window_months(scenario, start, end)
     if not months:
@@ -152,7 +151,7 @@ def generate_business_metrics(scenario: Scenario, start: date, end: date) -> pl.
     wanted = set(months)
     # Each month's mom and yoy need the month before and the month a year before.
     needed = sorted({m - k for m in wanted for k in (0, 1, 12)} & set(range(first, last + 1)))
-    frame = _monthly_values(scenario, needed)
+    frame = _monthly_values(scenario, needed, world_counts(scenario, patient_journeys))
 
     keys = ["brand", "region", "metric_name"]
 
@@ -180,7 +179,7 @@ def generate_business_metrics(scenario: Scenario, start: date, end: date) -> pl.
 def _series_frame(scenario: Scenario) -> pl.DataFrame:
     """One row per series with its fixed plan parameters."""
     weights = {r: REGION_WEIGHTS[r] for r in scenario.regions}
-    total_weight = sum(weights.values())
+    total_weight = sum(weights.values())  # the survey's sample size splits like the regions
     rows = []
     for brand, region, metric in metric_series(scenario):
         kind = METRIC_TYPES[metric]
@@ -194,10 +193,9 @@ def _series_frame(scenario: Scenario) -> pl.DataFrame:
                 "metric_type": kind,
                 "_share": weights[region] / total_weight,
                 "_tilt": 1.0 if kind == "volume" else 1 + REGION_TILT * tilt_rng.uniform(-1, 1),
-                "_floor": float(PLAN_LEVELS[brand][metric][0]),
-                "_cap": float(PLAN_LEVELS[brand][metric][1]),
-                "_trx_floor": float(PLAN_LEVELS[brand]["trx"][0]),
-                "_trx_cap": float(PLAN_LEVELS[brand]["trx"][1]),
+                "_floor": float(PLAN_LEVELS[brand].get(metric, (1, 1))[0]),
+                "_cap": float(PLAN_LEVELS[brand].get(metric, (1, 1))[1]),
+                "_weight": patient_weight(scenario, brand),
                 "_mid": month_index(mid),
                 "_tau": tau,
                 "_amplitude": SEASONAL_AMPLITUDE[kind],
@@ -214,30 +212,50 @@ def _series_frame(scenario: Scenario) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def _monthly_values(scenario: Scenario, months: list[int]) -> pl.DataFrame:
+def _monthly_values(scenario: Scenario, months: list[int], counts: pl.DataFrame) -> pl.DataFrame:
     """Every series x month: target, value and statistics (not mom/yoy), plus `_month`."""
     calendar = pl.DataFrame(
         {"_month": months, "metric_date": [month_start(i) for i in months]},
         schema={"_month": pl.Int64, "metric_date": pl.Date},
     )
-    grid = calendar.join(_series_frame(scenario), how="cross")
+    grid = (
+        calendar.join(_series_frame(scenario), how="cross")
+        .join(counts, on=["brand", "region", "_month"], how="left", maintain_order="left")
+        .with_columns(pl.col("trx", "nrx", "trx_without_shock").fill_null(0))
+    )
     col = {name: grid[name].to_numpy() for name in grid.columns}
     month, metric = col["_month"], col["metric_name"]
     is_volume = col["metric_type"] == "volume"
 
-    # The plan: adoption curve x seasonality; national TRx split by region, others tilted.
+    # The survey plan: adoption curve x seasonality x the region's tilt.
     growth = 1 / (1 + np.exp(-(month - col["_mid"]) / col["_tau"]))
     level = col["_floor"] + (col["_cap"] - col["_floor"]) * growth
-    trx_level = col["_trx_floor"] + (col["_trx_cap"] - col["_trx_floor"]) * growth
     season = 1 + col["_amplitude"] * (np.array(SEASONALITY)[month % 12] - 1)
-    trx_target = trx_level * season * col["_share"]
+    survey_plan = level * season * col["_tilt"]
+    # The world: the brand's counterfactual TRx, and the market's TRx at the planned share.
+    weight = col["_weight"]
+    carry = _carryover(scenario, grid)
+    planned_trx = carry + weight * col["trx_without_shock"]
+    market_trx = np.where(metric == "market_share", np.round(planned_trx / survey_plan), np.nan)
+    simulated = np.select(
+        [metric == "trx", metric == "nrx", metric == "market_share"],
+        [col["trx"], col["nrx"], col["trx"]],
+        default=-1,
+    )
     planned = np.select(
-        [metric == "trx", metric == "nrx"],
-        [trx_target, trx_target * level],
-        default=level * season * col["_tilt"],
+        [metric == "trx", metric == "nrx", metric == "market_share"],
+        [planned_trx, weight * col["nrx"], planned_trx / market_trx],
+        default=survey_plan,
     )
     decimals = col["_decimals"]
     target = _round(planned, decimals)
+    grid = grid.with_columns(
+        target=target,
+        simulated_count=pl.when(pl.Series(simulated) >= 0).then(
+            pl.Series(simulated, dtype=pl.Int32)
+        ),
+        market_trx=pl.Series(market_trx).fill_nan(None),
+    )
 
     # Random draws of each (series, month) from its own stream: a normal and a uniform.
     draws = np.array(
@@ -247,7 +265,7 @@ def _monthly_values(scenario: Scenario, months: list[int]) -> pl.DataFrame:
         ]
     )
     z, u = draws[:, 0], draws[:, 1]
-    expected = target * planned_achievement(scenario, grid).to_numpy()
+    expected = true_value(scenario, grid)
     kind = col["metric_type"]
     capture = PANEL_CAPTURE[0] + (PANEL_CAPTURE[1] - PANEL_CAPTURE[0]) * u
     surveyed = col["_national_n"] * col["_share"] * (0.9 + 0.2 * u)
@@ -257,7 +275,7 @@ def _monthly_values(scenario: Scenario, months: list[int]) -> pl.DataFrame:
     value = np.clip(_round(observed, decimals), 0, upper)
     grid = grid.with_columns(value=value)
     # NRx are a subset of TRx: cap NRx one below the same month's TRx (binding only when a
-    # deep TRx gap, below about 55% of target, is planted).
+    # deep TRx gap is planted).
     trx = grid.filter(pl.col("metric_name") == "trx").select(
         "brand", "region", "_month", _trx="value"
     )
@@ -280,7 +298,9 @@ def _monthly_values(scenario: Scenario, months: list[int]) -> pl.DataFrame:
     significance = np.where(
         se > 0, erf(distance / (np.maximum(se, 1e-300) * np.sqrt(2))), (distance > 0) * 1.0
     )
-    achievement_rate = value / target
+    # No achievement without a plan: a region-month whose world had no first fill plans 0 NRx.
+    planned_any = target > 0
+    achievement_rate = np.where(planned_any, value / np.where(planned_any, target, 1), np.nan)
     roi = np.where(is_volume, np.round(achievement_rate * col["_planned_return"] - 1, 4), np.nan)
 
     return grid.with_columns(
@@ -292,8 +312,7 @@ def _monthly_values(scenario: Scenario, months: list[int]) -> pl.DataFrame:
             pl.col("metric_date").dt.strftime("%Y-%m"),
         ),
         value=value,
-        target=target,
-        achievement_rate=achievement_rate,
+        achievement_rate=pl.Series(achievement_rate).fill_nan(None),
         roi=pl.Series(roi).fill_nan(None),
         statistical_significance=np.round(significance, 4),
         confidence_interval_lower=ci_lower,
@@ -302,11 +321,50 @@ def _monthly_values(scenario: Scenario, months: list[int]) -> pl.DataFrame:
     )
 
 
+def _carryover(scenario: Scenario, rows: pl.DataFrame) -> np.ndarray:
+    """The prevalent pool's TRx of each row's (brand, region, month)."""
+    carry = np.zeros(rows.height)
+    brand, region = rows["brand"].to_numpy(), rows["region"].to_numpy()
+    month = rows["metric_date"].dt.year().to_numpy() * 12 + rows["metric_date"].dt.month() - 1
+    month = np.asarray(month)
+    for b in scenario.brands:
+        for r in scenario.regions:
+            hit = (brand == b) & (region == r)
+            carry[hit] = carryover(scenario, b, r, month[hit])
+    return carry
+
+
+def true_value(scenario: Scenario, rows: pl.DataFrame) -> np.ndarray:
+    """The true value of each row (brand, region, metric_name, metric_date, target,
+    simulated_count, market_trx) before measurement: the world's for trx, nrx and market_share
+    (carryover + patient weight x simulated_count; over market_trx for the share), else the
+    target; times the planted rate of a survey gap (planned_achievement)."""
+    metric = rows["metric_name"].to_numpy()
+    weight = rows["brand"].replace_strict(
+        {b: patient_weight(scenario, b) for b in scenario.brands}, return_dtype=pl.Float64
+    )
+    count = rows["simulated_count"].cast(pl.Float64).fill_null(0).to_numpy()
+    trx = _carryover(scenario, rows) + weight.to_numpy() * count
+    market = rows["market_trx"].fill_null(1.0).to_numpy()
+    world = np.select(
+        [metric == "trx", metric == "nrx", metric == "market_share"],
+        [trx, weight.to_numpy() * count, trx / market],
+        default=rows["target"].to_numpy(),
+    )
+    return world * planned_achievement(scenario, rows).to_numpy()
+
+
+def survey_gaps(scenario: Scenario) -> list:
+    """The planted gaps that scale a survey's (or NRx's) true value; the others are access
+    shocks in the world (e2i_synth.world.timelines)."""
+    return [g for g in scenario.gaps if g.metric_name not in SHOCK_METRICS]
+
+
 def planned_achievement(scenario: Scenario, rows: pl.DataFrame) -> pl.Series:
-    """The true achievement of each row (brand, region, metric_name, metric_date): the planted
-    gap's rate from its start_month (to its end_month, if it recovers), else exactly 1."""
+    """The planted rate of each row (brand, region, metric_name, metric_date) of a survey gap:
+    its achievement_rate from its start_month (to its end_month, if it recovers), else 1."""
     rate = pl.lit(1.0)
-    for gap in sorted(scenario.gaps, key=lambda g: g.start_month):
+    for gap in sorted(survey_gaps(scenario), key=lambda g: g.start_month):
         hit = (
             (pl.col("brand") == gap.brand)
             & (pl.col("region") == gap.region)

@@ -1,8 +1,8 @@
 """business_metrics: monthly KPI series per brand x region x metric, each against its target.
 
 The Gap Analyzer reads it to find shortfalls against target, so every row reconciles exactly:
-achievement_rate = value / target, mom_change and yoy_change follow from the same series'
-earlier values, and the confidence interval contains the value.
+achievement_rate = value / target (null without a target), mom_change and yoy_change follow
+from the same series' earlier values, and the confidence interval contains the value.
 """
 
 import pandera.polars as pa
@@ -27,12 +27,16 @@ UNIT_INTERVAL_METRICS: tuple[str, ...] = tuple(
     m for m, t in METRIC_TYPES.items() if t in ("share", "rate", "outcome")
 )
 ENGAGEMENT_SCALE_MAX = 10.0
+# Metrics read from the simulated market (e2i_synth.world.market); the others are surveys.
+WORLD_METRICS: tuple[str, ...] = ("trx", "nrx", "market_share")
 # Plausible national TRx per month (sum over the regions), per brand: (min, max).
 NATIONAL_TRX_RANGE: dict[str, tuple[int, int]] = {
     "Remibrutinib": (5_000, 50_000),
     "Fabhalta": (2_000, 20_000),
     "Kisqali": (10_000, 100_000),
 }
+# National TRx are weighted simulated fills: below this scale too few fills to hold the range.
+RANGE_MIN_SCALE = 1.0
 # Relative tolerance of the stored arithmetic (achievement, changes), on a scale of at least 1.
 RECONCILE_TOLERANCE = 1e-9
 
@@ -64,10 +68,16 @@ class BusinessMetrics(pa.DataFrameModel):
         "rounded to 6 decimals, engagement a 0-10 score rounded to 4 decimals",
     )
     target: pl.Float64 = pa.Field(
-        gt=0, description="planned value (trend x seasonality), rounded like value"
+        ge=0,
+        description="planned value, rounded like value: for trx, nrx and market_share the same "
+        "simulated market without the planted access shocks (0 NRx where that world had no first "
+        "fill); for the other metrics trend x seasonality",
     )
     achievement_rate: pl.Float64 = pa.Field(
-        ge=0, description="value / target from the stored numbers, not rounded (1.0 = on target)"
+        ge=0,
+        nullable=True,
+        description="value / target from the stored numbers, not rounded (1.0 = on target); "
+        "null where target is 0",
     )
     yoy_change: pl.Float64 = pa.Field(
         nullable=True,
@@ -80,7 +90,8 @@ class BusinessMetrics(pa.DataFrameModel):
     roi: pl.Float64 = pa.Field(
         nullable=True,
         description="return on planned promotional spend, achievement_rate x the brand's planned "
-        "revenue-to-spend multiple - 1, rounded to 4 decimals; volume metrics only, else null",
+        "revenue-to-spend multiple - 1, rounded to 4 decimals; volume metrics with a target "
+        "only, else null",
     )
     statistical_significance: pl.Float64 = pa.Field(
         ge=0,
@@ -101,6 +112,20 @@ class BusinessMetrics(pa.DataFrameModel):
         "prescriptions, HCPs or patients observed for the other metrics",
     )
     data_split: str = pa.Field(isin=DATA_SPLITS, description="ML split, assigned by metric_date")
+    simulated_count: pl.Int32 = pa.Field(
+        ge=0,
+        nullable=True,
+        description="the simulated patients' fills behind the row (trx and market_share: "
+        "prescriptions and refills of the brand's patients of the region in the month, as in "
+        "treatment_events; nrx: prescriptions, the first fills); null for the other metrics",
+    )
+    market_trx: pl.Float64 = pa.Field(
+        gt=0,
+        nullable=True,
+        description="market_share's denominator: planned TRx of the brand's class (competitors "
+        "included) in the region-month, whole prescriptions; national share = sum(value x "
+        "market_trx) / sum(market_trx); null for the other metrics",
+    )
 
     @pa.dataframe_check(description="metric_date is the first day of its month")
     def first_of_month(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -111,10 +136,13 @@ class BusinessMetrics(pa.DataFrameModel):
         expected = pl.col("metric_name").replace_strict(METRIC_TYPES, default=None)
         return data.lazyframe.select((pl.col("metric_type") == expected).fill_null(False))
 
-    @pa.dataframe_check(description="achievement_rate = value / target")
+    @pa.dataframe_check(description="achievement_rate = value / target, null where target is 0")
     def achievement_reconciles(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(
-            _close(pl.col("achievement_rate"), pl.col("value") / pl.col("target"))
+            pl.when(pl.col("target") > 0)
+            .then(_close(pl.col("achievement_rate"), pl.col("value") / pl.col("target")))
+            .otherwise(pl.col("achievement_rate").is_null())
+            .fill_null(False)
         )
 
     @pa.dataframe_check(description="the confidence interval contains value")
@@ -139,10 +167,23 @@ class BusinessMetrics(pa.DataFrameModel):
             & (pl.col("confidence_interval_upper") <= upper)
         )
 
-    @pa.dataframe_check(description="roi is set exactly for volume metrics")
+    @pa.dataframe_check(description="roi is set exactly for volume metrics with a target")
     def roi_iff_volume(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(
-            pl.col("roi").is_not_null() == (pl.col("metric_type") == "volume")
+            pl.col("roi").is_not_null()
+            == ((pl.col("metric_type") == "volume") & (pl.col("target") > 0))
+        )
+
+    @pa.dataframe_check(description="simulated_count is set exactly for trx, nrx, market_share")
+    def count_iff_world(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("simulated_count").is_not_null() == pl.col("metric_name").is_in(WORLD_METRICS)
+        )
+
+    @pa.dataframe_check(description="market_trx is set exactly for market_share")
+    def denominator_iff_share(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("market_trx").is_not_null() == (pl.col("metric_name") == "market_share")
         )
 
     class Config:

@@ -22,6 +22,7 @@ from e2i_synth.tables.metrics.business_metrics import (
 )
 from e2i_synth.tables.metrics.business_metrics_model import (
     NATIONAL_TRX_RANGE,
+    RANGE_MIN_SCALE,
     RECONCILE_TOLERANCE,
 )
 
@@ -108,7 +109,7 @@ WITH months AS MATERIALIZED (
 SELECT 'national_trx_range' AS rule, n.brand || ' ' || n.metric_date AS subject,
        n.national_trx AS value, r.lo AS lower, r.hi AS upper
 FROM national n LEFT JOIN (VALUES {ranges}) AS r(brand, lo, hi) USING (brand)
-WHERE r.brand IS NULL OR n.national_trx NOT BETWEEN r.lo AND r.hi
+WHERE %(ranges_apply)s AND (r.brand IS NULL OR n.national_trx NOT BETWEEN r.lo AND r.hi)
 UNION ALL
 SELECT 'nrx_below_trx', nrx_id, nrx, NULL, trx
 FROM months WHERE nrx IS NOT NULL AND (trx IS NULL OR nrx >= trx)
@@ -120,10 +121,12 @@ value_ranges = rule_check(
     {
         "national_trx_range": "national TRx per brand-month within the brand's range ("
         + ", ".join(f"{b} {lo:,}-{hi:,}" for b, (lo, hi) in NATIONAL_TRX_RANGE.items())
-        + ")",
+        + f") from scale {RANGE_MIN_SCALE:g} up (below it a few simulated fills, each weighted "
+        "by thousands of patients, cannot hold a national range)",
         "nrx_below_trx": "nrx < trx in every series-month",
     },
     sql.SQL(_RANGES).format(ranges=_national_trx_ranges()),
+    params=lambda scenario: {"ranges_apply": scenario.scale >= RANGE_MIN_SCALE},
 )
 
 

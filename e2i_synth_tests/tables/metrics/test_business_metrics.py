@@ -1,5 +1,6 @@
-"""business_metrics: the generator's rules at full scale, window equivalence, determinism, the
-migration against the model, and the pipeline through real Dagster with every check."""
+"""business_metrics: the generator's rules at full scale (volumes and share from the simulated
+market, a planted access shock in TRx, share and the fills), window equivalence, determinism,
+the migration against the model, and the pipeline through real Dagster with every check."""
 
 from datetime import date
 
@@ -11,13 +12,17 @@ from polars.testing import assert_frame_equal
 from e2i_synth.core.scenario import Scenario, load_scenario
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.table_spec import pg_type_for
-from e2i_synth.core.vocabulary import BRAND_METRICS, COMMON_METRICS, REGION_WEIGHTS
+from e2i_synth.core.vocabulary import BRAND_METRICS, COMMON_METRICS
 from e2i_synth.db.copy import count_rows
 from e2i_synth.tables import TABLES
 from e2i_synth.tables.answer_key.bounds import bonferroni_z
-from e2i_synth.tables.answer_key.gaps import scored_rows
+from e2i_synth.tables.answer_key.gaps import gap_series, scored_rows
+from e2i_synth.tables.entities import assets as entities
+from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
+from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 from e2i_synth.tables.metrics import assets as metrics
 from e2i_synth.tables.metrics.business_metrics import (
+    DECIMALS,
     expected_row_count,
     generate_business_metrics,
     metric_series,
@@ -34,11 +39,12 @@ from e2i_synth.tables.metrics.checks import (
     month_continuity,
     value_ranges,
 )
+from e2i_synth.world.timelines import patient_timelines
 from e2i_synth_tests.pipeline import failed_checks, run
 
 SPEC = TABLES["business_metrics"]
 SERIES = ["brand", "region", "metric_name"]
-ASSETS = dg.load_assets_from_modules([metrics])
+ASSETS = dg.load_assets_from_modules([entities, metrics])
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +55,25 @@ def scenario() -> Scenario:
 
 
 @pytest.fixture(scope="module")
-def frame(scenario: Scenario) -> pl.DataFrame:
-    return generate_business_metrics(scenario, *scenario_window(scenario))
+def patients(scenario: Scenario) -> pl.DataFrame:
+    return generate_patient_journeys(scenario, generate_hcp_profiles(scenario))
+
+
+@pytest.fixture(scope="module")
+def frame(scenario: Scenario, patients: pl.DataFrame) -> pl.DataFrame:
+    return generate_business_metrics(scenario, patients, *scenario_window(scenario))
+
+
+def _generate(scenario: Scenario, start: date | None = None, end: date | None = None):
+    patients = generate_patient_journeys(scenario, generate_hcp_profiles(scenario))
+    window = scenario_window(scenario)
+    return generate_business_metrics(scenario, patients, start or window[0], end or window[1])
 
 
 def _planted(frame: pl.DataFrame, scenario: Scenario) -> pl.Expr:
-    """Rows from a planted gap's start_month on."""
+    """Rows from a planted gap's (or its imprint's) start_month on."""
     hit = pl.lit(False)
-    for gap in scenario.gaps:
+    for gap, _ in gap_series(scenario):
         hit = hit | (
             (pl.col("brand") == gap.brand)
             & (pl.col("region") == gap.region)
@@ -64,6 +81,13 @@ def _planted(frame: pl.DataFrame, scenario: Scenario) -> pl.Expr:
             & (pl.col("metric_date") >= gap.start_month)
         )
     return hit
+
+
+def _on_plan(scored: pl.DataFrame) -> bool:
+    """True value equal to the target up to the target's rounding."""
+    gap = (scored["expected"] - scored["target"]).abs()
+    rounding = 0.5 * 10.0 ** -scored["metric_type"].replace_strict(DECIMALS)
+    return bool((gap <= rounding + 1e-9).all())
 
 
 # --- generator rules at full scale -------------------------------------------------------------
@@ -90,21 +114,28 @@ def test_every_series_has_every_month_once(scenario, frame):
     ]
 
 
-def test_volumes_split_national_trx_by_region_weight(frame):
+def test_volumes_are_the_weighted_fills_of_the_world(scenario, patients, frame):
     trx = frame.filter(pl.col("metric_name") == "trx")
-    national = trx.group_by("brand", "metric_date").agg(
-        pl.col("value").sum().alias("national"), pl.col("target").sum().alias("national_target")
-    )
+    national = trx.group_by("brand", "metric_date").agg(pl.col("value").sum().alias("national"))
     for brand, (lo, hi) in NATIONAL_TRX_RANGE.items():
         values = national.filter(pl.col("brand") == brand)["national"]
         assert values.len() == 30
         assert lo <= values.min() and values.max() <= hi, brand
-    shares = trx.join(national, on=["brand", "metric_date"]).with_columns(
-        share=pl.col("target") / pl.col("national_target"),
-        weight=pl.col("region").replace_strict(REGION_WEIGHTS),
+    # simulated_count is what the fills of the world say, region by region and month by month.
+    _, fills = patient_timelines(scenario, patients)
+    counted = (
+        fills.join(patients.select("patient_id", "brand", "region"), on="patient_id")
+        .group_by("brand", "region", metric_date=pl.col("fill_date").dt.truncate("1mo"))
+        .agg(trx=pl.len(), nrx=(pl.col("fill_number") == 0).sum())
     )
-    # Targets are whole prescriptions, so the split is exact up to rounding.
-    assert (shares["share"] - shares["weight"]).abs().max() < 1e-3
+    stored = frame.filter(pl.col("metric_name").is_in(("trx", "nrx"))).pivot(
+        "metric_name", index=["brand", "region", "metric_date"], values="simulated_count"
+    )
+    joined = stored.join(counted, on=["brand", "region", "metric_date"], how="left").fill_null(0)
+    assert (joined["trx"] == joined["trx_right"]).all() and (
+        joined["nrx"] == joined["nrx_right"]
+    ).all()
+    assert joined["trx"].sum() == fills.height
     counts = frame.filter(pl.col("metric_type") == "volume")
     assert (counts["value"] == counts["value"].round(0)).all()
     assert (counts["target"] == counts["target"].round(0)).all()
@@ -114,6 +145,23 @@ def test_volumes_split_national_trx_by_region_weight(frame):
     assert pairs.height == trx.height
     assert (pairs["value"] < pairs["value_trx"]).all()
     assert (pairs["target"] < pairs["target_trx"]).all()
+    # A share rolls up with its denominator: numerator and market stored, market above brand.
+    share = frame.filter(pl.col("metric_name") == "market_share").join(
+        trx, on=["brand", "region", "metric_date"], suffix="_trx"
+    )
+    assert (share["simulated_count"] == share["simulated_count_trx"]).all()
+    assert (share["market_trx"] > share["target_trx"]).all()
+
+
+def test_a_stronger_causal_effect_shows_in_national_trx(scenario):
+    null = scenario.model_copy(
+        update={"causal": scenario.causal.model_copy(update={"true_ate": 0.0}), "gaps": ()}
+    )
+    default = scenario.model_copy(update={"gaps": ()})
+    totals = [
+        _generate(s).filter(pl.col("metric_name") == "trx")["value"].sum() for s in (null, default)
+    ]
+    assert totals[0] != totals[1]
 
 
 def test_rates_and_scores_stay_on_their_scales(frame):
@@ -128,13 +176,14 @@ def test_rates_and_scores_stay_on_their_scales(frame):
     assert frame["statistical_significance"].is_between(0, 1).all()
     assert (frame["confidence_interval_lower"] <= frame["value"]).all()
     assert (frame["value"] <= frame["confidence_interval_upper"]).all()
-    assert (frame["roi"].is_not_null() == (frame["metric_type"] == "volume")).all()
+    with_target = (frame["metric_type"] == "volume") & (frame["target"] > 0)
+    assert (frame["roi"].is_not_null() == with_target).all()
 
 
 def test_planted_gaps_are_visible(scenario, frame):
     scored = scored_rows(scenario, frame)
     limit = bonferroni_z(scored.height)
-    for gap in scenario.gaps:
+    for gap, _ in gap_series(scenario):
         rows = scored.filter(
             pl.col("brand") == gap.brand,
             pl.col("region") == gap.region,
@@ -143,18 +192,14 @@ def test_planted_gaps_are_visible(scenario, frame):
         after = rows.filter(pl.col("metric_date") >= gap.start_month)
         before = rows.filter(pl.col("metric_date") < gap.start_month)
         assert after.height > 0 and before.height > 0
-        # The true value is target x the planted rate: each month within its sampling error,
-        # the mean of the months within 4 standard errors of that mean.
-        assert (after["expected"] == after["target"] * gap.achievement_rate).all()
+        # Each month within its sampling error of the true value, short of target on average.
         assert (after["z"] <= limit).all(), gap
-        achieved = (after["value"] / after["target"]).mean()
-        mean_se = (after["se"] / after["target"]).pow(2).sum() ** 0.5 / after.height
-        assert abs(achieved - gap.achievement_rate) <= 4 * mean_se, (gap, achieved)
-        assert (before["expected"] == before["target"]).all()
+        assert (after["value"] / after["target"]).mean() < 0.95, gap
+        assert _on_plan(before), gap
         # The row's own statistics show the gap: significant and below target in most months.
         assert after["flagged"].mean() >= 0.5, gap
     # A Gap Analyzer's series rule: three months in a row below target and significant. On this
-    # seed it finds exactly the planted series, from their start month.
+    # seed it finds exactly the planted series and the shock's imprint, from their start month.
     runs = (
         scored.sort(*SERIES, "metric_date")
         .with_columns(
@@ -165,32 +210,68 @@ def test_planted_gaps_are_visible(scenario, frame):
         .agg(pl.col("metric_date").min().dt.offset_by("-2mo"))
         .sort(SERIES)
     )
-    expected = sorted((g.brand, g.region, g.metric_name, g.start_month) for g in scenario.gaps)
+    expected = sorted(
+        (g.brand, g.region, g.metric_name, g.start_month) for g, _ in gap_series(scenario)
+    )
     assert sorted(runs.iter_rows()) == expected
-    volume_gaps = frame.filter(_planted(frame, scenario), pl.col("metric_type") == "volume")
-    assert (volume_gaps["statistical_significance"] > 0.99).all()
+
+
+def test_an_access_shock_takes_refills_in_the_world_and_shows_in_trx_and_share(scenario):
+    shock = next(g for g in scenario.gaps if g.metric_name == "trx")
+    others = tuple(g for g in scenario.gaps if g is not shock)
+    clean = _generate(scenario.model_copy(update={"gaps": others}))
+    shocked = _generate(scenario)
+    keys = ["metric_id"]
+    both = shocked.join(clean, on=keys, suffix="_clean")
+    hit = (
+        (pl.col("brand") == shock.brand)
+        & (pl.col("region") == shock.region)
+        & (pl.col("metric_date") >= shock.start_month)
+    )
+    inside = both.filter(hit)
+    trx = inside.filter(pl.col("metric_name") == "trx")
+    # Fewer fills in the world, the plan is the world without the shock.
+    assert trx["simulated_count"].sum() < trx["simulated_count_clean"].sum()
+    assert (trx["target"] == trx["target_clean"]).all()
+    share = inside.filter(pl.col("metric_name") == "market_share")
+    assert (share["simulated_count"] == trx["simulated_count"]).all()
+    assert (share["market_trx"] == share["market_trx_clean"]).all()
+    # First fills are untouched: NRx counts equal, and outside the shock nothing moves.
+    nrx = inside.filter(pl.col("metric_name") == "nrx")
+    assert (nrx["simulated_count"] == nrx["simulated_count_clean"]).all()
+    outside = both.filter(~hit)
+    assert (outside["value"] == outside["value_clean"]).all()
 
 
 def test_unplanted_rows_are_on_target_within_their_sampling_error(scenario, frame):
     scored = scored_rows(scenario, frame).filter(~_planted(frame, scenario))
-    assert (scored["expected"] == scored["target"]).all()
+    assert _on_plan(scored)
     assert scored["z"].max() <= bonferroni_z(frame.height)
     # The row's own significance is calibrated: about 5% of on-target rows reach 0.95.
     significant = (scored["statistical_significance"] >= 0.95).mean()
     assert 0.03 <= significant <= 0.07, significant
-    signed = (scored["value"] - scored["expected"]) / scored["se"]
+    measured = scored.filter(pl.col("se") > 0)  # a zero-NRx month has no sampling error
+    signed = (measured["value"] - measured["expected"]) / measured["se"]
     assert abs(signed.mean()) < 0.1 and 0.9 < signed.std() < 1.1
 
 
 def test_arithmetic_reconciles_exactly(scenario, frame):
-    assert (frame["achievement_rate"] == frame["value"] / frame["target"]).all()
+    planned = frame.filter(pl.col("target") > 0)
+    assert (planned["achievement_rate"] == planned["value"] / planned["target"]).all()
+    assert frame.filter(pl.col("target") == 0)["achievement_rate"].is_null().all()
     recomputed = frame.sort(*SERIES, "metric_date").with_columns(
-        expected_mom=(pl.col("value") / pl.col("value").shift(1) - 1).over(SERIES),
-        expected_yoy=(pl.col("value") / pl.col("value").shift(12) - 1).over(SERIES),
+        # No change from a month of 0 (an NRx month without a first fill).
+        expected_mom=pl.when(pl.col("value").shift(1) > 0)
+        .then(pl.col("value") / pl.col("value").shift(1) - 1)
+        .over(SERIES),
+        expected_yoy=pl.when(pl.col("value").shift(12) > 0)
+        .then(pl.col("value") / pl.col("value").shift(12) - 1)
+        .over(SERIES),
         position=pl.int_range(pl.len()).over(SERIES),
     )
-    assert (recomputed["mom_change"].is_null() == (recomputed["position"] == 0)).all()
-    assert (recomputed["yoy_change"].is_null() == (recomputed["position"] < 12)).all()
+    assert (recomputed["mom_change"].is_null() == recomputed["expected_mom"].is_null()).all()
+    assert recomputed.filter(pl.col("position") == 0)["mom_change"].is_null().all()
+    assert recomputed.filter(pl.col("position") < 12)["yoy_change"].is_null().all()
     # Same IEEE operations on the same stored numbers: equal, not just close.
     assert recomputed["mom_change"].eq_missing(recomputed["expected_mom"]).all()
     assert recomputed["yoy_change"].eq_missing(recomputed["expected_yoy"]).all()
@@ -202,13 +283,13 @@ def test_arithmetic_reconciles_exactly(scenario, frame):
 # --- windows and determinism ------------------------------------------------------------------
 
 
-def test_windows_concatenate_to_the_whole(scenario, frame):
+def test_windows_concatenate_to_the_whole(scenario, patients, frame):
     start, end = scenario_window(scenario)
     for cut in (date(2024, 2, 1), date(2025, 1, 1), date(2025, 6, 1), date(2026, 6, 1)):
         parts = pl.concat(
             [
-                generate_business_metrics(scenario, start, cut),
-                generate_business_metrics(scenario, cut, end),
+                generate_business_metrics(scenario, patients, start, cut),
+                generate_business_metrics(scenario, patients, cut, end),
             ]
         )
         assert_frame_equal(parts, frame)
@@ -216,40 +297,44 @@ def test_windows_concatenate_to_the_whole(scenario, frame):
     bounds = [*months, end]
     one_by_one = pl.concat(
         [
-            generate_business_metrics(scenario, a, b)
+            generate_business_metrics(scenario, patients, a, b)
             for a, b in zip(bounds, bounds[1:], strict=False)
         ]
     )
     assert_frame_equal(one_by_one, frame)
     # A one-month window still carries mom and yoy, recomputed from the earlier months.
-    march = generate_business_metrics(scenario, date(2026, 3, 1), date(2026, 4, 1))
+    march = generate_business_metrics(scenario, patients, date(2026, 3, 1), date(2026, 4, 1))
     assert march.height == len(metric_series(scenario))
-    assert march["mom_change"].null_count() == 0 and march["yoy_change"].null_count() == 0
+    assert_frame_equal(march, frame.filter(pl.col("metric_date") == date(2026, 3, 1)))
+    surveys = march.filter(pl.col("metric_name") != "nrx")  # NRx may follow a month of 0
+    assert surveys["mom_change"].null_count() == 0 and surveys["yoy_change"].null_count() == 0
 
 
-def test_windows_select_by_metric_date(scenario, frame):
+def test_windows_select_by_metric_date(scenario, patients, frame):
     # [start, end) by metric_date: a month belongs to a window when its first day does.
-    inside = generate_business_metrics(scenario, date(2025, 2, 15), date(2025, 5, 1))
+    inside = generate_business_metrics(scenario, patients, date(2025, 2, 15), date(2025, 5, 1))
     assert inside["metric_date"].unique().sort().to_list() == [
         date(2025, 3, 1),
         date(2025, 4, 1),
     ]
-    assert generate_business_metrics(scenario, date(2025, 2, 2), date(2025, 3, 1)).is_empty()
+    assert generate_business_metrics(
+        scenario, patients, date(2025, 2, 2), date(2025, 3, 1)
+    ).is_empty()
     # Months outside the scenario have no rows; the schema is kept.
-    before = generate_business_metrics(scenario, date(2020, 1, 1), date(2024, 1, 1))
+    before = generate_business_metrics(scenario, patients, date(2020, 1, 1), date(2024, 1, 1))
     assert before.is_empty() and before.schema == frame.schema
-    wide = generate_business_metrics(scenario, date(2020, 1, 1), date(2030, 1, 1))
+    wide = generate_business_metrics(scenario, patients, date(2020, 1, 1), date(2030, 1, 1))
     assert_frame_equal(wide, frame)
 
 
 def test_generation_is_deterministic_and_per_series(scenario, frame):
-    assert_frame_equal(generate_business_metrics(scenario, *scenario_window(scenario)), frame)
+    assert_frame_equal(_generate(scenario), frame)
     other_seed = scenario.model_copy(update={"seed": scenario.seed + 1})
-    reseeded = generate_business_metrics(other_seed, *scenario_window(other_seed))
+    reseeded = _generate(other_seed)
     assert not reseeded["value"].equals(frame["value"])
     # Removing the gaps changes the planted months and nothing else.
     no_gaps = scenario.model_copy(update={"gaps": ()})
-    clean = generate_business_metrics(no_gaps, *scenario_window(no_gaps))
+    clean = _generate(no_gaps)
     planted = _planted(frame, scenario)
     assert_frame_equal(clean.filter(~planted), frame.filter(~planted))
     assert (clean.filter(planted)["achievement_rate"] > 0.9).all()
@@ -257,7 +342,7 @@ def test_generation_is_deterministic_and_per_series(scenario, frame):
 
 def test_a_subset_of_regions_still_splits_the_national_figure(scenario):
     south_west = scenario.model_copy(update={"regions": ("south", "west"), "gaps": ()})
-    frame = generate_business_metrics(south_west, *scenario_window(south_west))
+    frame = _generate(south_west)
     assert frame.height == expected_row_count(south_west) == 30 * 2 * 17
     national = (
         frame.filter(pl.col("metric_name") == "trx")
@@ -320,49 +405,59 @@ def test_pipeline_loads_with_every_check_passing(database):
                SELECT brand, region, metric_name, (min(metric_date) - interval '2 months')::date
                FROM runs WHERE run = 3 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
         ).fetchall()
-    assert short == sorted((g.brand, g.region, g.metric_name, g.start_month) for g in scenario.gaps)
+    # At scale small the world has a few fills a month: the survey gap is found; the access
+    # shock's (a few refills) may or may not be, as the answer key's power says.
+    assert {
+        (g.brand, g.region, g.metric_name, g.start_month)
+        for g in scenario.gaps
+        if g.metric_name == "conversion_rate"
+    } <= set(short)
 
 
 def test_checks_report_broken_rows(small_db):
     database = small_db  # the default scenario at scale small, every check passed
     with database.connect() as conn:
-        assert all(_invoke(c, database).passed for c in (arithmetic_reconciles, value_ranges))
-        # A wrong mom_change, an NRx above its TRx, and a missing month.
+        assert _invoke(arithmetic_reconciles, database).passed
+        assert _invoke(value_ranges, database, with_scenario=True).passed
+        # A wrong mom_change, a TRx down to its NRx, and a missing month (of TRx: at scale
+        # small many NRx months are 0, which have no change to check).
         conn.execute(
             "UPDATE business_metrics SET mom_change = mom_change + 0.01 "
             "WHERE metric_id = 'BM-Kisqali-south-trx-2025-03'"
         )
-        trx = conn.execute(
-            "SELECT value FROM business_metrics WHERE metric_id = 'BM-Fabhalta-west-trx-2025-03'"
+        nrx = conn.execute(
+            "SELECT value FROM business_metrics WHERE metric_id = 'BM-Fabhalta-west-nrx-2025-04'"
         ).fetchone()[0]
+        assert nrx > 0
         conn.execute(
             """UPDATE business_metrics SET value = %(v)s, target = %(v)s, achievement_rate = 1,
-                   confidence_interval_upper = %(v)s
-               WHERE metric_id = 'BM-Fabhalta-west-nrx-2025-03'""",
-            {"v": trx + 5},
+                   confidence_interval_lower = 0, confidence_interval_upper = %(v)s
+               WHERE metric_id = 'BM-Fabhalta-west-trx-2025-04'""",
+            {"v": nrx},
         )
         conn.execute(
-            "DELETE FROM business_metrics WHERE metric_id = 'BM-Remibrutinib-west-nrx-2025-05'"
+            "DELETE FROM business_metrics WHERE metric_id = 'BM-Remibrutinib-west-trx-2025-05'"
         )
         conn.commit()
     arithmetic = _invoke(arithmetic_reconciles, database)
     assert not arithmetic.passed
     failing = arithmetic.metadata["examples"].value
     assert "BM-Kisqali-south-trx-2025-03" in failing
-    assert "BM-Fabhalta-west-nrx-2025-04" in failing
-    assert "BM-Remibrutinib-west-nrx-2025-06" in failing
+    assert "BM-Fabhalta-west-trx-2025-05" in failing
+    assert "BM-Remibrutinib-west-trx-2025-06" in failing
     assert arithmetic.metadata["violations_by_rule"].value == {
-        # the edited mom_change; the edited nrx's own mom and the next month's
+        # the edited mom_change; the edited trx's own mom and the next month's
         "mom_change": 3,
-        # the edited nrx, seen from a year later
+        # the edited trx seen from a year later (its own row is reported as mom_change)
         "yoy_change": 1,
         # after the deleted month LAG reaches the wrong calendar month (12 rows = 13 months)
         "mom_change_without_previous_month": 1,
         "yoy_change_without_year_earlier_month": 11,
     }
-    ranges = _invoke(value_ranges, database)
+    ranges = _invoke(value_ranges, database, with_scenario=True)
     assert not ranges.passed
-    assert ranges.metadata["violations_by_rule"].value == {"nrx_below_trx": 1}
+    # the TRx down to its NRx, and the NRx whose TRx month was deleted
+    assert ranges.metadata["violations_by_rule"].value == {"nrx_below_trx": 2}
     continuity = _invoke(month_continuity, database, with_scenario=True)
     assert not continuity.passed
     assert continuity.metadata["violations_by_rule"].value == {
