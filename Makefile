@@ -34,9 +34,9 @@ $(DISTRIBUTED): $(STAMP)
 
 install-distributed: $(DISTRIBUTED)
 
-# The main job: embedded PostgreSQL (unless E2I_DATABASE_URL), migrations, every asset and check.
+# The main job: embedded PostgreSQL (unless E2I_DATABASE_URL), migrations, every asset and check,
+# in one process (materialize applies pending migrations itself, and prints them).
 run: $(STAMP)
-	$(BIN)/e2i-synth db migrate
 	$(BIN)/e2i-synth materialize --scale $(SCALE)
 
 # The suite against a real PostgreSQL (embedded, started by the tests), minutes; the slow tests

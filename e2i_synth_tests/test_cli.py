@@ -7,9 +7,12 @@ import psycopg
 import pytest
 
 from e2i_synth.cli import main
+from e2i_synth.core.scenario import parse_scenario
 from e2i_synth.db import migrate
+from e2i_synth.db.active_scenario import get_active_hash
 from e2i_synth.db.copy import count_rows
 from e2i_synth.tables import TABLES
+from e2i_synth_tests.pipeline import SHORT_SCENARIO
 
 
 @pytest.fixture
@@ -77,7 +80,9 @@ def test_dry_run_validates_everything_and_writes_nothing(cli_env, capsys):
     assert _counts(cli_env) == {}
 
 
-def test_materialize_loads_every_table_and_passes_every_check(small_db, monkeypatch, capsys):
+def test_materialize_loads_every_table_and_passes_every_check(
+    small_db, monkeypatch, capsys, tmp_path
+):
     # small_db holds the default scenario at scale small, loaded as the CLI loads it (an empty
     # database through the CLI: test_concurrent_runs.py, db/test_secrets.py).
     cli_env = small_db.url
@@ -89,12 +94,18 @@ def test_materialize_loads_every_table_and_passes_every_check(small_db, monkeypa
     out = capsys.readouterr().out
     assert "FAILED" not in out and "succeeded" in out
     assert _counts(cli_env) == counts
-    # A different scenario says so and, with nobody to answer, writes nothing without --force;
-    assert main(["materialize", "--scale", "0.2"]) == 2
+    # A different scenario (three months: a short run) says so and, with nobody to answer,
+    # writes nothing without --force;
+    short = tmp_path / "short.yaml"
+    short.write_text(SHORT_SCENARIO)
+    assert main(["materialize", "--scenario", str(short)]) == 2
     captured = capsys.readouterr()
     assert "notice: the database holds scenario default (scale 0.1" in captured.out
     assert "use --force" in captured.err
     assert _counts(cli_env) == counts
-    # with it, the data is replaced wholesale.
-    assert main(["materialize", "--scale", "0.2", "--force"]) == 0
-    assert _counts(cli_env)["patient_journeys"] == 500
+    # with it, the data is replaced wholesale: 3 months of the 30 months' series.
+    assert main(["materialize", "--scenario", str(short), "--force"]) == 0
+    assert _counts(cli_env)["business_metrics"] == counts["business_metrics"] // 10
+    with psycopg.connect(cli_env) as conn:
+        hashes = {row[0] for row in conn.execute("SELECT scenario_hash FROM ground_truth")}
+        assert hashes == {get_active_hash(conn)} == {parse_scenario(SHORT_SCENARIO).content_hash()}

@@ -23,25 +23,32 @@ from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
 from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 from e2i_synth.tables.feature_store import assets as feature_store
 from e2i_synth.tables.metrics import assets as metrics
-from e2i_synth_tests.pipeline import run
+from e2i_synth_tests.pipeline import load_small, run, small_template_key
 
 # The small default scenario and the null rung (no effect, drift or gap), both at scale small.
 SCENARIOS = ("default", "null")
 
 
 @pytest.fixture(scope="module", params=SCENARIOS)
-def loaded(request, server_url: str) -> Iterator[tuple[Database, Scenario]]:
-    """A database holding every table but the answer key, loaded through Dagster."""
+def loaded(request, server_url: str, templates) -> Iterator[tuple[Database, Scenario]]:
+    """A database holding every table (the answer key aside), loaded through Dagster: for the
+    default scenario a copy of the session's small one (conftest's small_db, every table and
+    check, loaded once per session)."""
     name = f"t_coherence_{request.param}"
+    path = str(e2i_synth.scenarios.bundled_path(request.param))
+    template = None
+    if request.param == "default":
+        assert load_scenario(path, "small") == load_scenario(scale="small")
+        template = templates.template(small_template_key(), load_small)
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     url = with_database(server_url, name)
-    migrate(url)
     database = Database(url=url)
-    path = str(e2i_synth.scenarios.bundled_path(request.param))
-    assets = dg.load_assets_from_modules([entities, activity, metrics, feature_store])
-    assert run(database, assets, scenario_path=path, scale="small").success
+    if template is None:
+        migrate(url)
+        assets = dg.load_assets_from_modules([entities, activity, metrics, feature_store])
+        assert run(database, assets, scenario_path=path, scale="small").success
     yield database, load_scenario(path, "small")
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

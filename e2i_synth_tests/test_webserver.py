@@ -111,26 +111,29 @@ def webserver(db_url: str, monkeypatch, tmp_path: Path) -> Iterator[Webserver]:
         monkeypatch.setenv(name, value)
     process = None
     try:
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            summary = materialize(
-                load_scenario(scale="small"), Database(url=db_url), run_instance=instance
-            )
-        assert summary.success, summary.render()
-
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         log = tmp_path / "webserver.log"
         child_env = {k: v for k, v in os.environ.items() if k != DAGSTER_URL_ENV} | env
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [str(WEBSERVER), "-m", "e2i_synth.definitions", "-h", "127.0.0.1", "-p", str(port)],
-                cwd=home,
-                env=child_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group, so the finalizer ends it all
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            # The webserver starts (seconds of imports in its processes) while the pipeline
+            # runs here; the instance, made first, has created its storage's tables, so the two
+            # processes do not race to create them.
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [str(WEBSERVER), "-m", "e2i_synth.definitions"]
+                    + ["-h", "127.0.0.1", "-p", str(port)],
+                    cwd=home,
+                    env=child_env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # its own process group, so the finalizer ends it all
+                )
+            summary = materialize(
+                load_scenario(scale="small"), Database(url=db_url), run_instance=instance
             )
+        assert summary.success, summary.render()
         _wait_until_up(url, process, log)
         yield Webserver(url=url, summary=summary)
     finally:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from e2i_synth.db.copy import check_foreign_keys, foreign_keys, may_turn_row_triggers_off
+from e2i_synth.db.copy import may_turn_row_triggers_off
 from e2i_synth.tables import TABLES
 
 ACTIVE_TABLE = "e2i_active_scenario"
@@ -93,9 +93,13 @@ def prepare_staging(
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(s))
         cur.execute(sql.SQL("CREATE SCHEMA {}").format(s))
+        # UNLOGGED: the load into staging writes no WAL (the swap's copy into public does,
+        # and only that copy must survive a crash). A crash empties unlogged tables, which
+        # loses nothing: public still holds the previous scenario, and the next scenario change
+        # drops staging anyway.
         for name in [*TABLES, ACTIVE_TABLE]:
             cur.execute(
-                sql.SQL("CREATE TABLE {s}.{t} (LIKE public.{t} INCLUDING ALL)").format(
+                sql.SQL("CREATE UNLOGGED TABLE {s}.{t} (LIKE public.{t} INCLUDING ALL)").format(
                     s=s, t=sql.Identifier(name)
                 )
             )
@@ -175,9 +179,11 @@ def swap_in(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> tuple[str
             s, sql.Identifier(ACTIVE_TABLE)
         )
         scenario_hash, scenario_yaml = cur.execute(staged).fetchone()
-        # Foreign keys checked set-based (one anti-join each, after the copy) rather than by
-        # a trigger call per row, when the session may turn row triggers off; else the
-        # deferred triggers check them at commit.
+        # No foreign key is checked again, when the session may turn row triggers off: every
+        # key from one of these tables points to another of them (prepare_staging copies them
+        # between the staging tables, and fails on any other), staging enforced the very same
+        # keys on its rows, and every table is replaced at once. Else the deferred triggers
+        # check them at commit.
         set_based = may_turn_row_triggers_off(cur)
         if set_based:
             cur.execute("SET LOCAL session_replication_role = replica")
@@ -192,10 +198,6 @@ def swap_in(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> tuple[str
             )
         if set_based:
             cur.execute("SET LOCAL session_replication_role = origin")
-            for name in names:
-                outbound = (name, f"public.{name}")  # regclass text, as search_path shows it
-                fks = [fk for fk in foreign_keys(cur, f"public.{name}") if fk.table in outbound]
-                check_foreign_keys(cur, TABLES[name], fks)
         # Last, so a concurrent materialize's reader of the recorded scenario waits the
         # shortest time.
         _record(cur, sql.Identifier(ACTIVE_TABLE), scenario_hash, scenario_yaml)

@@ -29,25 +29,25 @@ from e2i_synth.definitions import ASSETS, build_resources
 from e2i_synth.pipeline import runner
 from e2i_synth.tables import TABLES
 from e2i_synth.tables.metrics import assets as metrics_assets
-from e2i_synth_tests.pipeline import SHORT_SCENARIO, cli_env, fingerprints
+from e2i_synth_tests.pipeline import (
+    RUN_ENVIRONMENT,
+    SHORT_A,
+    SHORT_A_KEY,
+    SHORT_SCENARIO,
+    cli_env,
+    fingerprints,
+    load_short_a,
+)
 
-A = parse_scenario(SHORT_SCENARIO + "seed: 1\n")
+A = parse_scenario(SHORT_A)
 B = parse_scenario(SHORT_SCENARIO + "seed: 3\n")  # seed 2 fails its blocking drift check
 LIMIT = 300.0  # seconds: no run here may take longer
 SEEDED = ("hcp_profiles", "feature_values", "ground_truth")  # tables A and B differ in
-ENVIRONMENT = ("DAGSTER_HOME", "E2I_SCENARIO", "E2I_SCALE")  # would override the runs' scenario
+ENVIRONMENT = RUN_ENVIRONMENT  # would override the runs' scenario
 
 
 def _materialize(database: Database, scenario: Scenario, **kwargs) -> runner.RunSummary:
     return runner.materialize(scenario, database, **kwargs)
-
-
-def _load_a(database: Database) -> None:
-    """Load scenario A into the database: every table and check."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ENVIRONMENT:
-            patch.delenv(name, raising=False)
-        assert _materialize(database, A).success
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def at_a(copy_of, monkeypatch) -> Database:
     """A new database holding scenario A (a copy of a database loaded once per session)."""
     for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
-    return Database(url=copy_of("short_a", _load_a))
+    return Database(url=copy_of(SHORT_A_KEY, load_short_a))
 
 
 def _active(database: Database) -> str | None:

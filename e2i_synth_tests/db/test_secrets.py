@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from e2i_synth.cli import main
-from e2i_synth.db.connection import DatabaseUnavailable, connect, mask_url
+from e2i_synth.db.connection import DatabaseUnavailable, connect, mask_url, with_database
 from e2i_synth.db.io_manager import PostgresIOManager
 from e2i_synth.db.migrate import migrate
 from e2i_synth.db.resource import Database
@@ -70,13 +70,50 @@ def _run_texts(instance: dg.DagsterInstance) -> Iterator[tuple[str, str]]:
             yield f"event {event.dagster_event_type} of {run.run_id}", serialize_value(event)
 
 
+@pytest.fixture
+def storage_database(empty_db_url) -> Iterator[str]:
+    """Name of the database Dagster's storage is put in (dropped afterwards): the test
+    database's name with _dagster, on the same server, as dagster.yaml's e2i_dagster."""
+    name = f"{psycopg.conninfo.conninfo_to_dict(empty_db_url)['dbname']}_dagster"
+    yield name
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                psycopg.sql.Identifier(name)
+            )
+        )
+
+
+def _storage_texts(secret_url: str, dbname: str) -> Iterator[tuple[str, str]]:
+    """(table, row as text) for every row of every table of Dagster's storage database."""
+    with psycopg.connect(with_database(secret_url, dbname)) as conn:
+        tables = conn.execute(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+        assert len(tables) > 5, tables  # runs, events, snapshots, ...
+        for (table,) in tables:
+            for (row,) in conn.execute(f"SELECT t::text FROM {table} t"):
+                yield table, row
+
+
 def test_password_never_shown_by_the_cli_or_stored_by_dagster(
-    secret_url, monkeypatch, capfd, tmp_path
+    secret_url, storage_database, monkeypatch, capfd, tmp_path
 ):
+    # A persistent instance to read back, stored as `make run` stores it: the project's
+    # dagster.yaml storage (E2iDagsterStorage, a database of its own on the data's server).
     home = tmp_path / "dagster_home"
     home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # a persistent instance to read back
+    (home / "dagster.yaml").write_text(
+        "storage:\n  custom:\n    module: e2i_synth.db.dagster_storage\n"
+        f"    class: E2iDagsterStorage\n    config:\n      database: {storage_database}\n"
+        f"local_artifact_storage:\n  module: dagster._core.storage.root\n"
+        f"  class: LocalArtifactStorage\n  config:\n    base_dir: {home / 'artifacts'}\n"
+        "telemetry:\n  enabled: false\n"
+    )
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("E2I_DATABASE_URL", secret_url)
+    monkeypatch.delenv("E2I_DAGSTER_DATABASE_URL", raising=False)
     # Three months of data keep the run short.
     short = tmp_path / "short.yaml"
     short.write_text(SHORT_SCENARIO)
@@ -99,7 +136,8 @@ def test_password_never_shown_by_the_cli_or_stored_by_dagster(
     texts = list(_run_texts(instance))
     assert len({w for w, _ in texts if w.startswith("run ")}) >= 5  # dry run + 4 stages
     assert [where for where, text in texts if PASSWORD in text] == []
-    for path in home.rglob("*"):  # compute logs, sqlite files, anything else Dagster wrote
+    assert [t for t, row in _storage_texts(secret_url, storage_database) if PASSWORD in row] == []
+    for path in home.rglob("*"):  # compute logs, artifacts, anything else Dagster wrote
         if path.is_file():
             assert PASSWORD.encode() not in path.read_bytes(), f"password in {path}"
 

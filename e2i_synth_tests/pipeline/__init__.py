@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import dagster as dg
 import psycopg
 
-from e2i_synth.core.scenario import load_scenario
+from e2i_synth.core.scenario import load_scenario, parse_scenario
 from e2i_synth.db.resource import Database
 from e2i_synth.definitions import build_resources
 from e2i_synth.pipeline.partitions import live_until, partition_range, range_tags
@@ -79,6 +79,10 @@ end_date: 2026-06-30
 monitoring: {baseline_start: 2026-04-01, baseline_end: 2026-05-01,
              current_start: 2026-05-01, current_end: 2026-07-01}
 """  # three months: a whole materialization in seconds, every check passing
+SHORT_A = SHORT_SCENARIO + "seed: 1\n"  # a seed of its own (tests change it to another one)
+SHORT_A_KEY = "short_a"  # its template (conftest Templates), loaded once per session
+# Variables that would override the runs' scenario or instance.
+RUN_ENVIRONMENT = ("DAGSTER_HOME", "E2I_SCENARIO", "E2I_SCALE")
 
 
 def fingerprints(url: str) -> dict[str, tuple[int, str]]:
@@ -124,3 +128,15 @@ def load_small(database: Database) -> LoadedRun:
         assert summary.success, summary.render()
         names = {instance.get_run_by_id(run_id).job_name for run_id in summary.run_ids}
     return LoadedRun(summary, names)
+
+
+def load_short_a(database: Database) -> None:
+    """SHORT_A into the database as `e2i-synth materialize` runs it (this process, every table
+    and check, an ephemeral instance); asserts that it succeeded."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in RUN_ENVIRONMENT:
+            patch.delenv(name, raising=False)
+        summary = materialize(parse_scenario(SHORT_A), database)
+        assert summary.success, summary.render()

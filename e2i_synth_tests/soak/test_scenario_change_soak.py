@@ -11,8 +11,8 @@ from e2i_synth_tests.db.test_scenario_change import (
     ENVIRONMENT,
     KILL_POINTS,
     _kill_at_each,
-    _load_a,
 )
+from e2i_synth_tests.pipeline import load_short_a
 
 pytestmark = pytest.mark.soak
 
@@ -22,5 +22,5 @@ def test_a_scenario_change_killed_at_every_stage_leaves_the_previous_scenario(
 ):
     for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
-    _load_a(database)
+    load_short_a(database)
     _kill_at_each(database, tmp_path, KILL_POINTS)

@@ -150,7 +150,9 @@ def run_all(scenario: Scenario, database: Database, options: Options, checks: li
         checks = []  # the checks query PostgreSQL, which a dry run does not touch
         clear_dry_run()
     else:
-        database.migrate()
+        # The only migration of a run (`make run` no longer runs `db migrate` before it).
+        for applied in database.migrate():
+            progress(f"applied migration {applied.path.name}")
         with database.connect() as conn:
             active = get_active_hash(conn)
             if active == scenario.content_hash():

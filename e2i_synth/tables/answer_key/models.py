@@ -244,7 +244,8 @@ def logit_score(score: np.ndarray) -> np.ndarray:
 
 def _rounded(data: object) -> object:
     if isinstance(data, float):
-        return round(data, 6)
+        # JSON has no NaN: a figure of no rows (a kind absent from a short window) is null.
+        return round(data, 6) if np.isfinite(data) else None
     if isinstance(data, dict):
         return {k: _rounded(v) for k, v in data.items()}
     if isinstance(data, list):
