@@ -54,12 +54,13 @@ _CHILDREN: dict[str, tuple[str, ...]] = {
     "comorbidity_count": ("outcome_probability", "trx_30d"),
     "insurance_tier": ("outcome_probability", "trx_30d"),
 }
-# Payers of each tier, with the weights a moved patient's new payer is drawn with (the under-65
-# mix within the tier).
-_TIER_PAYERS: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
-    "high": (("commercial",), (1.0,)),
-    "medium": (("medicare",), (1.0,)),
-    "low": (("medicaid", "uninsured"), (0.21 / 0.29, 0.08 / 0.29)),
+# Payers of each tier, with the weights a moved patient's new payer is drawn with: the payer mix
+# of the patient's age band within the tier (from 65 nobody is uninsured: dual-eligible).
+_TIER_PAYERS: dict[str, tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...]]] = {
+    # tier: (payers, weights under 65, weights from 65)
+    "high": (("commercial",), (1.0,), (1.0,)),
+    "medium": (("medicare",), (1.0,), (1.0,)),
+    "low": (("medicaid", "uninsured"), (0.21, 0.08), (1.0, 0.0)),
 }
 _EPOCH = date(1970, 1, 1)
 
@@ -110,10 +111,15 @@ def move_numeric(drift: DriftSpec, values: np.ndarray, share: np.ndarray) -> np.
 
 
 def move_payers(
-    drift: DriftSpec, payers: np.ndarray, share: np.ndarray, rng: np.random.Generator
+    drift: DriftSpec,
+    payers: np.ndarray,
+    share: np.ndarray,
+    older: np.ndarray,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """insurance_type after a category_mix of insurance_tier: a share magnitude x share of the
-    patients get another tier (uniformly among the others) and a payer of it."""
+    patients get another tier (uniformly among the others) and a payer of it, drawn from the
+    payer mix of their age band (`older`: 65 and over)."""
     n = len(payers)
     u_mix, u_tier, u_payer = rng.random((3, n))
     names, inverse = np.unique(np.asarray(payers), return_inverse=True)
@@ -124,8 +130,10 @@ def move_payers(
     new_tiers = (tiers + step) % len(TIER_LABELS)
     out = np.asarray(payers).copy()
     for t, label in enumerate(TIER_LABELS):
-        chosen = moved & (new_tiers == t)
-        options, weights = _TIER_PAYERS[label]
-        pick = np.searchsorted(np.cumsum(weights), u_payer[chosen], side="right")
-        out[chosen] = np.array(options)[np.minimum(pick, len(options) - 1)]
+        options, young, old = _TIER_PAYERS[label]
+        for band, weights in ((~older, young), (older, old)):
+            chosen = moved & (new_tiers == t) & band
+            cumulative = np.cumsum(weights) / sum(weights)
+            pick = np.searchsorted(cumulative, u_payer[chosen], side="right")
+            out[chosen] = np.array(options)[np.minimum(pick, len(options) - 1)]
     return out

@@ -61,13 +61,14 @@ class _Drifts:
         moved = move_numeric(drift, values, diagnosis_share(drift, self.diagnosed))
         return np.round(np.clip(moved, low, high), decimals)
 
-    def payers(self, payers: np.ndarray) -> np.ndarray:
+    def payers(self, payers: np.ndarray, age: np.ndarray) -> np.ndarray:
         drift = self.specs.get("insurance_tier")
         if drift is None:
             return payers
         # A stream of its own: an undrifted scenario's draws are unchanged.
         rng = rng_for(self.scenario.seed, "patient_journeys", "drift", "insurance_tier")
-        return move_payers(drift, payers, diagnosis_share(drift, self.diagnosed), rng)
+        share = diagnosis_share(drift, self.diagnosed)
+        return move_payers(drift, payers, share, age >= MEDICARE_AGE, rng)
 
 
 def treatment_uniforms(scenario: Scenario) -> np.ndarray:
@@ -147,7 +148,7 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
                 "gender": pl.Series(female).replace_strict(
                     {True: "female", False: "male"}, return_dtype=pl.String
                 ),
-                "insurance_type": drifts.payers(_payers(rng, age)),
+                "insurance_type": drifts.payers(_payers(rng, age), age),
                 "comorbidity_count": comorbidities.astype(np.int16),
                 "prior_treatment_count": prior_treatments.astype(np.int16),
                 "disease_severity": severity,

@@ -42,7 +42,13 @@ def test_full_names_rarely_repeat(entities):
 
 
 def test_payer_follows_age(entities):
-    _, patients = entities
+    _, all_patients = entities
+    # From 65 nobody is uninsured, drifted payer mix or not (world.drift keeps the age band).
+    older = all_patients.filter(pl.col("age_at_diagnosis") >= MEDICARE_AGE)
+    assert (older["insurance_type"] == "uninsured").sum() == 0
+    # The mix itself: before any planted drift moves it.
+    first_drift = min(d.start for d in load_scenario(scale=2.0).drifts)
+    patients = all_patients.filter(pl.col("journey_start_date") < first_drift)
     share = patients.group_by(older=pl.col("age_at_diagnosis") >= MEDICARE_AGE).agg(
         medicare=(pl.col("insurance_type") == "medicare").mean(),
         uninsured=(pl.col("insurance_type") == "uninsured").mean(),
