@@ -406,11 +406,10 @@ def shows_in(
             "expected": _expected(drift, mean_after, 1.0, k2_journeys),
             "note": "in the column's terms among the patients diagnosed before the start"
             + (
-                " (insurance_type: another tier and a payer of it)"
-                if column != drift.feature
-                else ""
-            )
-            + "; then clipped to the column's range and rounded",
+                "; insurance_type: another tier, and a payer of it from the age band's mix"
+                if drift.kind == "category_mix"
+                else "; then clipped to the column's range and rounded"
+            ),
         },
         {
             "table": "feature_values",
@@ -447,6 +446,8 @@ def _downstream_places(
                 "expected_mean_change_in_current_window": (
                     _engagement_outcome_change(scenario, drift, patient_journeys, world)
                 ),
+                "note": "P(initiation) rises by true_ate per engagement point and the stop hazard "
+                "falls with engagement: it moves with the plant, diluted like it",
             }
         places.append(place)
     if engagement:

@@ -52,7 +52,9 @@ class _Drifts:
         self.diagnosed = diagnosed
         self.specs = {d.feature: d for d in scenario.drifts}
 
-    def numeric(self, feature: str, values: np.ndarray, low: float, high: float, decimals: int):
+    def numeric(
+        self, feature: str, values: np.ndarray, low: float, high: float, decimals: int
+    ) -> np.ndarray:
         """The attribute, moved from the drift's start when it is planted, clipped and rounded
         as the generator keeps it."""
         drift = self.specs.get(feature)

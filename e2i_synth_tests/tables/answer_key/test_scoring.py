@@ -56,6 +56,21 @@ def test_perfect_answers_score_perfect(default_truth):
     assert card["scenario"]["scenario_hash"] == scenario.content_hash()
 
 
+def test_a_feature_downstream_of_a_planted_drift_is_no_false_alarm(default_truth):
+    _, truth = default_truth
+    perfect = perfect_answers(truth)
+
+    def drift_card(extra: str):
+        flagged = [*perfect.drift.flagged, type(perfect.drift.flagged[0])(feature=extra)]
+        drift = perfect.drift.model_copy(update={"flagged": flagged})
+        return _families(score(perfect.model_copy(update={"drift": drift}), truth))["drift"]
+
+    # outcome_probability moves with the engagement drift in the world: neither hit nor miss ...
+    assert drift_card("outcome_probability")["agent"]["precision"] == 1.0
+    # ... while a feature no plant moves is a false alarm.
+    assert drift_card("age_at_diagnosis")["agent"]["precision"] < 1.0
+
+
 def test_empty_answers_have_zero_recall(default_truth):
     scenario, truth = default_truth
     card = score(empty_answers(scenario.content_hash()), truth)
