@@ -124,7 +124,7 @@ def test_same_answers_same_scorecard(default_truth):
                 "start_month": "2025-01-01",
             },
         ],
-        "drift": {"flagged": [{"feature": "engagement_score", "onset": "2025-12-20"}]},
+        "drift": {"flagged": [{"feature": "engagement_score", "onset": "2025-10-13"}]},
         "effects": [{"answer_id": CAUSAL, "estimate": 0.05, "ci95": [0.045, 0.055]}],
     }
     first = score(answers, truth)
