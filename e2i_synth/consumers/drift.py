@@ -15,9 +15,10 @@ from datetime import date
 
 import polars as pl
 
-from e2i_synth.core.scenario import MonitoringWindows
+from e2i_synth.core.scenario import MonitoringWindows, Scenario
 from e2i_synth.db.resource import Database
 from e2i_synth.stats.drift import drift_statistics, utc_day
+from e2i_synth.world.drift import downstream_of
 
 # Values a window needs before the monitor judges a feature (see the module docstring).
 MIN_WINDOW_VALUES = 250
@@ -51,6 +52,14 @@ def window_values(
         },
         orient="row",
     )
+
+
+def expected_flags(scenario: Scenario) -> tuple[set[str], set[str]]:
+    """(must, may): the planted features the monitor must flag, and the features it may flag
+    besides them: downstream of a planted drift of a patient attribute (world.drift), which
+    moves them in the world. Any other flag is a false alarm."""
+    must = {d.feature for d in scenario.drifts}
+    return must, {f for d in scenario.drifts for f in downstream_of(d.feature)} - must
 
 
 def drift_windows(

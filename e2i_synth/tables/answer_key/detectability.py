@@ -55,7 +55,12 @@ def detectability(scenario: Scenario) -> list[Detectability]:
                 power,
             )
         )
-    answers = {a.feature: a for a in drift_answers(pilot, tables.features, tables.feature_values)}
+    answers = {
+        a.feature: a
+        for a in drift_answers(
+            pilot, tables.features, tables.feature_values, patient_journeys=tables.patient_journeys
+        )
+    }
     for i, drift in enumerate(scenario.drifts):
         found.append(
             Detectability(

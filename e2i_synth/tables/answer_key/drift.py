@@ -10,17 +10,24 @@ recovered the Drift Monitor's reference statistics (PSI, KS; e2i_synth.stats.dri
 power     how often the reference rule flags the planted drift at this sample's window sizes:
           simulated by resampling the (undrifted) baseline window and applying the plant.
 
-The generator makes every unplanted feature a stationary process (entities drawn uniformly
+A planted drift of a patient attribute is an event in the world (e2i_synth.world.drift): the
+patients diagnosed from its start have the moved attribute in patient_journeys, so the feature's
+values are diluted by the patients diagnosed before the start still observed, and the features
+computed from it (world.drift.downstream_of) move too: the rules accept those as moving (they
+are neither unplanted-and-moved nor false alarms). Other drifts are edits of feature_values.
+
+The generator makes every other feature a stationary process (entities drawn uniformly
 from those that exist that day, noise independent per observation, the world in its steady
 state over the monitoring windows). Values are repeated observations of their entities (each
 window holds many rows of the same HCPs and patients, and an HCP's counts change slowly), so
 every p-value here is the KS test at the windows' effective sizes (Kish's, over entities:
 e2i_synth.stats.drift), as the Drift Monitor computes it. The blocking rule flags an unplanted
-feature only below FALSE_FAILURE_RATE / (number of unplanted features).
+feature only below FALSE_FAILURE_RATE / (number of features neither planted nor downstream).
 """
 
 import json
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -31,8 +38,20 @@ from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
 from e2i_synth.stats.drift import feature_statistics, is_flagged, kish_size, window_masks
 from e2i_synth.tables.answer_key.bounds import DETECTABLE_POWER, FALSE_FAILURE_RATE
 from e2i_synth.tables.answer_key.verdict import Rule, Verdict
-from e2i_synth.tables.feature_store.feature_values import observations_per_day
+from e2i_synth.tables.feature_store.feature_values import (
+    PROCESSES,
+    causal_features,
+    observations_per_day,
+)
+from e2i_synth.world.drift import (
+    JOURNEY_ATTRIBUTES,
+    diagnosis_share,
+    downstream_of,
+    is_world_drift,
+    reference_moments,
+)
 
+_EPOCH = date(1970, 1, 1)
 PATIENT_GROUPS = {g for g, (key, _) in FEATURE_GROUPS.items() if key == "patient_id"}
 
 POWER_SIMULATIONS = 200
@@ -45,14 +64,16 @@ RULES = {
     "feature_values_stationary_unless_planted": Rule(
         blocking=True,
         description="each monitoring window holds exactly days x observations per day of every "
-        "feature, and no unplanted feature moves between them (KS at FALSE_FAILURE_RATE / "
-        f"unplanted features: false-failure rate <= {FALSE_FAILURE_RATE:g} per run)",
+        "feature, and no feature that is neither planted nor downstream of a planted world "
+        "drift moves between them (KS at FALSE_FAILURE_RATE / those features: false-failure "
+        f"rate <= {FALSE_FAILURE_RATE:g} per run)",
     ),
     "drift_recovered": Rule(
         blocking=False,
         description="the Drift Monitor's reference rule (PSI >= 0.2 or KS p < 0.01) flags every "
-        "planted drift and no other feature (with 15 features it flags an unplanted one by "
-        "chance in about 1 run in 7: a warning; statistics and power are in ground_truth)",
+        "planted drift and no feature that is neither planted nor downstream of one (a "
+        "downstream feature may be flagged or not; it flags an unplanted one by chance in about "
+        "1 run in 7: a warning; statistics and power are in ground_truth)",
     ),
 }
 
@@ -157,6 +178,52 @@ def _apply(
     return np.array(labels, dtype=object)[codes]
 
 
+@dataclass(frozen=True)
+class WorldDrift:
+    """A world drift as the current window sees it: the share of the magnitude of the patient
+    behind each observation (with its weight: a day's observations pick uniformly among the
+    patients its journeys cover), and the attribute's moments among the patients diagnosed
+    before the start (the drift's units)."""
+
+    shares: np.ndarray
+    weights: np.ndarray
+    moments: tuple[float, float] | None  # None for a category
+
+    def mean_share(self) -> float:
+        return float(np.sum(self.shares * self.weights))
+
+    def drifted_share(self) -> float:
+        return float(np.sum((self.shares > 0) * self.weights))
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.choice(self.shares, n, p=self.weights)
+
+
+def world_drift(scenario: Scenario, drift: DriftSpec, patient_journeys: pl.DataFrame) -> WorldDrift:
+    """How the current window observes the world drift `drift` (see WorldDrift)."""
+    w = scenario.monitoring
+    # In patient_id order: the sampling and the sums must not depend on how rows were read.
+    patient_journeys = patient_journeys.sort("patient_id")
+    start = patient_journeys["journey_start_date"].cast(pl.Int64).to_numpy()
+    end = patient_journeys["journey_end_date"].cast(pl.Int64).to_numpy()
+    share = diagnosis_share(drift, start)
+    first = (w.current_start - _EPOCH).days
+    days = [first + i for i in range((w.current_end - w.current_start).days)]
+    shares, weights = [], []
+    covered = [d for d in days if np.any((start <= d) & (d <= end))]
+    for day in covered:
+        covering = share[(start <= day) & (day <= end)]
+        shares.append(covering)
+        weights.append(np.full(covering.size, 1 / (covering.size * len(covered))))
+    if not covered:
+        shares, weights = [np.zeros(1)], [np.ones(1)]
+    column = JOURNEY_ATTRIBUTES[drift.feature]
+    moments = None
+    if drift.kind != "category_mix":
+        moments = reference_moments(patient_journeys[column].cast(pl.Float64).to_numpy(), share)
+    return WorldDrift(np.concatenate(shares), np.concatenate(weights), moments)
+
+
 def simulated_power(
     scenario: Scenario,
     drift: DriftSpec,
@@ -166,14 +233,18 @@ def simulated_power(
     sizes: tuple[int, int],
     simulations: int = POWER_SIMULATIONS,
     effective: tuple[float, float] | None = None,
+    world: WorldDrift | None = None,
 ) -> float:
     """Share of simulated window pairs (resampled from the undrifted baseline, the plant
     applied to the current one) that the reference rule flags, its KS p-value at the windows'
-    effective sizes `effective` (else at `sizes`)."""
+    effective sizes `effective` (else at `sizes`). A world drift (`world`) moves each current
+    value by the share of its patient, in the attribute's units."""
     rng = rng_for(scenario.seed, "answer_key", "drift_power", drift.feature)
     if labels is None:
         pool = baseline.cast(pl.Float64).to_numpy()
         mean, sd = float(np.mean(pool)), float(np.std(pool))
+        if world is not None and world.moments is not None:
+            mean, sd = world.moments
     else:
         pool, mean, sd = np.array(baseline.to_list(), dtype=object), 0.0, 0.0
     w = scenario.monitoring
@@ -183,7 +254,9 @@ def simulated_power(
     for _ in range(simulations):
         b = rng.choice(pool, sizes[0])
         share = 1.0
-        if drift.ramp_days is not None:  # observed uniformly over the current window
+        if world is not None:
+            share = world.sample(rng, sizes[1])
+        elif drift.ramp_days is not None:  # observed uniformly over the current window
             share = drift.fraction(since_start + rng.random(sizes[1]) * current_days)
         c = _apply(drift, rng.choice(pool, sizes[1]), labels, rng, mean, sd, share)
         psi, _, pvalue = feature_statistics(pl.Series(b), pl.Series(c), value_type, effective)
@@ -196,9 +269,11 @@ def drift_answers(
     features: pl.DataFrame,
     feature_values: pl.DataFrame,
     with_power: bool = True,
+    patient_journeys: pl.DataFrame | None = None,
 ) -> list[DriftAnswer]:
     """One answer per feature (feature_id order). `feature_values` needs VALUE_COLUMNS and
-    may hold any days; only the monitoring windows are read."""
+    may hold any days; only the monitoring windows are read. The power of a world drift needs
+    `patient_journeys` (None without it)."""
     masks = window_masks(scenario.monitoring)
     planted = {d.feature: d for d in scenario.drifts}
     # In a fixed order, so the power simulation and float sums do not depend on how the rows
@@ -224,10 +299,21 @@ def drift_answers(
             )
             realised = realised_effects(baseline, current, labels)
         power = None
-        if drift is not None and with_power and not baseline.is_empty():
+        world = None
+        if drift is not None and is_world_drift(drift.feature) and patient_journeys is not None:
+            world = world_drift(scenario, drift, patient_journeys)
+        can_simulate = world is not None or not is_world_drift(feature["name"])
+        if drift is not None and with_power and not baseline.is_empty() and can_simulate:
             sizes = (baseline.len(), max(current.len(), 1))
             power = simulated_power(
-                scenario, drift, baseline, feature["value_type"], labels, sizes, effective=effective
+                scenario,
+                drift,
+                baseline,
+                feature["value_type"],
+                labels,
+                sizes,
+                effective=effective,
+                world=world,
             )
         answers.append(
             DriftAnswer(
@@ -248,47 +334,192 @@ def drift_answers(
     return answers
 
 
-def shows_in(scenario: Scenario, drift: DriftSpec) -> list[dict]:
-    """Where a planted drift must show, and its expected size there (the current window's mean
-    share of the magnitude, for a ramp): the drift is an edit of feature_values' values of its
-    feature from its start (no other table moves with it), in the planted kind's own terms."""
-    w = scenario.monitoring
-    days = np.arange((w.current_start - drift.start).days, (w.current_end - drift.start).days)
-    reached = float(np.mean(drift.fraction(days + 0.5)))  # observed through each day
+def _expected(drift: DriftSpec, share: float, ratio: float = 1.0, k2: float | None = None) -> dict:
+    """The size of `drift` in the planted kind's terms, at mean share `share` of the magnitude;
+    `ratio`: the attribute's sd over the observed value's; `k2`: mean squared spread multiplier
+    minus one (variance_change)."""
     if drift.kind == "mean_shift":
-        expected = {"mean_shift_sd": drift.magnitude * reached}
-    elif drift.kind == "variance_change":
-        expected = {"sd_ratio": 1 + reached * (drift.magnitude - 1)}
-    else:
-        expected = {"share_moved_to_another_category": drift.magnitude * reached}
-    return [
+        return {"mean_shift_sd": drift.magnitude * share * ratio}
+    if drift.kind == "variance_change":
+        if k2 is None:
+            return {"sd_ratio": 1 + share * (drift.magnitude - 1)}
+        return {"sd_ratio": float(np.sqrt(1 + k2 * ratio**2))}
+    return {"share_moved_to_another_category": drift.magnitude * share}
+
+
+def _direction(drift: DriftSpec) -> str:
+    if drift.kind == "mean_shift":
+        return "up" if drift.magnitude > 0 else "down"
+    return "spread up" if drift.kind == "variance_change" and drift.magnitude > 1 else "changes"
+
+
+def shows_in(
+    scenario: Scenario, drift: DriftSpec, patient_journeys: pl.DataFrame | None = None
+) -> list[dict]:
+    """Where a planted drift must show, and its expected size there (a ramp: the mean share of
+    the magnitude reached). A feature_values edit (HCP and brand features) shows in that table
+    only. A world drift (needs `patient_journeys`) shows in patient_journeys' column among the
+    patients diagnosed from the start, in the feature's values diluted by the patients
+    diagnosed before still observed, and in the features downstream of it."""
+    if not is_world_drift(drift.feature):
+        w = scenario.monitoring
+        days = np.arange((w.current_start - drift.start).days, (w.current_end - drift.start).days)
+        reached = float(np.mean(drift.fraction(days + 0.5)))  # observed through each day
+        return [
+            {
+                "table": "feature_values",
+                "column": "value",
+                "rows": f"the values of feature {drift.feature} (features.name) from "
+                f"{drift.start.isoformat()}",
+                "expected_in_current_window": _expected(drift, reached),
+                "note": "an edit of feature_values (not a patient attribute): no other table "
+                "moves; values are then clipped to the feature's range and rounded, which can "
+                "shrink the realised size",
+            }
+        ]
+    if patient_journeys is None:
+        raise ValueError(f"where the world drift of {drift.feature} shows needs patient_journeys")
+    column = JOURNEY_ATTRIBUTES[drift.feature]
+    patient_journeys = patient_journeys.sort("patient_id")  # sums in a fixed order
+    start = patient_journeys["journey_start_date"].cast(pl.Int64).to_numpy()
+    after = diagnosis_share(drift, start)
+    after = after[after > 0]
+    world = world_drift(scenario, drift, patient_journeys)
+    ratio, k2_journeys, k2_values = 1.0, None, None
+    if world.moments is not None:
+        # The observed value adds the feature's noise to the attribute: a smaller size in sds.
+        sd = world.moments[1]
+        noise = PROCESSES[drift.feature].noise_variance(np.array([world.moments[0]]))
+        ratio = sd / float(np.sqrt(sd**2 + noise)) if sd > 0 else 1.0
+        if drift.kind == "variance_change":
+            k2_journeys = float(np.mean((1 + after * (drift.magnitude - 1)) ** 2) - 1)
+            k2_values = float(
+                np.sum(world.weights * ((1 + world.shares * (drift.magnitude - 1)) ** 2 - 1))
+            )
+    mean_after = float(np.mean(after)) if after.size else 0.0
+    places = [
+        {
+            "table": "patient_journeys",
+            "column": column,
+            "rows": f"patients with journey_start_date >= {drift.start.isoformat()}, against "
+            "those diagnosed before",
+            "expected": _expected(drift, mean_after, 1.0, k2_journeys),
+            "note": "in the column's terms among the patients diagnosed before the start"
+            + (
+                "; insurance_type: another tier, and a payer of it from the age band's mix"
+                if drift.kind == "category_mix"
+                else "; then clipped to the column's range and rounded"
+            ),
+        },
         {
             "table": "feature_values",
             "column": "value",
-            "rows": f"the values of feature {drift.feature} (features.name) from "
-            f"{drift.start.isoformat()}",
-            "expected_in_current_window": expected,
-            "note": "values are then clipped to the feature's range and rounded, which can "
-            "shrink the realised size",
-        }
+            "rows": f"the values of feature {drift.feature} (features.name)",
+            "expected_share_of_current_window_values_of_drifted_patients": world.drifted_share(),
+            "expected_in_current_window": _expected(drift, world.mean_share(), ratio, k2_values),
+            "note": "diluted: the patients diagnosed before the start are still observed",
+        },
     ]
+    places += _downstream_places(scenario, drift, patient_journeys, world)
+    return places
+
+
+def _downstream_places(
+    scenario: Scenario, drift: DriftSpec, patient_journeys: pl.DataFrame, world: WorldDrift
+) -> list[dict]:
+    """The features downstream of a world drift, each with its direction; engagement's shift
+    with its expected size (its effect on initiation is the causal model's)."""
+    places = []
+    engagement = drift.feature == "engagement_score" and drift.kind == "mean_shift"
+    for feature in downstream_of(drift.feature):
+        place = {
+            "table": "feature_values",
+            "column": "value",
+            "rows": f"the values of feature {feature} (features.name)",
+            "direction": _direction(drift),
+            "must_move": False,
+            "note": "causally downstream: may move, and is not a false alarm when flagged",
+        }
+        if engagement and feature == "outcome_probability":
+            place |= {
+                "must_move": True,
+                "expected_mean_change_in_current_window": (
+                    _engagement_outcome_change(scenario, drift, patient_journeys, world)
+                ),
+                "note": "P(initiation) rises by true_ate per engagement point and the stop hazard "
+                "falls with engagement: it moves with the plant, diluted like it",
+            }
+        places.append(place)
+    if engagement:
+        start = patient_journeys["journey_start_date"].cast(pl.Int64).to_numpy()
+        share = diagnosis_share(drift, start)
+        shift = float(np.mean(share[share > 0])) * drift.magnitude * world.moments[1]
+        places.append(
+            {
+                "table": "patient_journeys",
+                "column": "treatment_initiated",
+                "rows": f"patients with journey_start_date >= {drift.start.isoformat()}",
+                "direction": _direction(drift),
+                "must_move": True,
+                "expected_rate_change": scenario.causal.true_ate * shift,
+                "note": "true_ate per engagement point, before engagement's clipping",
+            }
+        )
+    return places
+
+
+def _engagement_outcome_change(
+    scenario: Scenario, drift: DriftSpec, patient_journeys: pl.DataFrame, world: WorldDrift
+) -> float:
+    """Expected change of outcome_probability's mean in the current window: each observed
+    patient's value against the same patient without the shift (before clipping)."""
+    start = patient_journeys["journey_start_date"].cast(pl.Int64).to_numpy()
+    shift = diagnosis_share(drift, start) * drift.magnitude * world.moments[1]
+    unshifted = patient_journeys.with_columns(
+        engagement_score=pl.col("engagement_score") - pl.Series(shift)
+    )
+    change = (
+        causal_features(scenario, patient_journeys)["outcome_probability"].to_numpy()
+        - causal_features(scenario, unshifted)["outcome_probability"].to_numpy()
+    )
+    # Weighted like the current window's observations: share of the drifted among them.
+    drifted = shift != 0
+    if not drifted.any():
+        return 0.0
+    return float(np.mean(change[drifted])) * world.drifted_share()
+
+
+def accepted_moving(scenario: Scenario) -> set[str]:
+    """The features downstream of a planted world drift and not planted themselves: they may
+    move (see world.drift.downstream_of)."""
+    planted = {d.feature for d in scenario.drifts}
+    return {f for d in scenario.drifts for f in downstream_of(d.feature)} - planted
 
 
 def unplanted_alpha(scenario: Scenario, features: int) -> float:
-    """The per-feature KS level at which the blocking check flags an unplanted feature."""
-    return FALSE_FAILURE_RATE / max(features - len(scenario.drifts), 1)
+    """The per-feature KS level at which the blocking check flags an unplanted feature (neither
+    planted nor downstream of a planted world drift)."""
+    still = features - len({d.feature for d in scenario.drifts}) - len(accepted_moving(scenario))
+    return FALSE_FAILURE_RATE / max(still, 1)
 
 
 def drift_verdicts(scenario: Scenario, answers: list[DriftAnswer]) -> list[Verdict]:
     alpha = unplanted_alpha(scenario, len(answers))
+    downstream = accepted_moving(scenario)
     wrong_size = [a.feature for a in answers if not _window_size_holds(a, scenario)]
     moved = [
         a.feature
         for a in answers
-        if a.planted is None and (a.stationarity_pvalue is None or a.stationarity_pvalue < alpha)
+        if a.planted is None
+        and a.feature not in downstream
+        and (a.stationarity_pvalue is None or a.stationarity_pvalue < alpha)
     ]
     missed = [a.feature for a in answers if a.planted is not None and not a.flagged]
-    false_alarms = [a.feature for a in answers if a.planted is None and a.flagged]
+    false_alarms = [
+        a.feature
+        for a in answers
+        if a.planted is None and a.feature not in downstream and a.flagged
+    ]
     table = [
         {
             "feature": a.feature,
@@ -311,6 +542,7 @@ def drift_verdicts(scenario: Scenario, answers: list[DriftAnswer]) -> list[Verdi
                 },
                 "features_with_wrong_window_size": wrong_size,
                 "unplanted_features_moved": moved,
+                "downstream_of_planted": sorted(downstream),
                 "ks_alpha_unplanted": alpha,
                 "table": table,
             },
@@ -321,6 +553,9 @@ def drift_verdicts(scenario: Scenario, answers: list[DriftAnswer]) -> list[Verdi
             metadata={
                 "missed_planted": missed,
                 "unplanted_flagged": false_alarms,
+                "downstream_flagged": sorted(
+                    a.feature for a in answers if a.feature in downstream and a.flagged
+                ),
                 "undetectable_planted": [a.feature for a in answers if a.detectable is False],
                 "table": table,
             },

@@ -15,7 +15,12 @@ from e2i_synth.stats.causal import ADJUSTMENT_SET, OUTCOME, TREATMENT
 from e2i_synth.stats.drift import KS_ALPHA, PSI_THRESHOLD
 from e2i_synth.tables.answer_key.bounds import DETECTABLE_POWER, FALSE_FAILURE_RATE
 from e2i_synth.tables.answer_key.causal import CausalAnswer, causal_answer
-from e2i_synth.tables.answer_key.drift import DriftAnswer, drift_answers, shows_in
+from e2i_synth.tables.answer_key.drift import (
+    DriftAnswer,
+    accepted_moving,
+    drift_answers,
+    shows_in,
+)
 from e2i_synth.tables.answer_key.gaps import gap_answers, reference_gap_findings, scored_rows
 
 ESTIMAND = (
@@ -67,7 +72,7 @@ def generate_ground_truth(
     """The answer key; `models` (answer_key.models.model_answers: the ML models'
     discrimination and calibration) goes into the scenario row when given."""
     causal = causal_answer(scenario, patient_journeys)
-    drifts = drift_answers(scenario, features, feature_values)
+    drifts = drift_answers(scenario, features, feature_values, patient_journeys=patient_journeys)
     scored = scored_rows(scenario, business_metrics)
     rows: list[dict] = [
         {
@@ -125,7 +130,12 @@ def generate_ground_truth(
                 "details": _json(
                     {
                         **drift.as_details(),
-                        "shows_in": shows_in(scenario, drift.planted) if drift.planted else [],
+                        "shows_in": (
+                            shows_in(scenario, drift.planted, patient_journeys)
+                            if drift.planted
+                            else []
+                        ),
+                        "downstream_of_planted": drift.feature in accepted_moving(scenario),
                         "windows": windows,
                         "thresholds": {"psi": PSI_THRESHOLD, "ks_alpha": KS_ALPHA},
                     }

@@ -13,6 +13,8 @@ gaps, drift   a detection task over a known set of candidates (series; features)
               it punishes false alarms and misses alike, which is what a monitor is judged on.
               An empty answer has precision 1 (it claims nothing false) and recall 0; with
               nothing planted (the null scenario), recall is 1 and only false alarms count.
+              A drift flag on a feature downstream of a planted world drift (ground_truth's
+              downstream_of_planted) is neither a hit nor a false alarm: the plant moves it.
               Gaps also get the end error: months between the reported and the planted last
               month short (an open gap ends with the scenario's last month).
 effects       absolute and relative error of the estimate, whether the 95% interval covers the
@@ -143,14 +145,18 @@ def _score_gaps(answers: Answers, truth: pl.DataFrame, last_month: date) -> dict
 
 
 def _score_drift(answers: Answers, truth: pl.DataFrame) -> dict:
-    planted, detectable = {}, set()
+    planted, detectable, downstream = {}, set(), set()
     for row in truth.filter(pl.col("kind") == "drift").iter_rows(named=True):
         details = _details(row["details"])
+        if details.get("downstream_of_planted"):  # moved by a plant in the world: not scored
+            downstream.add(row["subject"])
         if row["planted"]:
             planted[row["subject"]] = {"onset": date.fromisoformat(details["planted"]["start"])}
             if details.get("detectable"):
                 detectable.add(row["subject"])
-    reported = {f.feature: {"onset": f.onset} for f in answers.drift.flagged}
+    reported = {
+        f.feature: {"onset": f.onset} for f in answers.drift.flagged if f.feature not in downstream
+    }
     card = _detection(reported, planted, detectable, "onset")
     windows = answers.drift.window
     if windows is not None:

@@ -4,7 +4,14 @@ disease_severity and academic_hcp raise both engagement_score and the probabilit
 treatment_initiated; engagement_score adds exactly `causal.true_ate` to that probability per
 point (see scenario.CausalModel). So a naive comparison is biased and a backdoor-adjusted one
 recovers the truth.
+
+A planted drift of a patient attribute (world.drift.JOURNEY_ATTRIBUTES) is drawn here: the
+patients diagnosed from its start get the moved attribute before anything is computed from it,
+so the attributes drawn from it, treatment_initiated (the causal model's draw at the realised
+engagement) and every table that reads the journey move with it.
 """
+
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -14,6 +21,7 @@ from e2i_synth.core.scenario import ENGAGEMENT_MAX, SEVERITY_MAX, Scenario
 from e2i_synth.core.seeds import rng_for
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import INSURANCE_TYPES
+from e2i_synth.world.drift import diagnosis_share, move_numeric, move_payers
 from e2i_synth.world.initiation import draw_waits
 
 # Typical patient ages per brand: (mean, sd).
@@ -25,6 +33,7 @@ FEMALE_SHARE = {"Remibrutinib": 0.68, "Fabhalta": 0.55, "Kisqali": 0.99}
 INSURANCE_WEIGHTS_UNDER_65 = dict(zip(INSURANCE_TYPES, (0.68, 0.03, 0.21, 0.08), strict=True))
 INSURANCE_WEIGHTS_65_PLUS = dict(zip(INSURANCE_TYPES, (0.12, 0.82, 0.06, 0.00), strict=True))
 MEDICARE_AGE = 65
+_EPOCH = date(1970, 1, 1)
 
 
 def _payers(rng: np.random.Generator, age: np.ndarray) -> np.ndarray:
@@ -33,6 +42,35 @@ def _payers(rng: np.random.Generator, age: np.ndarray) -> np.ndarray:
     payers = weighted_choice(rng, INSURANCE_WEIGHTS_UNDER_65, len(age))
     payers[older] = weighted_choice(rng, INSURANCE_WEIGHTS_65_PLUS, int(older.sum()))
     return payers
+
+
+class _Drifts:
+    """The scenario's world drifts, applied to each attribute as it is drawn."""
+
+    def __init__(self, scenario: Scenario, diagnosed: np.ndarray) -> None:
+        self.scenario = scenario
+        self.diagnosed = diagnosed
+        self.specs = {d.feature: d for d in scenario.drifts}
+
+    def numeric(
+        self, feature: str, values: np.ndarray, low: float, high: float, decimals: int
+    ) -> np.ndarray:
+        """The attribute, moved from the drift's start when it is planted, clipped and rounded
+        as the generator keeps it."""
+        drift = self.specs.get(feature)
+        if drift is None:
+            return values
+        moved = move_numeric(drift, values, diagnosis_share(drift, self.diagnosed))
+        return np.round(np.clip(moved, low, high), decimals)
+
+    def payers(self, payers: np.ndarray, age: np.ndarray) -> np.ndarray:
+        drift = self.specs.get("insurance_tier")
+        if drift is None:
+            return payers
+        # A stream of its own: an undrifted scenario's draws are unchanged.
+        rng = rng_for(self.scenario.seed, "patient_journeys", "drift", "insurance_tier")
+        share = diagnosis_share(drift, self.diagnosed)
+        return move_payers(drift, payers, share, age >= MEDICARE_AGE, rng)
 
 
 def treatment_uniforms(scenario: Scenario) -> np.ndarray:
@@ -65,16 +103,21 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
     span = (scenario.end_date - scenario.start_date).days
     start_offset = rng.integers(0, span, n)
     duration = np.minimum(rng.integers(30, 541, n), span - start_offset)
+    drifts = _Drifts(scenario, (scenario.start_date - _EPOCH).days + start_offset)
 
     age_mean = by_brand({b: m for b, (m, _) in AGE_BY_BRAND.items()})
     age_sd = by_brand({b: sd for b, (_, sd) in AGE_BY_BRAND.items()})
     age = np.clip(np.round(rng.normal(age_mean, age_sd)), 18, 95)
+    age = drifts.numeric("age_at_diagnosis", age, 18, 95, 0)
     female = rng.random(n) < by_brand(FEMALE_SHARE)
 
     # Academic centres see the more severe cases.
     severity = np.round(SEVERITY_MAX * rng.beta(2.2 + 0.8 * academic, 2.6, n), 1)
+    severity = drifts.numeric("disease_severity", severity, 0, SEVERITY_MAX, 1)
     comorbidities = rng.poisson(0.4 + 0.12 * severity + 0.02 * np.maximum(age - 40, 0))
+    comorbidities = drifts.numeric("comorbidity_count", comorbidities, 0, np.inf, 0)
     prior_treatments = rng.poisson(0.6 + 0.1 * severity)
+    prior_treatments = drifts.numeric("prior_treatment_count", prior_treatments, 0, np.inf, 0)
 
     engagement = np.round(
         np.clip(
@@ -85,6 +128,8 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
         ),
         2,
     )
+    # treatment_initiated below is the model's draw at this realised engagement, drifted or not.
+    engagement = drifts.numeric("engagement_score", engagement, 0, ENGAGEMENT_MAX, 2)
     initiated = treatment_uniforms(scenario) < causal.treatment_probability(
         engagement, severity, academic
     )
@@ -105,7 +150,7 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
                 "gender": pl.Series(female).replace_strict(
                     {True: "female", False: "male"}, return_dtype=pl.String
                 ),
-                "insurance_type": _payers(rng, age),
+                "insurance_type": drifts.payers(_payers(rng, age), age),
                 "comorbidity_count": comorbidities.astype(np.int16),
                 "prior_treatment_count": prior_treatments.astype(np.int16),
                 "disease_severity": severity,

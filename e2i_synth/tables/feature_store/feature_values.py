@@ -16,7 +16,11 @@ diagnosed in the year before already filled. There is no trend and no random wal
 the world does: without planted drift any two windows of the steady state are samples of the
 same distribution.
 
-From a DriftSpec's start the feature's values change: mean_shift adds magnitude x the feature's
+A planted drift of a patient attribute (world.drift.is_world_drift) is an event in the world:
+patient_journeys holds the moved attribute of the patients diagnosed from its start, and the
+values here read it like any other (with the patients diagnosed before the start still
+observed). Only the other drifts (HCP and brand features) are edits of this table: from a
+DriftSpec's start the feature's values change: mean_shift adds magnitude x the feature's
 standard deviation, variance_change scales the deviation from the feature mean by magnitude,
 category_mix moves a share magnitude of values to another category (bool: flips). Mean and
 standard deviation are those of the undrifted process over the entity population (a brand
@@ -53,6 +57,7 @@ from e2i_synth.tables.feature_store.catalog import (
     SUCCESS_FILLS,
 )
 from e2i_synth.tables.feature_store.feature_values_model import SPEC, STALE_WINDOWS
+from e2i_synth.world.drift import is_world_drift
 from e2i_synth.world.timelines import NO_DAY, TIMELINE_COLUMNS, iter_timelines, stop_hazard
 
 # Values of one feature per day, at most (a 7-day window of 1,050, plenty for a drift test):
@@ -595,7 +600,8 @@ def generate_feature_values(
         brand_moments(scenario, activities["moments"], kept) if "moments" in activities else {}
     )
     brand_keys = hcps.select(brand="brand_focus", hcp_id="hcp_id")
-    drifts = {d.feature: d for d in scenario.drifts}
+    # World drifts are in the sources already (patient_journeys): only the others are edits.
+    drifts = {d.feature: d for d in scenario.drifts if not is_world_drift(d.feature)}
     seasonal = {s.feature: s for s in scenario.seasonal}
     sizes = [observations_per_day(scenario, f) for f in FEATURES]
     first_index = dict(zip(FEATURES, np.cumsum([0, *sizes[:-1]]).tolist(), strict=True))

@@ -56,6 +56,21 @@ def test_perfect_answers_score_perfect(default_truth):
     assert card["scenario"]["scenario_hash"] == scenario.content_hash()
 
 
+def test_a_feature_downstream_of_a_planted_drift_is_no_false_alarm(default_truth):
+    _, truth = default_truth
+    perfect = perfect_answers(truth)
+
+    def drift_card(extra: str):
+        flagged = [*perfect.drift.flagged, type(perfect.drift.flagged[0])(feature=extra)]
+        drift = perfect.drift.model_copy(update={"flagged": flagged})
+        return _families(score(perfect.model_copy(update={"drift": drift}), truth))["drift"]
+
+    # outcome_probability moves with the engagement drift in the world: neither hit nor miss ...
+    assert drift_card("outcome_probability")["agent"]["precision"] == 1.0
+    # ... while a feature no plant moves is a false alarm.
+    assert drift_card("age_at_diagnosis")["agent"]["precision"] < 1.0
+
+
 def test_empty_answers_have_zero_recall(default_truth):
     scenario, truth = default_truth
     card = score(empty_answers(scenario.content_hash()), truth)
@@ -109,7 +124,7 @@ def test_same_answers_same_scorecard(default_truth):
                 "start_month": "2025-01-01",
             },
         ],
-        "drift": {"flagged": [{"feature": "engagement_score", "onset": "2025-12-20"}]},
+        "drift": {"flagged": [{"feature": "engagement_score", "onset": "2025-10-13"}]},
         "effects": [{"answer_id": CAUSAL, "estimate": 0.05, "ci95": [0.045, 0.055]}],
     }
     first = score(answers, truth)
