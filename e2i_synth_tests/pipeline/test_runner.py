@@ -66,7 +66,9 @@ def test_chunked_isolated_runs_load_the_same_rows_and_check_each_table_once(smal
         key.asset_key.path[-1] for c in CHECKS for key in c.check_keys
     )
     for table in chunked.tables:
-        assert table.checks_passed == checks_per_table[table.table], table.table
+        # Every check ran once: passed, or (a recovery warning at this small scale) warned.
+        ran = table.checks_passed + len(table.checks_warned)
+        assert ran == checks_per_table[table.table], table.table
         assert not table.checks_failed
     by_name = {t.table: t for t in chunked.tables}
     # every day of 2024-01-01..2026-06-30 (912), and the live days up to yesterday
