@@ -71,7 +71,7 @@ def test_every_rule_returns_no_rows(loaded):
                    WHERE entity_values ? 'patient_id'
                    UNION ALL SELECT f.name, count(*) FROM feature_values v
                    JOIN features f USING (feature_id)
-                   WHERE f.name IN ('trx_30d', 'nrx_30d') AND (v.value #>> '{}')::int > 0
+                   WHERE f.name IN ('trx_30d', 'nrx_30d') AND v.value <> '0'::jsonb
                    GROUP BY f.name"""
             ).fetchall()
         )
