@@ -122,14 +122,14 @@ def access_shocks(scenario: Scenario) -> list[GapSpec]:
 def iter_timelines(scenario: Scenario, patient_journeys: pl.DataFrame) -> Iterator[Timelines]:
     """The timelines of each block of patients in turn, in patient_id order, with the
     scenario's access shocks: every reader sees the same fills."""
-    shocked = bool(access_shocks(scenario))
+    shocks = access_shocks(scenario)
     patients = in_key_order(patient_journeys, TIMELINE_COLUMNS, "patient_id")
     for block, start in enumerate(range(0, patients.height, PATIENT_BLOCK)):
         rng = rng_for(scenario.seed, "timelines", block)
         timelines = _block_timelines(rng, patients.slice(start, PATIENT_BLOCK))
-        if shocked:
+        if shocks:
             shock_rng = rng_for(scenario.seed, "timelines", "access_shock", block)
-            timelines = _shocked(timelines, access_shocks(scenario), shock_rng)
+            timelines = _shocked(timelines, shocks, shock_rng)
         yield timelines
 
 
