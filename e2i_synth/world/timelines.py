@@ -20,9 +20,10 @@ rejected). The patient misses that refill and keeps the schedule: first fills (i
 stops are as without the shock, so patient_journeys and the causal model are untouched, and the
 fills it took are kept aside (Timelines.lost_*) so the counterfactual market is known exactly.
 
-Patients are taken in blocks of PATIENT_BLOCK in patient_id order, each block from its own
-stream rng_for(seed, "timelines", block): a block depends on nothing else, so every consumer
-streams the same timelines in bounded memory.
+Every draw is keyed by its patient (and fill): a patient's timeline depends on that patient's
+row only, so a change to one patient (a drift planted after day t) moves nothing else, and no
+fill or stop dated before t. Patients are taken in blocks of PATIENT_BLOCK in patient_id order
+only to bound memory: every consumer streams the same timelines, whatever the block size.
 """
 
 from collections.abc import Iterator
@@ -32,12 +33,11 @@ from datetime import date
 import numpy as np
 import polars as pl
 
+from e2i_synth.core.keyed import KeyedStream, entity_numbers
 from e2i_synth.core.sampling import in_key_order
 from e2i_synth.core.scenario import GapSpec, Scenario
-from e2i_synth.core.seeds import rng_for
 
-# The size is a constant: changing it changes the rows.
-PATIENT_BLOCK = 20_000
+PATIENT_BLOCK = 20_000  # memory only: the rows do not depend on it
 _EPOCH = date(1970, 1, 1)
 NO_DAY = np.iinfo(np.int32).max  # day of an event that does not happen in the journey
 STOP_KINDS = ("switch", "discontinuation")
@@ -124,19 +124,32 @@ def iter_timelines(scenario: Scenario, patient_journeys: pl.DataFrame) -> Iterat
     scenario's access shocks: every reader sees the same fills."""
     shocks = access_shocks(scenario)
     patients = in_key_order(patient_journeys, TIMELINE_COLUMNS, "patient_id")
-    for block, start in enumerate(range(0, patients.height, PATIENT_BLOCK)):
-        rng = rng_for(scenario.seed, "timelines", block)
-        timelines = _block_timelines(rng, patients.slice(start, PATIENT_BLOCK))
+    streams = _Streams(scenario.seed)
+    for start in range(0, patients.height, PATIENT_BLOCK):
+        timelines = _block_timelines(streams, patients.slice(start, PATIENT_BLOCK))
         if shocks:
-            shock_rng = rng_for(scenario.seed, "timelines", "access_shock", block)
-            timelines = _shocked(timelines, shocks, shock_rng)
+            timelines = _shocked(timelines, shocks, streams.shock)
         yield timelines
 
 
-def _shocked(t: Timelines, shocks: list[GapSpec], rng: np.random.Generator) -> Timelines:
+class _Streams:
+    """The timelines' keyed draws, one stream per quantity."""
+
+    def __init__(self, seed: int) -> None:
+        def stream(name: str) -> KeyedStream:
+            return KeyedStream(seed, "timelines", name)
+
+        self.planned, self.refill, self.lapse, self.lapse_days = map(
+            stream, ("planned", "refill", "lapse", "lapse_days")
+        )
+        self.grace, self.switch, self.shock = map(stream, ("grace", "switch", "access_shock"))
+
+
+def _shocked(t: Timelines, shocks: list[GapSpec], stream: KeyedStream) -> Timelines:
     """The timelines with each shock's refills not dispensed, with chance 1 - achievement_rate
     per refill dated in the shock's months; the fills left are renumbered."""
-    u = rng.random(t.fill_patient.size)
+    key = entity_numbers(t.patients["patient_id"])[t.fill_patient]
+    u = stream.uniform(key, t.fill_number)
     start = t.patients["journey_start_date"].cast(pl.Int64).to_numpy()
     fill_date = start[t.fill_patient] + t.fill_day  # days since 1970-01-01
     brand = t.patients["brand"].to_numpy()[t.fill_patient]
@@ -168,17 +181,18 @@ def _month_after(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
-def _block_timelines(rng: np.random.Generator, patients: pl.DataFrame) -> Timelines:
+def _block_timelines(draw: _Streams, patients: pl.DataFrame) -> Timelines:
     n = patients.height
     duration = (
         (patients["journey_end_date"] - patients["journey_start_date"]).dt.total_days().to_numpy()
     )
     hazard = stop_hazard(patients)
     treated = np.flatnonzero(patients["treatment_initiated"].to_numpy())
+    key = entity_numbers(patients["patient_id"])[treated]
     supply = patients["brand"].replace_strict(DAYS_SUPPLY, return_dtype=pl.Int64).to_numpy()
     supply = supply[treated]
     first = patients["days_to_treatment"].to_numpy()[treated].astype(np.int64)
-    planned = rng.geometric(hazard[treated])
+    planned = draw.planned.geometric(hazard[treated], key)
     room = duration[treated] - first
     # Never more candidate fills than fit in the journey at the shortest refill interval.
     cap = np.minimum(planned, room // (supply - EARLY_REFILL_DAYS) + 1)
@@ -186,8 +200,12 @@ def _block_timelines(rng: np.random.Generator, patients: pl.DataFrame) -> Timeli
     who = np.repeat(np.arange(treated.size), cap)
     group_start = np.repeat(np.cumsum(cap) - cap, cap)
     nth = np.arange(who.size) - group_start
-    gap = supply[who] + rng.integers(-EARLY_REFILL_DAYS, LATE_REFILL_DAYS + 1, who.size)
-    gap = gap + (rng.random(who.size) < LAPSE_SHARE) * rng.integers(15, 46, who.size)
+    fill_key = (key[who], nth)
+    late = draw.refill.integers(-EARLY_REFILL_DAYS, LATE_REFILL_DAYS + 1, *fill_key)
+    lapse = (draw.lapse.uniform(*fill_key) < LAPSE_SHARE) * draw.lapse_days.integers(
+        15, 46, *fill_key
+    )
+    gap = supply[who] + late + lapse
     gap[nth == 0] = 0
     total = np.cumsum(gap)
     day = first[who] + total - total[group_start]
@@ -198,8 +216,8 @@ def _block_timelines(rng: np.random.Generator, patients: pl.DataFrame) -> Timeli
     last = np.zeros(treated.size, dtype=np.int64)
     np.maximum.at(last, who, day)
     # A stop is seen when every planned fill happened and it falls inside the journey.
-    stop_day = last + supply + rng.integers(0, STOP_GRACE_DAYS + 1, treated.size)
-    switched = rng.random(treated.size) < SWITCH_SHARE
+    stop_day = last + supply + draw.grace.integers(0, STOP_GRACE_DAYS + 1, key)
+    switched = draw.switch.uniform(key) < SWITCH_SHARE
     stopped = (fills == planned) & (stop_day <= duration[treated])
 
     first_fill = np.full(n, NO_DAY, dtype=np.int32)

@@ -51,8 +51,17 @@ def test_a_timeline_is_ordered_inside_its_journey(world):
         | (pl.col("stop_date") > pl.col("journey_end_date"))
         | (pl.col("therapy_end_date") != pl.col("stop_date") - pl.duration(days=1))
     ).is_empty()
+    # An access shock may deny the last refill; the schedule, and so the stop, stays as it
+    # was: the grace counts from the last fill of the schedule.
+    denied = {
+        patient
+        for block in timelines.iter_timelines(world["scenario"], world["patients"])
+        for patient in block.patients["patient_id"].gather(block.lost_patient)
+    }
+    assert denied
+    kept_schedule = stopped.filter(~pl.col("patient_id").is_in(denied))
     assert (
-        stopped.select((pl.col("stop_date") - ran_out).dt.total_days().max()).item()
+        kept_schedule.select((pl.col("stop_date") - ran_out).dt.total_days().max()).item()
         <= STOP_GRACE_DAYS
     )
     # Without a stop, therapy lasts to the journey's end.
@@ -97,8 +106,12 @@ def test_treatment_events_are_the_timelines_fills_and_stops(world):
 
 
 def test_a_block_depends_on_its_own_patients_only(world, monkeypatch):
-    # What lets every consumer stream the timelines block by block at large scales.
+    # What lets every consumer stream the timelines block by block at large scales; and the
+    # draws are keyed by patient, so the block size changes nothing.
     monkeypatch.setattr(timelines, "PATIENT_BLOCK", 1_000)
+    small_blocks = patient_timelines(world["scenario"], world["patients"])
+    assert_frame_equal(small_blocks[0], world["summary"])
+    assert_frame_equal(small_blocks[1], world["fills"])
     patients, scenario = world["patients"], world["scenario"]
     blocks = [timelines.timeline_frame(b) for b in timelines.iter_timelines(scenario, patients)]
     assert [b.height for b in blocks] == [1_000, 1_000, 500]

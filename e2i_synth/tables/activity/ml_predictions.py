@@ -15,7 +15,11 @@ what is known at its timestamp; so it never uses the realised outcome, ranks no 
 true probability, and P(outcome | score) = score. The true probabilities: for propensity,
 P(treatment_initiated) of the causal model, and for a patient still untreated d days after
 diagnosis the chance to start all the same (initiation_probability); for churn, the timeline's
-stop hazard (the chance of stopping after each fill, known at initiation). next_best_action
+stop hazard (the chance of stopping after each fill, known at initiation). Both models were fit
+on the training period (data_split train): their priors are the patients diagnosed, and the
+fills whose outcome was known, before it ended; so no score depends on a patient who arrives
+later, and a population that drifts after training meets a model that has not seen it (its
+calibration there is measured in the answer key). next_best_action
 recommends an action per HCP. Every row carries the split of its own date.
 """
 
@@ -30,7 +34,7 @@ from scipy.special import ndtri
 from e2i_synth.core.sampling import in_key_order
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.core.seeds import rng_for
-from e2i_synth.core.split import split_for_dates
+from e2i_synth.core.split import split_cutoffs, split_for_dates
 from e2i_synth.tables.activity.calibration import Posterior, logit
 from e2i_synth.tables.activity.ml_predictions_model import (
     NEXT_BEST_ACTIONS,
@@ -153,8 +157,10 @@ def population(
     # Only what the scores and alerts need of each timeline, block by block.
     blocks: list[dict[str, np.ndarray]] = []
     offset = 0
+    trained_until = (split_cutoffs(scenario)[0] - EPOCH).days  # the models' training cutoff
     for block in iter_timelines(scenario, patients):
-        blocks.append(_block_fills(block, start[offset : offset + block.patients.height], offset))
+        patient_start = start[offset : offset + block.patients.height]
+        blocks.append(_block_fills(block, patient_start, offset, trained_until))
         offset += block.patients.height
 
     def joined(key: str, dtype: type = np.int64) -> np.ndarray:
@@ -171,12 +177,14 @@ def population(
     fill_patient = joined("fill_patient", np.int32)[order]
     fill_last = joined("fill_last", np.bool_)[order]
     resolved = joined("fill_resolved", np.bool_)[order]
+    trains_churn = joined("fill_trains", np.bool_)[order]
     del order
     gaps = joined("gap_day", np.int32)
     gap_order = np.argsort(gaps, kind="stable")
     p_true = true_treatment_probability(scenario, patients)
-    # The rows whose outcome is known: the churn model's prior.
-    churn_rows = np.bincount(fill_patient[resolved], minlength=patients.height)
+    # The models' priors: the patients, and the fills whose outcome was known, in training.
+    propensity_rows = (start < trained_until).astype(np.float64)
+    churn_rows = np.bincount(fill_patient[trains_churn], minlength=patients.height)
     return Population(
         patients=patients,
         hcps=in_key_order(hcp_profiles, HCP_COLUMNS, "hcp_id"),
@@ -192,16 +200,19 @@ def population(
         fill_resolved=resolved,
         gap_day=gaps[gap_order],
         gap_patient=joined("gap_patient", np.int32)[gap_order],
-        propensity_model=Posterior.fit(p_true, PROPENSITY_SIGNAL_SD),
+        propensity_model=Posterior.fit(p_true, PROPENSITY_SIGNAL_SD, propensity_rows),
         churn_model=Posterior.fit(hazard, CHURN_SIGNAL_SD, churn_rows),
     )
 
 
-def _block_fills(block: Timelines, start: np.ndarray, offset: int) -> dict[str, np.ndarray]:
+def _block_fills(
+    block: Timelines, start: np.ndarray, offset: int, trained_until: int
+) -> dict[str, np.ndarray]:
     """One block's timeline as the models and agents read it; patient indices and day numbers
     absolute. For each fill: whether it is the last, whether its outcome is known inside the
-    journey; and each refill gap (a fill whose supply ran out more than REFILL_GAP_LATE_DAYS
-    before the next fill or the stop, or the journey's end)."""
+    journey, and known before the day trained_until; and each refill gap (a fill whose supply
+    ran out more than REFILL_GAP_LATE_DAYS before the next fill or the stop, or the journey's
+    end)."""
     who, day = block.fill_patient, block.fill_day.astype(np.int64)
     supply = (
         block.patients["brand"].replace_strict(DAYS_SUPPLY, return_dtype=pl.Int64).to_numpy()[who]
@@ -215,6 +226,7 @@ def _block_fills(block: Timelines, start: np.ndarray, offset: int) -> dict[str, 
     duration = block.duration[who]
     gap = day + supply + REFILL_GAP_LATE_DAYS + 1
     lapsed = (gap < following) & (gap <= duration)
+    known = day + supply + RESOLVED_AFTER_SUPPLY_DAYS  # the fill's outcome is known by then
     return {
         "first_fill": block.first_fill,
         "therapy_end": block.therapy_end,
@@ -222,7 +234,8 @@ def _block_fills(block: Timelines, start: np.ndarray, offset: int) -> dict[str, 
         "fill_day": (start[who] + day).astype(np.int32),
         "fill_patient": (offset + who).astype(np.int32),
         "fill_last": last,
-        "fill_resolved": day + supply + RESOLVED_AFTER_SUPPLY_DAYS <= duration,
+        "fill_resolved": known <= duration,
+        "fill_trains": (known <= duration) & (start[who] + known < trained_until),
         "gap_day": (start[who] + gap)[lapsed].astype(np.int32),
         "gap_patient": (offset + who)[lapsed].astype(np.int32),
     }

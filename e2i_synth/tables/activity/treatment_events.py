@@ -5,6 +5,10 @@ recurring office visits and labs, and rare hospitalizations spread over the jour
 (first prescription, then refills) and the switch or discontinuation are the patient's timeline
 (e2i_synth.world.timelines), read as claims: a stop is the last treatment event. Product, NDC
 and CPT codes are illustrative.
+
+Every draw is keyed by its patient (and event), as the timelines' are: a patient's claims
+depend on that patient's row only, so nothing planted after day t moves a claim dated before
+t. event_id numbers the claims in (patient, date) order, so it is a surrogate key, not a fact.
 """
 
 from collections.abc import Iterator
@@ -13,9 +17,9 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-from e2i_synth.core.sampling import in_key_order, weighted_choice
+from e2i_synth.core.keyed import KeyedStream, entity_numbers
+from e2i_synth.core.sampling import in_key_order
 from e2i_synth.core.scenario import Scenario
-from e2i_synth.core.seeds import rng_for
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.tables.activity.treatment_events_model import (
     DISPENSING_EVENT_TYPES,
@@ -117,10 +121,10 @@ def iter_treatment_events(
     # Key order, so the result does not depend on how the input was read.
     patients = in_key_order(patient_journeys, PATIENT_COLUMNS, "patient_id")
     offset = 0
+    draw = _Streams(scenario.seed)
     for block, timelines in enumerate(iter_timelines(scenario, patients)):
-        rng = rng_for(scenario.seed, TABLE, block)
         block_patients = patients.slice(block * PATIENT_BLOCK, PATIENT_BLOCK)
-        frame = _block_events(scenario, rng, block_patients, timelines, offset)
+        frame = _block_events(scenario, draw, block_patients, timelines, offset)
         offset += frame.height
         yield frame
 
@@ -129,9 +133,18 @@ def generate_treatment_events(scenario: Scenario, patient_journeys: pl.DataFrame
     return pl.concat(list(iter_treatment_events(scenario, patient_journeys)))
 
 
+class _Streams:
+    """The claims' keyed draws, one stream per quantity."""
+
+    def __init__(self, seed: int) -> None:
+        names = ("icd10", "baseline_lab", "baseline_day", "count", "day", "code", "competitor")
+        for name in (*names, "cost"):
+            setattr(self, name, KeyedStream(seed, TABLE, name))
+
+
 def _block_events(
     scenario: Scenario,
-    rng: np.random.Generator,
+    draw: _Streams,
     patients: pl.DataFrame,
     timelines: Timelines,
     offset: int,
@@ -143,21 +156,27 @@ def _block_events(
     brand = patients["brand"].to_numpy()
     years = duration / 365.25
 
+    key = entity_numbers(patients["patient_id"])
     icd10 = np.empty(n, dtype=object)
+    u_icd10 = draw.icd10.uniform(key)
     for b, codes in INDICATION_CODES.items():
         mask = brand == b
-        icd10[mask] = weighted_choice(rng, codes, int(mask.sum()))
+        cdf = np.cumsum(list(codes.values()))
+        pick = np.searchsorted(cdf / cdf[-1], u_icd10[mask], side="right")
+        icd10[mask] = np.array(list(codes), dtype=object)[np.minimum(pick, len(codes) - 1)]
 
     # (patient index, days from diagnosis, event code) of every event, by kind.
     parts: list[tuple[np.ndarray, np.ndarray, int | np.ndarray]] = []
     everyone = np.arange(n)
     parts.append((everyone, np.zeros(n, dtype=np.int64), EVENT_CODE["diagnosis"]))
 
-    baseline = everyone[rng.random(n) < BASELINE_LAB_SHARE]
+    baseline = everyone[draw.baseline_lab.uniform(key) < BASELINE_LAB_SHARE]
     parts.append(
         (
             baseline,
-            rng.integers(0, np.minimum(BASELINE_LAB_DAYS, duration[baseline]) + 1),
+            draw.baseline_day.integers(
+                0, np.minimum(BASELINE_LAB_DAYS, duration[baseline]) + 1, key[baseline]
+            ),
             EVENT_CODE["lab_test"],
         )
     )
@@ -168,9 +187,12 @@ def _block_events(
         (EVENT_CODE["lab_test"], lab_rate),
         (EVENT_CODE["hospitalization"], hospital_rate),
     ):
-        who = np.repeat(everyone, rng.poisson(rate * years))
+        count = draw.count.poisson(rate * years, key, code)
+        who = np.repeat(everyone, count)
+        nth = np.arange(who.size) - np.repeat(np.cumsum(count) - count, count)
         # Uniform over days 1..duration (day 0 is the diagnosis visit itself).
-        parts.append((who, 1 + (rng.random(who.size) * duration[who]).astype(np.int64), code))
+        day = 1 + (draw.day.uniform(key[who], code, nth) * duration[who]).astype(np.int64)
+        parts.append((who, day, code))
 
     parts.extend(_fills_and_stops(timelines))
 
@@ -188,7 +210,7 @@ def _block_events(
         .unique(["_p", "_day", "_code"], keep="first", maintain_order=True)
         .sort("_p", "_day", "_code")
     )
-    return _describe_events(scenario, rng, events, patients, icd10, offset)
+    return _describe_events(scenario, draw, events, patients, icd10, offset)
 
 
 def _fills_and_stops(t: Timelines) -> list[tuple[np.ndarray, np.ndarray, int | np.ndarray]]:
@@ -207,15 +229,21 @@ def _fills_and_stops(t: Timelines) -> list[tuple[np.ndarray, np.ndarray, int | n
 
 def _describe_events(
     scenario: Scenario,
-    rng: np.random.Generator,
+    draw: _Streams,
     events: pl.DataFrame,
     patients: pl.DataFrame,
     icd10: np.ndarray,
     offset: int,
 ) -> pl.DataFrame:
     """The claim columns of each (patient, day, event code), in event order."""
-    m = events.height
     idx = events["_p"].to_numpy()
+    # (patient, day, code) is unique: the key of the claim's own draws.
+    claim = (
+        entity_numbers(patients["patient_id"])[idx],
+        events["_day"].to_numpy(),
+        events["_code"].to_numpy(),
+    )
+    m = events.height
     frame = pl.concat(
         [
             patients[idx].select(
@@ -229,9 +257,9 @@ def _describe_events(
             pl.DataFrame(
                 {
                     "icd10_code": icd10[idx],
-                    "_u_code": rng.random(m),
-                    "_u_competitor": rng.random(m),
-                    "_cost_noise": rng.standard_normal(m),
+                    "_u_code": draw.code.uniform(*claim),
+                    "_u_competitor": draw.competitor.uniform(*claim),
+                    "_cost_noise": draw.cost.normal(*claim),
                 },
                 schema_overrides={"icd10_code": pl.String},
             ),

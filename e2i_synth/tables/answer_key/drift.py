@@ -28,6 +28,7 @@ feature only below FALSE_FAILURE_RATE / (number of features neither planted nor 
 import json
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -196,7 +197,13 @@ class WorldDrift:
         return float(np.sum((self.shares > 0) * self.weights))
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return rng.choice(self.shares, n, p=self.weights)
+        # rng.choice(shares, n, p=weights), without re-summing the weights on every call.
+        return self.shares[self._cdf.searchsorted(rng.random(n), side="right")]
+
+    @cached_property
+    def _cdf(self) -> np.ndarray:
+        cdf = np.cumsum(self.weights)
+        return cdf / cdf[-1]
 
 
 def world_drift(scenario: Scenario, drift: DriftSpec, patient_journeys: pl.DataFrame) -> WorldDrift:
@@ -208,20 +215,25 @@ def world_drift(scenario: Scenario, drift: DriftSpec, patient_journeys: pl.DataF
     end = patient_journeys["journey_end_date"].cast(pl.Int64).to_numpy()
     share = diagnosis_share(drift, start)
     first = (w.current_start - _EPOCH).days
-    days = [first + i for i in range((w.current_end - w.current_start).days)]
-    shares, weights = [], []
-    covered = [d for d in days if np.any((start <= d) & (d <= end))]
-    for day in covered:
-        covering = share[(start <= day) & (day <= end)]
-        shares.append(covering)
-        weights.append(np.full(covering.size, 1 / (covering.size * len(covered))))
+    days = range(first, first + (w.current_end - w.current_start).days)
+    # The shares as a distribution: each distinct share with its total weight (a step drift
+    # has two, a ramp one per diagnosis day), so memory and sampling do not grow with scale.
+    levels, level_of = np.unique(share, return_inverse=True)
+    weight = np.zeros(levels.size)
+    covered = 0
+    for day in days:
+        covering = level_of[(start <= day) & (day <= end)]
+        if covering.size:
+            covered += 1
+            weight += np.bincount(covering, minlength=levels.size) / covering.size
     if not covered:
-        shares, weights = [np.zeros(1)], [np.ones(1)]
+        levels, weight, covered = np.zeros(1), np.ones(1), 1
+    keep = weight > 0
     column = JOURNEY_ATTRIBUTES[drift.feature]
     moments = None
     if drift.kind != "category_mix":
         moments = reference_moments(patient_journeys[column].cast(pl.Float64).to_numpy(), share)
-    return WorldDrift(np.concatenate(shares), np.concatenate(weights), moments)
+    return WorldDrift(levels[keep], weight[keep] / covered, moments)
 
 
 def simulated_power(
