@@ -172,6 +172,10 @@ def _confirm_scenario_change(db, scenario, force: bool) -> bool:
         f"{scenario.name} (scale {scenario.scale:g}, seed {scenario.seed}). The old data stays "
         "until the new one has passed its checks, then both swap in one transaction."
     )
+    if old is not None:  # same name, scale and seed is still a change: say which settings
+        before, now = old.hash_payload(), scenario.hash_payload()
+        changed = [k for k in dict.fromkeys([*before, *now]) if before.get(k) != now.get(k)]
+        print(f"settings that differ: {', '.join(changed)}")
     if force:
         return True
     return _confirm("replace it? type yes: ", flag="--force", what="a scenario change")

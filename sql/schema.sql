@@ -1058,4 +1058,4 @@ INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (6, 'g
 INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (7, 'answer_key_privileges', 'cb681a6e5d436a92f864421f0d4b2848fc3f4de34ff47c7f4ddfbc5752c56c3e');
 INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (8, 'feature_entity_key_of_group', 'fa410fc9242425e6fb6aba5030744a732e9e74904c011accecbd4de0ea477d21');
 INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (9, 'feature_values_join_keys', '2487a3d25567bfdeb2f18876b456108b74736b448c71d9dd9be17525d8a63ec3');
-INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (10, 'business_metrics_world', '068cba02ce71c8f594185bdf6868d150826e1b2ecd8d21712eb8c8529474b59e');
+INSERT INTO public.e2i_schema_migrations (version, name, checksum) VALUES (10, 'business_metrics_world', 'e8b2000ded0982610ff683260cb0e976ba4f0c63a5af5977b94791d0578a0347');

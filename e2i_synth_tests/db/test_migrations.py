@@ -8,7 +8,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from e2i_synth.db.migrate import LEDGER, MigrationError, discover, migrate, sql_dir
+from e2i_synth.db.migrate import (
+    AMENDED,
+    LEDGER,
+    MigrationError,
+    discover,
+    migrate,
+    sql_dir,
+    status,
+)
 from e2i_synth.tables import TABLES
 
 
@@ -162,3 +170,34 @@ def test_migrated_table_matches_its_pandera_model(db_url, table):
     expected = [(c, spec.pg_type(c), "YES" if spec.nullable[c] else "NO") for c in spec.columns]
     assert rows == expected
     assert tuple(r[0] for r in pk) == spec.primary_key
+
+
+def test_a_database_loaded_before_010_upgrades_and_an_amended_file_counts_as_applied(
+    empty_db_url, tmp_path
+):
+    # A database loaded by the generator before 010: business_metrics rows without counts.
+    folder = _copy_migrations(tmp_path)
+    later = [p for p in folder.glob("*.sql") if int(p.name[:3]) >= 10]
+    for path in later:
+        path.unlink()
+    migrate(empty_db_url, folder)
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            """INSERT INTO business_metrics (metric_id, metric_date, metric_type, metric_name,
+               brand, region, value, target, achievement_rate, roi, statistical_significance,
+               confidence_interval_lower, confidence_interval_upper, sample_size, data_split)
+               VALUES ('BM-Kisqali-west-trx-2025-01', '2025-01-01', 'volume', 'trx', 'Kisqali',
+               'west', 90, 100, 0.9, 2.0, 0.5, 80, 100, 50, 'train')"""
+        )
+    # 010 then applies: the older rows are derived data, removed for the next load to rebuild.
+    assert [m.version for m in migrate(empty_db_url)] == [m.version for m in discover()][9:]
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM business_metrics").fetchone()[0] == 0
+        # A database that ran 010's earlier text (on an empty table) reads it as applied.
+        conn.execute(
+            f"UPDATE {LEDGER} SET checksum = %s WHERE version = 10",
+            (next(iter(AMENDED["010_business_metrics_world.sql"])),),
+        )
+    assert migrate(empty_db_url) == []
+    with psycopg.connect(empty_db_url) as conn:
+        assert {s.state for s in status(conn)} == {"applied"}

@@ -1,8 +1,12 @@
--- 009: business_metrics read from the simulated market. trx, nrx and market_share rows carry
+-- 010: business_metrics read from the simulated market. trx, nrx and market_share rows carry
 -- the simulated fills behind them (simulated_count) and market_share its denominator
 -- (market_trx, the class's TRx), so regional shares roll up. Their target is the same world
 -- without the planted access shocks, which is 0 NRx in a region-month without a first fill:
--- target may be 0, and achievement_rate (and roi) are then null.
+-- target may be 0, and achievement_rate (and roi) are then null. Rows of the older generator
+-- (no counts) are derived data: they are removed, and the next business_metrics load rebuilds
+-- them.
+
+DELETE FROM business_metrics;
 
 ALTER TABLE business_metrics
     ADD COLUMN simulated_count integer CHECK (simulated_count >= 0),
