@@ -102,7 +102,7 @@ def test_materialize_loads_every_table_and_passes_every_check(
     captured = capsys.readouterr()
     assert "notice: the database holds scenario default (scale 0.1" in captured.out
     changed = next(line for line in captured.out.splitlines() if "settings that differ" in line)
-    assert {"name", "start_date", "end_date"} <= set(changed.split(": ")[1].split(", "))
+    assert {"name", "start_date", "monitoring"} <= set(changed.split(": ")[1].split(", "))
     assert "use --force" in captured.err
     assert _counts(cli_env) == counts
     # with it, the data is replaced wholesale: 3 months of the 30 months' series.

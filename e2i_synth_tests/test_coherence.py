@@ -221,7 +221,7 @@ def judged() -> dict[str, models.Judged]:
 @pytest.mark.parametrize("kind", ["treatment_propensity", "churn_risk"])
 def test_a_score_predicts_its_outcome_but_not_better_than_the_true_probability(judged, kind):
     rows = judged[kind]
-    assert rows.outcome.sum() > 100 and (~rows.outcome).sum() > 100
+    assert rows.outcome.sum() > 50 and (~rows.outcome).sum() > 50  # enough of each for an AUC
     score, oracle = models.auc(rows.score, rows.outcome), models.auc(rows.oracle, rows.outcome)
     assert 0.55 < score < oracle, (score, oracle)
 
