@@ -70,14 +70,18 @@ class MemorySampler(threading.Thread):
         self.pid, self.interval = pid, interval
         self.largest_mb = self.tree_mb = 0.0
         self.stopped = threading.Event()
+        self.stage = ""  # the CLI's latest progress line (set by the reader of its output)
+        self.largest_during = self.tree_during = ""  # the stage at each peak
 
     def run(self) -> None:
         while not self.stopped.is_set():
             # Not the server: pgserver's postgres processes are not the CLI's children
             # (it daemonizes), and an external server is on another machine.
             sizes = [_rss_mb(pid) for pid in _descendants(self.pid)]
-            self.largest_mb = max(self.largest_mb, max(sizes, default=0.0))
-            self.tree_mb = max(self.tree_mb, sum(sizes))
+            if max(sizes, default=0.0) > self.largest_mb:
+                self.largest_mb, self.largest_during = max(sizes), self.stage
+            if sum(sizes) > self.tree_mb:
+                self.tree_mb, self.tree_during = sum(sizes), self.stage
             self.stopped.wait(self.interval)
 
 
@@ -102,6 +106,7 @@ def run_scale(scale: str, workdir: Path) -> dict[str, object]:
     lines = []
     for line in proc.stdout:
         lines.append(line)
+        sampler.stage = line.strip()
         print(f"  [{time.perf_counter() - started:7.1f}s] {line}", end="", flush=True)
     code = proc.wait()
     seconds = time.perf_counter() - started
@@ -119,6 +124,9 @@ def run_scale(scale: str, workdir: Path) -> dict[str, object]:
         "us_per_row": round(seconds / rows * 1e6, 2) if rows else None,
         "peak_largest_process_mb": round(sampler.largest_mb),
         "peak_process_tree_mb": round(sampler.tree_mb),
+        # The last progress line before each peak: the stage then running.
+        "largest_process_peak_after": sampler.largest_during,
+        "process_tree_peak_after": sampler.tree_during,
         "runs": (lines[-1].strip() if lines else ""),
     }
 

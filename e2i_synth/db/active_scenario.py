@@ -25,9 +25,12 @@ scenario or its answer key.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import psycopg
 from psycopg import sql
 
+from e2i_synth.core.scenario import parse_scenario
 from e2i_synth.db.copy import may_turn_row_triggers_off
 from e2i_synth.tables import TABLES
 
@@ -38,6 +41,21 @@ STAGING_SCHEMA = "e2i_next"
 def get_active_yaml(conn: psycopg.Connection) -> str | None:
     row = _active(conn, "scenario_yaml")
     return row[0] if row else None
+
+
+# An input read only over the scenario's monitoring windows (io_manager: `rows` metadata).
+MONITORING_WINDOWS = "monitoring_windows"
+
+
+def recorded_monitoring_span(conn: psycopg.Connection) -> tuple[datetime, datetime]:
+    """From the first monitoring window's start to the last's end (UTC midnights), of the
+    scenario recorded where this connection reads (staging during a scenario change)."""
+    recorded = get_active_yaml(conn)
+    if recorded is None:
+        raise LookupError("no scenario is recorded in this database: load one first")
+    w = parse_scenario(recorded, "recorded scenario").monitoring
+    first, last = min(w.baseline_start, w.current_start), max(w.baseline_end, w.current_end)
+    return tuple(datetime(d.year, d.month, d.day, tzinfo=UTC) for d in (first, last))
 
 
 def get_active_hash(conn: psycopg.Connection) -> str | None:

@@ -11,6 +11,7 @@ import dagster as dg
 import polars as pl
 
 from e2i_synth.core.frames import FrameStream, frames_of
+from e2i_synth.db.active_scenario import MONITORING_WINDOWS, recorded_monitoring_span
 from e2i_synth.db.copy import read_table, replace_rows
 from e2i_synth.db.metadata import markdown_table, output_metadata
 from e2i_synth.db.resource import Database
@@ -75,10 +76,14 @@ class PostgresIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         # `columns` in the input's metadata (dg.AssetIn(metadata=...)), as in Dagster's
         # DbIOManager: a consumer reads only what it uses, which bounds memory at scale.
+        # `rows: monitoring_windows`: only the rows dated in the scenario's monitoring windows.
         spec = _spec(context.asset_key)
-        columns = (context.definition_metadata or {}).get("columns")
+        metadata = context.definition_metadata or {}
         with self.database.connect() as conn:
-            return read_table(conn, spec, _window(context, spec), columns)
+            window = _window(context, spec)
+            if metadata.get("rows") == MONITORING_WINDOWS:
+                window = recorded_monitoring_span(conn)
+            return read_table(conn, spec, window, metadata.get("columns"))
 
 
 class DryRunIOManager(dg.ConfigurableIOManager):

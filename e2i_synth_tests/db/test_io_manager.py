@@ -1,10 +1,13 @@
 """The Postgres IO manager and COPY loader: atomic replace, reruns, failures, validation first."""
 
+from datetime import timedelta
+
 import dagster as dg
 import polars as pl
 import pytest
 
 from e2i_synth.core.scenario import load_scenario
+from e2i_synth.db.active_scenario import MONITORING_WINDOWS
 from e2i_synth.db.copy import LoadError, count_rows, read_table, replace_rows
 from e2i_synth.db.io_manager import PostgresIOManager
 from e2i_synth.tables import TABLES
@@ -150,3 +153,21 @@ def test_concurrent_replacements_leave_exactly_one_copy(loaded, frames):
     with loaded.connect() as conn:
         assert count_rows(conn, "patient_journeys") == patients.height
         assert read_table(conn, PATIENTS).equals(PATIENTS.validate(patients).sort("patient_id"))
+
+
+def test_an_input_can_ask_for_the_monitoring_windows_only(small_db):
+    # ground_truth's feature_values: the drift answers read nothing outside the windows.
+    manager = PostgresIOManager(database=small_db)
+    scenario = load_scenario(scale="small")
+    w = scenario.monitoring
+    wanted = {"columns": ["event_timestamp"], "rows": MONITORING_WINDOWS}
+    with dg.build_input_context(
+        asset_key=dg.AssetKey("feature_values"), definition_metadata=wanted
+    ) as context:
+        windows = manager.load_input(context)
+    days = windows["event_timestamp"].dt.date()
+    assert days.min() == min(w.baseline_start, w.current_start)
+    assert days.max() == max(w.baseline_end, w.current_end) - timedelta(days=1)
+    with small_db.connect() as conn:
+        everything = count_rows(conn, "feature_values")
+    assert 0 < windows.height < everything / 2

@@ -5,6 +5,7 @@ from importlib.metadata import version
 import dagster as dg
 import polars as pl
 
+from e2i_synth.db.active_scenario import MONITORING_WINDOWS
 from e2i_synth.pipeline.inputs import reading
 from e2i_synth.pipeline.resources import ScenarioResource
 from e2i_synth.pipeline.table_asset import table_asset
@@ -17,13 +18,18 @@ from e2i_synth.tables.answer_key.models import model_answers
 @dg.asset(
     **table_asset("ground_truth", "answer_key"),
     deps=["ml_predictions"],  # its models' figures are regenerated, not read
-    ins=reading(
-        hcp_profiles=ml_predictions.HCP_COLUMNS,
-        patient_journeys=tuple(dict.fromkeys(causal.COLUMNS + ml_predictions.PATIENT_COLUMNS)),
-        features=drift.FEATURE_COLUMNS,
-        feature_values=drift.VALUE_COLUMNS,
-        business_metrics=gaps.COLUMNS,
-    ),
+    ins={
+        **reading(
+            hcp_profiles=ml_predictions.HCP_COLUMNS,
+            patient_journeys=tuple(dict.fromkeys(causal.COLUMNS + ml_predictions.PATIENT_COLUMNS)),
+            features=drift.FEATURE_COLUMNS,
+            business_metrics=gaps.COLUMNS,
+        ),
+        # Only the monitoring windows: the drift answers read nothing else of it.
+        "feature_values": dg.AssetIn(
+            metadata={"columns": list(drift.VALUE_COLUMNS), "rows": MONITORING_WINDOWS}
+        ),
+    },
 )
 def ground_truth(
     scenario: ScenarioResource,
