@@ -15,7 +15,7 @@ probabilities come from the world (the journeys and their timelines).
 Figures of one sample, so recorded, never a blocking check.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, timedelta
 
 import numpy as np
@@ -64,42 +64,48 @@ def judged_rows(
     """Each patient model's rows of ml_predictions over the scenario window."""
     pop = mp.population(scenario, hcp_profiles, patient_journeys)
     patient_effect, churn_effect = mp.model_errors(scenario, pop.n_patients)
-    kinds, patients, days, scores = [], [], [], []
-    end = scenario.end_date + timedelta(days=1)
+    initiated = pop.patients["treatment_initiated"].to_numpy()
+    # Each month's rows are judged as they come, a kind at a time: at scale 1000 the rows of
+    # every month and kind together would cost hundreds of MB more.
+    parts: dict[str, list[Judged]] = {kind: [] for kind in OUTCOMES}
     patient_kinds = [mp.KIND_CODE[t] for t in OUTCOMES]
+    end = scenario.end_date + timedelta(days=1)
     for start, stop in _months(scenario.start_date, end):
         rows = mp.daily_draws(scenario, mp.TABLE, pop, start, stop, mp.select_day, mp.DRAWS_PER_ROW)
-        rows = rows.filter(pl.col("_kind").is_in(patient_kinds))
-        kind, patient = rows["_kind"].to_numpy(), rows["_entity"].to_numpy()
+        kind, patient = rows["_kind"].to_numpy(), rows["_entity"].to_numpy().astype(np.int32)
         day = rows["_day"].cast(pl.Int64).to_numpy()
         noise = ndtri(np.clip(rows["_u1"].to_numpy(), 1e-12, 1 - 1e-12))
+        del rows
+        judged = np.isin(kind, patient_kinds)
+        kind, patient, day, noise = kind[judged], patient[judged], day[judged], noise[judged]
         score = mp.patient_scores(pop, kind, patient, day, noise, patient_effect, churn_effect)
-        kinds.append(kind.astype(np.int8))
-        patients.append(patient.astype(np.int32))
-        days.append(day.astype(np.int32))
-        scores.append(np.round(score, 4))  # as the table stores it
-    kind, patient, day, score = (np.concatenate(a) for a in (kinds, patients, days, scores))
-    propensity = kind == mp.KIND_CODE["treatment_propensity"]
-    initiated = pop.patients["treatment_initiated"].to_numpy()
-    p = patient[propensity]
-    judged = {
-        "treatment_propensity": Judged(
-            score=score[propensity],
-            outcome=initiated[p],
-            oracle=mp.initiation_probability(pop.p_true[p], day[propensity] - pop.start[p]),
-            patient=p,
+        score = np.round(score, 4)  # as the table stores it
+        propensity = kind == mp.KIND_CODE["treatment_propensity"]
+        p, d = patient[propensity], day[propensity]
+        parts["treatment_propensity"].append(
+            Judged(
+                score=score[propensity],
+                outcome=initiated[p],
+                oracle=mp.initiation_probability(pop.p_true[p], d - pop.start[p]),
+                patient=p,
+            )
         )
-    }
-    churn = kind == mp.KIND_CODE["churn_risk"]
-    fill = pop.fill_index(day[churn], patient[churn])
-    known = pop.fill_resolved[fill]
-    judged["churn_risk"] = Judged(
-        score=score[churn][known],
-        outcome=pop.fill_last[fill][known],
-        oracle=pop.stop_hazard[patient[churn][known]],
-        patient=patient[churn][known],
-    )
-    return judged
+        churn = kind == mp.KIND_CODE["churn_risk"]
+        fill = pop.fill_index(day[churn], patient[churn])
+        known = pop.fill_resolved[fill]
+        parts["churn_risk"].append(
+            Judged(
+                score=score[churn][known],
+                outcome=pop.fill_last[fill][known],
+                oracle=pop.stop_hazard[patient[churn][known]],
+                patient=patient[churn][known],
+            )
+        )
+    return {kind: _joined(judged) for kind, judged in parts.items()}
+
+
+def _joined(parts: list[Judged]) -> Judged:
+    return Judged(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Judged)))
 
 
 def _months(start: date, end: date) -> list[tuple[date, date]]:
