@@ -47,12 +47,13 @@ def get_active_yaml(conn: psycopg.Connection) -> str | None:
 MONITORING_WINDOWS = "monitoring_windows"
 
 
-def recorded_monitoring_span(conn: psycopg.Connection) -> tuple[datetime, datetime]:
+def recorded_monitoring_span(conn: psycopg.Connection) -> tuple[datetime, datetime] | None:
     """From the first monitoring window's start to the last's end (UTC midnights), of the
-    scenario recorded where this connection reads (staging during a scenario change)."""
+    scenario recorded where this connection reads (staging during a scenario change); None
+    when none is recorded (assets materialized outside the runner): then read everything."""
     recorded = get_active_yaml(conn)
     if recorded is None:
-        raise LookupError("no scenario is recorded in this database: load one first")
+        return None
     w = parse_scenario(recorded, "recorded scenario").monitoring
     first, last = min(w.baseline_start, w.current_start), max(w.baseline_end, w.current_end)
     return tuple(datetime(d.year, d.month, d.day, tzinfo=UTC) for d in (first, last))
