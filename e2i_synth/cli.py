@@ -123,10 +123,12 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     db = _resource()
     target = "dry run: nothing is written" if args.dry_run else db.masked_url()
     print(f"scenario {scenario.name} (scale {scenario.scale:g}, seed {scenario.seed}) -> {target}")
-    if not args.dry_run and not _confirm_scenario_change(db, scenario, args.force):
+    rerun = not args.dry_run and _holds(db, scenario)
+    if not args.dry_run and not rerun and not _confirm_scenario_change(db, scenario, args.force):
         print("nothing was written")
         return 2
-    _report_weak_plants(scenario)
+    if not rerun:  # a rerun in place: its plants were reported when it was loaded
+        _report_weak_plants(scenario)
     started = time.perf_counter()
     summary = runner.materialize(
         scenario,
@@ -146,6 +148,14 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     where = "this process" if processes == 1 else f"{processes} processes"
     print(f"{verdict} in {elapsed:.1f}s ({runs} Dagster runs in {where})")
     return 0 if summary.success else 1
+
+
+def _holds(db, scenario) -> bool:
+    """Whether the database holds this very scenario already (a rerun in place)."""
+    from e2i_synth.db.active_scenario import get_active_hash
+
+    with db.connect() as conn:
+        return get_active_hash(conn) == scenario.content_hash()
 
 
 def _confirm_scenario_change(db, scenario, force: bool) -> bool:

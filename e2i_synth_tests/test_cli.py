@@ -93,6 +93,7 @@ def test_materialize_loads_every_table_and_passes_every_check(
     assert main(["materialize", "--scale", "small"]) == 0
     out = capsys.readouterr().out
     assert "FAILED" not in out and "succeeded" in out
+    assert "NOT detectable" not in out  # reported when the scenario was loaded, not on reruns
     assert _counts(cli_env) == counts
     # A different scenario (three months: a short run) says so and, with nobody to answer,
     # writes nothing without --force;
@@ -107,6 +108,7 @@ def test_materialize_loads_every_table_and_passes_every_check(
     assert _counts(cli_env) == counts
     # with it, the data is replaced wholesale: 3 months of the 30 months' series.
     assert main(["materialize", "--scenario", str(short), "--force"]) == 0
+    assert "causal.true_ate (0.04 per point, 250 patients): NOT" in capsys.readouterr().out
     assert _counts(cli_env)["business_metrics"] == counts["business_metrics"] // 10
     with psycopg.connect(cli_env) as conn:
         hashes = {row[0] for row in conn.execute("SELECT scenario_hash FROM ground_truth")}
