@@ -2,10 +2,10 @@
 
 A deployed model sees the true probability q of its outcome only through a signal
 z = logit(q) + e, e ~ N(0, sd^2) (a lasting per-patient model error plus scoring noise). Its
-score is E[q | z], the posterior mean under the distribution of q among the rows it scores (the
-prior: a histogram of logit q over the population, features only, never outcomes). The outcome
-is a Bernoulli(q) draw independent of e, so P(outcome | score) = score: calibrated by
-construction, and ranking no better than q itself.
+score is E[q | z], the posterior mean under the distribution of q among the rows it was fit on
+(the prior: a histogram of logit q over those rows, features only, never outcomes). The outcome
+is a Bernoulli(q) draw independent of e, so P(outcome | score) = score among rows drawn like
+the prior's: calibrated by construction there, and ranking no better than q itself anywhere.
 """
 
 from dataclasses import dataclass
