@@ -123,10 +123,13 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     db = _resource()
     target = "dry run: nothing is written" if args.dry_run else db.masked_url()
     print(f"scenario {scenario.name} (scale {scenario.scale:g}, seed {scenario.seed}) -> {target}")
-    rerun = not args.dry_run and _holds(db, scenario)
-    if not args.dry_run and not rerun and not _confirm_scenario_change(db, scenario, args.force):
-        print("nothing was written")
-        return 2
+    active = None if args.dry_run else _recorded_yaml(db)
+    held = _parsed(active)
+    rerun = held is not None and held.content_hash() == scenario.content_hash()
+    if active is not None and not rerun:
+        if not _confirm_scenario_change(active, held, scenario, args.force):
+            print("nothing was written")
+            return 2
     if not rerun:  # a rerun in place: its plants were reported when it was loaded
         _report_weak_plants(scenario)
     started = time.perf_counter()
@@ -150,31 +153,30 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     return 0 if summary.success else 1
 
 
-def _holds(db, scenario) -> bool:
-    """Whether the database holds this very scenario already (a rerun in place)."""
-    from e2i_synth.db.active_scenario import get_active_hash
-
-    with db.connect() as conn:
-        return get_active_hash(conn) == scenario.content_hash()
-
-
-def _confirm_scenario_change(db, scenario, force: bool) -> bool:
-    """A run that would replace another scenario's data says so first, and goes on only with
-    --force or a typed yes. (The replacement itself is atomic: one swap at the end.)"""
-    import yaml
-
+def _recorded_yaml(db) -> str | None:
+    """The scenario the database holds, as recorded (None before a first load)."""
     from e2i_synth.db.active_scenario import get_active_yaml
 
     with db.connect() as conn:
-        active = get_active_yaml(conn)
-    if active is None:
-        return True
+        return get_active_yaml(conn)
+
+
+def _parsed(recorded: str | None):
+    """The recorded scenario, or None (nothing recorded, or recorded by another version)."""
+    if recorded is None:
+        return None
     try:
-        old = parse_scenario(active, "recorded scenario")
+        return parse_scenario(recorded, "recorded scenario")
     except ScenarioError:
-        old = None  # recorded by another version: describe it by its hash only
-    if old is not None and old.content_hash() == scenario.content_hash():
-        return True
+        return None
+
+
+def _confirm_scenario_change(active: str, old, scenario, force: bool) -> bool:
+    """A run that would replace another scenario's data (`active`, as recorded; `old`, parsed
+    when this version can) says so first, and goes on only with --force or a typed yes. (The
+    replacement itself is atomic: one swap at the end.)"""
+    import yaml
+
     held = yaml.safe_load(active) or {}
     print(
         f"notice: the database holds scenario {held.get('name')!s:.40} (scale "

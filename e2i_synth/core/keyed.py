@@ -40,7 +40,12 @@ class KeyedStream:
     """Draws keyed by integer arrays (broadcast together): equal keys, equal draws."""
 
     def __init__(self, seed: int, *names: object) -> None:
+        self._seed, self._names = seed, names
         self._key = np.uint64(derive_seed(seed, *names))
+
+    def named(self, name: str) -> "KeyedStream":
+        """The stream of one quantity under this one (e.g. a table's "refill" draws)."""
+        return KeyedStream(self._seed, *self._names, name)
 
     def uniform(self, *keys: np.ndarray | int) -> np.ndarray:
         """Uniform on the open interval (0, 1)."""
@@ -62,6 +67,12 @@ class KeyedStream:
 
     def poisson(self, lam: np.ndarray, *keys: np.ndarray | int) -> np.ndarray:
         return poisson.ppf(self.uniform(*keys), lam).astype(np.int64)
+
+    def choice(self, weights: dict[str, float], *keys: np.ndarray | int) -> np.ndarray:
+        """Keys of `weights`, with probabilities proportional to the values, by inversion."""
+        cdf = np.cumsum(list(weights.values()))
+        pick = np.searchsorted(cdf / cdf[-1], self.uniform(*keys), side="right")
+        return np.array(list(weights), dtype=object)[np.minimum(pick, len(weights) - 1)]
 
     def normal(self, *keys: np.ndarray | int) -> np.ndarray:
         """Standard normal, by inversion."""

@@ -80,9 +80,10 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         spec = _spec(context.asset_key)
         metadata = context.definition_metadata or {}
         with self.database.connect() as conn:
-            window = _window(context, spec)
             if metadata.get("rows") == MONITORING_WINDOWS:
                 window = recorded_monitoring_span(conn)
+            else:
+                window = _window(context, spec)
             return read_table(conn, spec, window, metadata.get("columns"))
 
 

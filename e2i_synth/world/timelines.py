@@ -83,6 +83,7 @@ class Timelines:
     per-patient arrays follow the block's rows, fills are in (patient, day) order."""
 
     patients: pl.DataFrame  # the block's rows of patient_journeys, in patient_id order
+    key: np.ndarray  # each patient's key of the world's keyed draws (core.keyed.entity_numbers)
     duration: np.ndarray  # journey_end_date - journey_start_date, in days
     hazard: np.ndarray  # chance of stopping after each fill
     first_fill: np.ndarray  # day of the first fill (the initiation); NO_DAY if not initiated
@@ -124,32 +125,18 @@ def iter_timelines(scenario: Scenario, patient_journeys: pl.DataFrame) -> Iterat
     scenario's access shocks: every reader sees the same fills."""
     shocks = access_shocks(scenario)
     patients = in_key_order(patient_journeys, TIMELINE_COLUMNS, "patient_id")
-    streams = _Streams(scenario.seed)
+    draw = KeyedStream(scenario.seed, "timelines")
     for start in range(0, patients.height, PATIENT_BLOCK):
-        timelines = _block_timelines(streams, patients.slice(start, PATIENT_BLOCK))
+        timelines = _block_timelines(draw, patients.slice(start, PATIENT_BLOCK))
         if shocks:
-            timelines = _shocked(timelines, shocks, streams.shock)
+            timelines = _shocked(timelines, shocks, draw.named("access_shock"))
         yield timelines
-
-
-class _Streams:
-    """The timelines' keyed draws, one stream per quantity."""
-
-    def __init__(self, seed: int) -> None:
-        def stream(name: str) -> KeyedStream:
-            return KeyedStream(seed, "timelines", name)
-
-        self.planned, self.refill, self.lapse, self.lapse_days = map(
-            stream, ("planned", "refill", "lapse", "lapse_days")
-        )
-        self.grace, self.switch, self.shock = map(stream, ("grace", "switch", "access_shock"))
 
 
 def _shocked(t: Timelines, shocks: list[GapSpec], stream: KeyedStream) -> Timelines:
     """The timelines with each shock's refills not dispensed, with chance 1 - achievement_rate
     per refill dated in the shock's months; the fills left are renumbered."""
-    key = entity_numbers(t.patients["patient_id"])[t.fill_patient]
-    u = stream.uniform(key, t.fill_number)
+    u = stream.uniform(t.key[t.fill_patient], t.fill_number)
     start = t.patients["journey_start_date"].cast(pl.Int64).to_numpy()
     fill_date = start[t.fill_patient] + t.fill_day  # days since 1970-01-01
     brand = t.patients["brand"].to_numpy()[t.fill_patient]
@@ -181,18 +168,19 @@ def _month_after(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
-def _block_timelines(draw: _Streams, patients: pl.DataFrame) -> Timelines:
+def _block_timelines(draw: KeyedStream, patients: pl.DataFrame) -> Timelines:
     n = patients.height
+    keys = entity_numbers(patients["patient_id"])
     duration = (
         (patients["journey_end_date"] - patients["journey_start_date"]).dt.total_days().to_numpy()
     )
     hazard = stop_hazard(patients)
     treated = np.flatnonzero(patients["treatment_initiated"].to_numpy())
-    key = entity_numbers(patients["patient_id"])[treated]
+    key = keys[treated]
     supply = patients["brand"].replace_strict(DAYS_SUPPLY, return_dtype=pl.Int64).to_numpy()
     supply = supply[treated]
     first = patients["days_to_treatment"].to_numpy()[treated].astype(np.int64)
-    planned = draw.planned.geometric(hazard[treated], key)
+    planned = draw.named("planned").geometric(hazard[treated], key)
     room = duration[treated] - first
     # Never more candidate fills than fit in the journey at the shortest refill interval.
     cap = np.minimum(planned, room // (supply - EARLY_REFILL_DAYS) + 1)
@@ -201,10 +189,9 @@ def _block_timelines(draw: _Streams, patients: pl.DataFrame) -> Timelines:
     group_start = np.repeat(np.cumsum(cap) - cap, cap)
     nth = np.arange(who.size) - group_start
     fill_key = (key[who], nth)
-    late = draw.refill.integers(-EARLY_REFILL_DAYS, LATE_REFILL_DAYS + 1, *fill_key)
-    lapse = (draw.lapse.uniform(*fill_key) < LAPSE_SHARE) * draw.lapse_days.integers(
-        15, 46, *fill_key
-    )
+    late = draw.named("refill").integers(-EARLY_REFILL_DAYS, LATE_REFILL_DAYS + 1, *fill_key)
+    lapsed = draw.named("lapse").uniform(*fill_key) < LAPSE_SHARE
+    lapse = lapsed * draw.named("lapse_days").integers(15, 46, *fill_key)
     gap = supply[who] + late + lapse
     gap[nth == 0] = 0
     total = np.cumsum(gap)
@@ -216,8 +203,8 @@ def _block_timelines(draw: _Streams, patients: pl.DataFrame) -> Timelines:
     last = np.zeros(treated.size, dtype=np.int64)
     np.maximum.at(last, who, day)
     # A stop is seen when every planned fill happened and it falls inside the journey.
-    stop_day = last + supply + draw.grace.integers(0, STOP_GRACE_DAYS + 1, key)
-    switched = draw.switch.uniform(key) < SWITCH_SHARE
+    stop_day = last + supply + draw.named("grace").integers(0, STOP_GRACE_DAYS + 1, key)
+    switched = draw.named("switch").uniform(key) < SWITCH_SHARE
     stopped = (fills == planned) & (stop_day <= duration[treated])
 
     first_fill = np.full(n, NO_DAY, dtype=np.int32)
@@ -228,6 +215,7 @@ def _block_timelines(draw: _Streams, patients: pl.DataFrame) -> Timelines:
     stop_kind[treated[stopped]] = np.where(switched[stopped], 0, 1)
     return Timelines(
         patients=patients,
+        key=keys,
         duration=duration,
         hazard=hazard,
         first_fill=first_fill,

@@ -17,9 +17,10 @@ P(treatment_initiated) of the causal model, and for a patient still untreated d 
 diagnosis the chance to start all the same (initiation_probability); for churn, the timeline's
 stop hazard (the chance of stopping after each fill, known at initiation). Both models were fit
 on the training period (data_split train): their priors are the patients diagnosed, and the
-fills whose outcome was known, before it ended; so no score depends on a patient who arrives
-later, and a population that drifts after training meets a model that has not seen it (its
-calibration there is measured in the answer key). next_best_action
+fills whose outcome was known, before it ended; so no score dated after it depends on a later
+patient (scores dated inside it are the fitted model's in-sample scores), and a population
+that drifts after training meets a model that has not seen it (its calibration there is
+measured in the answer key). next_best_action
 recommends an action per HCP. Every row carries the split of its own date.
 """
 
@@ -177,14 +178,13 @@ def population(
     fill_patient = joined("fill_patient", np.int32)[order]
     fill_last = joined("fill_last", np.bool_)[order]
     resolved = joined("fill_resolved", np.bool_)[order]
-    trains_churn = joined("fill_trains", np.bool_)[order]
     del order
     gaps = joined("gap_day", np.int32)
     gap_order = np.argsort(gaps, kind="stable")
     p_true = true_treatment_probability(scenario, patients)
     # The models' priors: the patients, and the fills whose outcome was known, in training.
     propensity_rows = (start < trained_until).astype(np.float64)
-    churn_rows = np.bincount(fill_patient[trains_churn], minlength=patients.height)
+    churn_rows = joined("churn_prior_rows")
     return Population(
         patients=patients,
         hcps=in_key_order(hcp_profiles, HCP_COLUMNS, "hcp_id"),
@@ -210,7 +210,8 @@ def _block_fills(
 ) -> dict[str, np.ndarray]:
     """One block's timeline as the models and agents read it; patient indices and day numbers
     absolute. For each fill: whether it is the last, whether its outcome is known inside the
-    journey, and known before the day trained_until; and each refill gap (a fill whose supply
+    journey; per patient, its fills whose outcome was known before the day trained_until (the
+    churn model's prior); and each refill gap (a fill whose supply
     ran out more than REFILL_GAP_LATE_DAYS before the next fill or the stop, or the journey's
     end)."""
     who, day = block.fill_patient, block.fill_day.astype(np.int64)
@@ -227,6 +228,7 @@ def _block_fills(
     gap = day + supply + REFILL_GAP_LATE_DAYS + 1
     lapsed = (gap < following) & (gap <= duration)
     known = day + supply + RESOLVED_AFTER_SUPPLY_DAYS  # the fill's outcome is known by then
+    resolved = known <= duration
     return {
         "first_fill": block.first_fill,
         "therapy_end": block.therapy_end,
@@ -234,8 +236,11 @@ def _block_fills(
         "fill_day": (start[who] + day).astype(np.int32),
         "fill_patient": (offset + who).astype(np.int32),
         "fill_last": last,
-        "fill_resolved": known <= duration,
-        "fill_trains": (known <= duration) & (start[who] + known < trained_until),
+        "fill_resolved": resolved,
+        "churn_prior_rows": np.bincount(
+            who[resolved & (start[who] + known < trained_until)],
+            minlength=block.patients.height,
+        ),
         "gap_day": (start[who] + gap)[lapsed].astype(np.int32),
         "gap_patient": (offset + who)[lapsed].astype(np.int32),
     }

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-from e2i_synth.core.keyed import KeyedStream, entity_numbers
+from e2i_synth.core.keyed import KeyedStream
 from e2i_synth.core.sampling import in_key_order
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.core.split import split_for_dates
@@ -121,7 +121,7 @@ def iter_treatment_events(
     # Key order, so the result does not depend on how the input was read.
     patients = in_key_order(patient_journeys, PATIENT_COLUMNS, "patient_id")
     offset = 0
-    draw = _Streams(scenario.seed)
+    draw = KeyedStream(scenario.seed, TABLE)
     for block, timelines in enumerate(iter_timelines(scenario, patients)):
         block_patients = patients.slice(block * PATIENT_BLOCK, PATIENT_BLOCK)
         frame = _block_events(scenario, draw, block_patients, timelines, offset)
@@ -133,18 +133,9 @@ def generate_treatment_events(scenario: Scenario, patient_journeys: pl.DataFrame
     return pl.concat(list(iter_treatment_events(scenario, patient_journeys)))
 
 
-class _Streams:
-    """The claims' keyed draws, one stream per quantity."""
-
-    def __init__(self, seed: int) -> None:
-        names = ("icd10", "baseline_lab", "baseline_day", "count", "day", "code", "competitor")
-        for name in (*names, "cost"):
-            setattr(self, name, KeyedStream(seed, TABLE, name))
-
-
 def _block_events(
     scenario: Scenario,
-    draw: _Streams,
+    draw: KeyedStream,
     patients: pl.DataFrame,
     timelines: Timelines,
     offset: int,
@@ -156,25 +147,22 @@ def _block_events(
     brand = patients["brand"].to_numpy()
     years = duration / 365.25
 
-    key = entity_numbers(patients["patient_id"])
+    key = timelines.key
     icd10 = np.empty(n, dtype=object)
-    u_icd10 = draw.icd10.uniform(key)
     for b, codes in INDICATION_CODES.items():
         mask = brand == b
-        cdf = np.cumsum(list(codes.values()))
-        pick = np.searchsorted(cdf / cdf[-1], u_icd10[mask], side="right")
-        icd10[mask] = np.array(list(codes), dtype=object)[np.minimum(pick, len(codes) - 1)]
+        icd10[mask] = draw.named("icd10").choice(codes, key[mask])
 
     # (patient index, days from diagnosis, event code) of every event, by kind.
     parts: list[tuple[np.ndarray, np.ndarray, int | np.ndarray]] = []
     everyone = np.arange(n)
     parts.append((everyone, np.zeros(n, dtype=np.int64), EVENT_CODE["diagnosis"]))
 
-    baseline = everyone[draw.baseline_lab.uniform(key) < BASELINE_LAB_SHARE]
+    baseline = everyone[draw.named("baseline_lab").uniform(key) < BASELINE_LAB_SHARE]
     parts.append(
         (
             baseline,
-            draw.baseline_day.integers(
+            draw.named("baseline_day").integers(
                 0, np.minimum(BASELINE_LAB_DAYS, duration[baseline]) + 1, key[baseline]
             ),
             EVENT_CODE["lab_test"],
@@ -187,11 +175,11 @@ def _block_events(
         (EVENT_CODE["lab_test"], lab_rate),
         (EVENT_CODE["hospitalization"], hospital_rate),
     ):
-        count = draw.count.poisson(rate * years, key, code)
+        count = draw.named("count").poisson(rate * years, key, code)
         who = np.repeat(everyone, count)
         nth = np.arange(who.size) - np.repeat(np.cumsum(count) - count, count)
         # Uniform over days 1..duration (day 0 is the diagnosis visit itself).
-        day = 1 + (draw.day.uniform(key[who], code, nth) * duration[who]).astype(np.int64)
+        day = 1 + (draw.named("day").uniform(key[who], code, nth) * duration[who]).astype(np.int64)
         parts.append((who, day, code))
 
     parts.extend(_fills_and_stops(timelines))
@@ -210,7 +198,7 @@ def _block_events(
         .unique(["_p", "_day", "_code"], keep="first", maintain_order=True)
         .sort("_p", "_day", "_code")
     )
-    return _describe_events(scenario, draw, events, patients, icd10, offset)
+    return _describe_events(scenario, draw, events, patients, key, icd10, offset)
 
 
 def _fills_and_stops(t: Timelines) -> list[tuple[np.ndarray, np.ndarray, int | np.ndarray]]:
@@ -229,9 +217,10 @@ def _fills_and_stops(t: Timelines) -> list[tuple[np.ndarray, np.ndarray, int | n
 
 def _describe_events(
     scenario: Scenario,
-    draw: _Streams,
+    draw: KeyedStream,
     events: pl.DataFrame,
     patients: pl.DataFrame,
+    key: np.ndarray,
     icd10: np.ndarray,
     offset: int,
 ) -> pl.DataFrame:
@@ -239,7 +228,7 @@ def _describe_events(
     idx = events["_p"].to_numpy()
     # (patient, day, code) is unique: the key of the claim's own draws.
     claim = (
-        entity_numbers(patients["patient_id"])[idx],
+        key[idx],
         events["_day"].to_numpy(),
         events["_code"].to_numpy(),
     )
@@ -257,9 +246,9 @@ def _describe_events(
             pl.DataFrame(
                 {
                     "icd10_code": icd10[idx],
-                    "_u_code": draw.code.uniform(*claim),
-                    "_u_competitor": draw.competitor.uniform(*claim),
-                    "_cost_noise": draw.cost.normal(*claim),
+                    "_u_code": draw.named("code").uniform(*claim),
+                    "_u_competitor": draw.named("competitor").uniform(*claim),
+                    "_cost_noise": draw.named("cost").normal(*claim),
                 },
                 schema_overrides={"icd10_code": pl.String},
             ),
