@@ -48,6 +48,7 @@ BAD_SCENARIO_ERRORS: dict[str, tuple[str, ...]] = {
     "end_after_reference.yaml": ("end_date", "reference_date"),
     "monitoring_reversed.yaml": ("monitoring", "baseline_start < baseline_end"),
     "gap_mid_month.yaml": ("gaps.0", "first day of a month"),
+    "overlapping_shocks.yaml": ("gaps.1", "overlaps gaps.0", "refill shocks"),
     "impossible_ate.yaml": ("causal", "true_ate=0.2", "outside [0, 1]"),
     "impossible_negative_ate.yaml": ("causal", "true_ate=-0.2", "outside [0, 1]"),
     # Accepted before the fixes in scenario.py; now refused with these words.

@@ -193,13 +193,18 @@ class DriftSpec(_Strict):
         return self
 
 
+# Gaps on these metrics are refill shocks in the world (e2i_synth.world.timelines): on trx or
+# market_share an access shock (renewals denied), on adherence_rate patients missing refills.
+SHOCK_METRICS = ("trx", "market_share", "adherence_rate")
+
+
 class GapSpec(_Strict):
     """A planted shortfall: from `start_month`, the series reaches only `achievement_rate` of
-    its target (for example 0.8 = 20% below target). On trx or market_share it is an access
+    its target (for example 0.8 = 20% below target). On a SHOCK_METRICS series it is a refill
     shock in the world: each refill of the brand's patients in the region is dispensed with
-    chance `achievement_rate` (e2i_synth.world.timelines), so TRx and share fall by a little
-    less (first fills are untouched). With `end_month` the gap recovers: that month is the
-    last one short, the series is back on target from the next."""
+    chance `achievement_rate` (e2i_synth.world.timelines), so adherence falls by that rate and
+    TRx and share by a little less (first fills are untouched). With `end_month` the gap
+    recovers: that month is the last one short, the series is back on target from the next."""
 
     brand: str
     region: str
@@ -343,11 +348,30 @@ class Scenario(_Strict):
                 )
             if gap.end_month is not None and gap.end_month > self.end_date:
                 raise ValueError(f"gaps.{i}.end_month {gap.end_month} is after end_date")
+        self._check_one_shock_at_a_time()
         if self.monitoring.current_end > self.end_date + timedelta(days=1):
             raise ValueError("monitoring.current_end must not be after end_date + 1 day")
         if self.monitoring.baseline_start < self.start_date:
             raise ValueError("monitoring.baseline_start must not be before start_date")
         return self
+
+    def _check_one_shock_at_a_time(self) -> None:
+        """Two refill shocks on one brand and region must not overlap in time: the world draws
+        one chance per refill, and each shock's answer (the refills it took) would count the
+        other's."""
+        shocks = [(i, g) for i, g in enumerate(self.gaps) if g.metric_name in SHOCK_METRICS]
+        for n, (i, a) in enumerate(shocks):
+            for j, b in shocks[n + 1 :]:
+                if (a.brand, a.region) != (b.brand, b.region):
+                    continue
+                a_end, b_end = a.end_month or date.max, b.end_month or date.max
+                if a.start_month <= b_end and b.start_month <= a_end:
+                    kinds = ", ".join(SHOCK_METRICS)
+                    raise ValueError(
+                        f"gaps.{j}: {b.metric_name} overlaps gaps.{i} ({a.metric_name}) on "
+                        f"{b.brand}/{b.region}: both are refill shocks ({kinds}), at most one "
+                        "per brand and region at a time; the other series show its imprint anyway"
+                    )
 
     def _check_seasonal(self) -> None:
         if not self.seasonal:

@@ -13,12 +13,14 @@ treatment_events lists the fills and stops; ml_predictions and triggers score an
 treated patient only while on therapy, from the first fill to the day before the stop (or to
 the journey's end).
 
-A planted volume gap (a GapSpec on trx or market_share) is an access shock in the world: from
-its start_month to its end_month, each refill of a patient of its brand and region is not
-dispensed with chance 1 - achievement_rate (a prior-authorisation renewal denied, a claim
-rejected). The patient misses that refill and keeps the schedule: first fills (initiation) and
-stops are as without the shock, so patient_journeys and the causal model are untouched, and the
-fills it took are kept aside (Timelines.lost_*) so the counterfactual market is known exactly.
+A planted gap on trx, market_share or adherence_rate (core.scenario.SHOCK_METRICS) is a refill
+shock in the world: from its start_month to its end_month, each refill of a patient of its
+brand and region is not dispensed with chance 1 - achievement_rate. On trx or market_share it is
+an access shock (a prior-authorisation renewal denied, a claim rejected), on adherence_rate the
+patients' own missed refills; the world draws both alike. The patient misses that refill and
+keeps the schedule: first fills (initiation) and stops are as without the shock, so
+patient_journeys and the causal model are untouched, and the fills it took are kept aside
+(Timelines.lost_*) so the counterfactual market is known exactly.
 
 Every draw is keyed by its patient (and fill): a patient's timeline depends on that patient's
 row only, so a change to one patient (a drift planted after day t) moves nothing else, and no
@@ -35,7 +37,7 @@ import polars as pl
 
 from e2i_synth.core.keyed import KeyedStream, entity_numbers
 from e2i_synth.core.sampling import in_key_order
-from e2i_synth.core.scenario import GapSpec, Scenario
+from e2i_synth.core.scenario import SHOCK_METRICS, GapSpec, Scenario
 
 PATIENT_BLOCK = 20_000  # memory only: the rows do not depend on it
 _EPOCH = date(1970, 1, 1)
@@ -59,9 +61,6 @@ LATE_REFILL_DAYS = 7
 LAPSE_SHARE = 0.06  # refills after a longer lapse (15-45 days late)
 STOP_GRACE_DAYS = 30  # a stop is recorded up to this long after the last supply ran out
 
-# Gaps on these metrics are access shocks in the world (fewer refills dispensed).
-SHOCK_METRICS = ("trx", "market_share")
-
 # The columns of patient_journeys a timeline derives from.
 TIMELINE_COLUMNS = (
     "patient_id",
@@ -73,7 +72,7 @@ TIMELINE_COLUMNS = (
     "journey_end_date",
     "treatment_initiated",
     "days_to_treatment",
-    "region",  # where the scenario's access shocks strike
+    "region",  # where the scenario's refill shocks strike
 )
 
 
@@ -92,7 +91,7 @@ class Timelines:
     fill_patient: np.ndarray  # row of each fill's patient in the block
     fill_day: np.ndarray
     fill_number: np.ndarray  # 0 for the first fill (the prescription), then the refills
-    lost_patient: np.ndarray  # refills an access shock took (not dispensed): patient row
+    lost_patient: np.ndarray  # refills a refill shock took (not dispensed): patient row
     lost_day: np.ndarray  # and day; empty without a shock
 
     @property
@@ -115,20 +114,21 @@ def stop_hazard(patients: pl.DataFrame) -> np.ndarray:
     return 1 / (1 + np.exp(-logit))
 
 
-def access_shocks(scenario: Scenario) -> list[GapSpec]:
-    """The scenario's gaps that are access shocks in the world."""
+def refill_shocks(scenario: Scenario) -> list[GapSpec]:
+    """The scenario's gaps that are refill shocks in the world."""
     return [g for g in scenario.gaps if g.metric_name in SHOCK_METRICS]
 
 
 def iter_timelines(scenario: Scenario, patient_journeys: pl.DataFrame) -> Iterator[Timelines]:
     """The timelines of each block of patients in turn, in patient_id order, with the
-    scenario's access shocks: every reader sees the same fills."""
-    shocks = access_shocks(scenario)
+    scenario's refill shocks: every reader sees the same fills."""
+    shocks = refill_shocks(scenario)
     patients = in_key_order(patient_journeys, TIMELINE_COLUMNS, "patient_id")
     draw = KeyedStream(scenario.seed, "timelines")
     for start in range(0, patients.height, PATIENT_BLOCK):
         timelines = _block_timelines(draw, patients.slice(start, PATIENT_BLOCK))
         if shocks:
+            # The stream's name predates adherence shocks; renaming it would change the data.
             timelines = _shocked(timelines, shocks, draw.named("access_shock"))
         yield timelines
 

@@ -1,12 +1,14 @@
 """The gap answer: business_metrics against target, by series and month.
 
-planted   the scenario's GapSpecs (series, start_month, achievement_rate). A gap on trx or
-          market_share is an access shock in the world (e2i_synth.world.timelines: that share of
-          the brand's refills in the region dispensed), so it shows in both series: the other
-          one is a gap too, its imprint (same months); NRx (first fills) stay on target. A gap
-          on nrx or a survey metric scales that series' true value.
-expected  per month, the achievement the plant gives in expectation: for a shock,
-          1 - (1 - achievement_rate) x the counterfactual refills' part of planned TRx.
+planted   the scenario's GapSpecs (series, start_month, achievement_rate). A gap on trx,
+          market_share or adherence_rate is a refill shock in the world
+          (e2i_synth.world.timelines: that share of the brand's refills in the region
+          dispensed), so it shows in all three of the brand's series: the others are gaps too,
+          its imprint (same months); NRx (first fills) stay on target. A gap on nrx or another
+          survey metric scales that series' true value.
+expected  per month, the achievement the plant gives in expectation: for a shock's trx and
+          market_share, 1 - (1 - achievement_rate) x the counterfactual refills' part of
+          planned TRx; for adherence_rate and a survey gap, achievement_rate.
 realised  the mean observed achievement over the gap's months in this sample.
 recovered the reference Gap Analyzer rule on the row's own statistics: a month is short when
           value < target and statistical_significance >= 0.95.
@@ -26,7 +28,8 @@ import numpy as np
 import polars as pl
 from scipy.stats import binomtest
 
-from e2i_synth.core.scenario import GapSpec, Scenario
+from e2i_synth.core.scenario import SHOCK_METRICS, GapSpec, Scenario
+from e2i_synth.core.vocabulary import BRAND_METRICS, COMMON_METRICS
 from e2i_synth.tables.answer_key.bounds import (
     DETECTABLE_POWER,
     FALSE_FAILURE_RATE,
@@ -43,7 +46,6 @@ from e2i_synth.tables.metrics.business_metrics import (
 )
 from e2i_synth.tables.metrics.business_metrics_model import WORLD_METRICS
 from e2i_synth.world.market import carryover, month_index, patient_weight
-from e2i_synth.world.timelines import SHOCK_METRICS
 
 SERIES = ("brand", "region", "metric_name")
 # The columns of business_metrics the gap answer reads.
@@ -80,8 +82,9 @@ RULES = {
     "gaps_recovered": Rule(
         blocking=False,
         description="the reference rule (value < target, significance >= 0.95) flags at least "
-        "half the months of every planted gap, and unplanted months near their nominal 2.5% "
-        "(a warning; realised shortfall, recall and power are in ground_truth)",
+        "half the months of every planted gap and every detectable imprint of a shock, and "
+        "unplanted months near their nominal 2.5% (a warning; realised shortfall, recall and "
+        "power are in ground_truth)",
     ),
 }
 
@@ -110,11 +113,10 @@ class GapAnswer:
         shock = self.gap.metric_name in SHOCK_METRICS
         return {
             "planted": self.gap.model_dump(mode="json"),
-            "mechanism": "access shock: each refill of the brand's patients in the region is "
-            "dispensed with chance achievement_rate in the gap's months (treatment_events has "
-            "fewer refills; trx and market_share fall alike, nrx stays on target)"
+            "mechanism": _mechanism(self.gap.metric_name)
             if shock
-            else "the series' true value times achievement_rate (a survey or reporting shortfall)",
+            else "the series' true value times achievement_rate (a survey or reporting "
+            "shortfall, with no cause in the simulated world)",
             "imprint_of": self.imprint_of,
             "expected": {"achievement_by_month": self.expected_by_month},
             "realised": {
@@ -131,6 +133,25 @@ class GapAnswer:
             "min_power": self.min_power,
             "detectable": self.detectable,
         }
+
+
+def _mechanism(metric: str) -> str:
+    cause = (
+        "patients miss refills (non-adherence)"
+        if metric == "adherence_rate"
+        else "access shock (prior-authorisation renewals denied, claims rejected)"
+    )
+    return (
+        f"{cause}: each refill of the brand's patients in the region is dispensed with chance "
+        "achievement_rate in the gap's months (treatment_events has fewer refills; trx and "
+        "market_share fall alike, adherence_rate by achievement_rate, nrx stays on target)"
+    )
+
+
+def shock_series(gap: GapSpec) -> list[str]:
+    """The brand's series a refill shock shows in: trx, market_share and, where the brand
+    reports it, adherence_rate."""
+    return [m for m in SHOCK_METRICS if m in COMMON_METRICS + BRAND_METRICS[gap.brand]]
 
 
 def scored_rows(scenario: Scenario, metrics: pl.DataFrame) -> pl.DataFrame:
@@ -167,9 +188,10 @@ def scored_rows(scenario: Scenario, metrics: pl.DataFrame) -> pl.DataFrame:
 
 
 def _design_achievement(scenario: Scenario, frame: pl.DataFrame) -> pl.Series:
-    """Each row's achievement under the plants, in expectation: a survey gap's rate; for the
-    trx and market_share rows of a shock, 1 - (1 - rate) x the part of planned TRx that is
-    simulated refills ((trx target - carryover - nrx target) / trx target); else 1."""
+    """Each row's achievement under the plants, in expectation: a surveyed series' rate
+    (planned_achievement); for the trx and market_share rows of a shock, 1 - (1 - rate) x the
+    part of planned TRx that is simulated refills ((trx target - carryover - nrx target) / trx
+    target); else 1."""
     rate = planned_achievement(scenario, frame).to_numpy().copy()
     trx = frame.filter(pl.col("metric_name") == "trx").select(
         "brand", "region", "metric_date", _trx="target"
@@ -182,7 +204,7 @@ def _design_achievement(scenario: Scenario, frame: pl.DataFrame) -> pl.Series:
         nrx, on=keys, how="left", maintain_order="left"
     )
     for gap in shock_gaps(scenario):
-        for metric in SHOCK_METRICS:
+        for metric in [m for m in shock_series(gap) if m in WORLD_METRICS]:
             rows = plan.with_row_index("_i").filter(_gap_rows(gap, metric))
             if rows.is_empty():
                 continue
@@ -196,10 +218,10 @@ def _design_achievement(scenario: Scenario, frame: pl.DataFrame) -> pl.Series:
 
 
 def _shock_rows(scenario: Scenario) -> pl.Expr:
-    """Rows of a declared shock's series (trx and market_share) in its months."""
+    """Rows of a declared shock's series (shock_series) in its months."""
     hit = pl.lit(False)
     for gap in shock_gaps(scenario):
-        for metric in SHOCK_METRICS:
+        for metric in shock_series(gap):
             hit = hit | _gap_rows(gap, metric)
     return hit
 
@@ -239,11 +261,12 @@ def shock_gaps(scenario: Scenario) -> list[GapSpec]:
 
 def gap_series(scenario: Scenario) -> list[tuple[GapSpec, str | None]]:
     """Every series short by a plant: the planted gaps, then each shock's imprint on the other
-    shock metric of its brand and region (unless planted too), with the shock's key."""
+    series of its brand and region it shows in (shock_series; unless planted too), with the
+    shock's key."""
     planted = {(g.brand, g.region, g.metric_name) for g in scenario.gaps}
     series: list[tuple[GapSpec, str | None]] = [(g, None) for g in scenario.gaps]
     for gap in shock_gaps(scenario):
-        for metric in SHOCK_METRICS:
+        for metric in shock_series(gap):
             if (gap.brand, gap.region, metric) not in planted:
                 planted.add((gap.brand, gap.region, metric))
                 key = f"{gap.brand}/{gap.region}/{gap.metric_name}"
@@ -305,7 +328,9 @@ def gap_verdicts(
     false_flags = int(unplanted["flagged"].sum())
     # The rule flags an on-target row (value below and significant) about alpha/2 of the time.
     nominal = REFERENCE_ALPHA / 2
-    weak = [a.key for a in answers if a.months and a.months_flagged < a.months / 2]
+    # An imprint is as large as the world makes it: judged only when detectable.
+    judged = [a for a in answers if a.imprint_of is None or a.detectable]
+    weak = [a.key for a in judged if a.months and a.months_flagged < a.months / 2]
     gap_table = [
         {
             "series": a.key,

@@ -4,15 +4,18 @@ Each series is (brand, region, metric). Volumes and share are the world's (e2i_s
 TRx is carryover + patient weight x the region-month's fills, NRx weight x its first fills, and
 market_share the brand's TRx over market_trx, the class's TRx (all brands, competitors
 included), which the row stores as its denominator. The target of these is the same world
-without the access shocks of the planted gaps: the plan of a perfect forecaster, so an
+without the refill shocks of the planted gaps: the plan of a perfect forecaster, so an
 unplanted series is exactly on target before measurement and a shock shows in TRx and share
 alike (NRx are first fills, which a refill shock leaves alone). market_trx is planned: the
 brand's counterfactual TRx over its planned share (the adoption curve below).
 
-The other metrics (conversion, engagement, adherence, OS) stay a survey of a plan: a brand
+The other metrics (conversion, engagement, adherence, OS) are a survey of a plan: a brand
 adoption curve (a logistic between a floor and a cap, anchored on fixed calendar months) times a
-monthly seasonality profile, with a fixed per-region tilt of +-5%; their planted gaps (and a gap
-on nrx, which no refill shock moves) scale the true value by achievement_rate.
+monthly seasonality profile, with a fixed per-region tilt of +-5%. adherence_rate measures the
+refills taken: a refill shock in its brand and region (planted on adherence_rate, trx or
+market_share) scales its true value by the shock's achievement_rate, the chance that a refill is
+dispensed. A planted gap on nrx or another survey metric scales that series' true value only (no
+cause in the world yet: the README says why).
 
 The observed value adds the measurement's own sampling error, drawn with the standard error of
 the true value at the row's sample_size (a pharmacy panel projection for volumes, a survey for
@@ -32,7 +35,7 @@ import numpy as np
 import polars as pl
 from scipy.special import erf
 
-from e2i_synth.core.scenario import Scenario
+from e2i_synth.core.scenario import SHOCK_METRICS, GapSpec, Scenario
 from e2i_synth.core.seeds import rng_for
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import BRAND_METRICS, COMMON_METRICS, REGION_WEIGHTS
@@ -43,7 +46,6 @@ from e2i_synth.tables.metrics.business_metrics_model import (
     UNIT_INTERVAL_METRICS,
 )
 from e2i_synth.world.market import carryover, month_index, patient_weight, world_counts
-from e2i_synth.world.timelines import SHOCK_METRICS
 
 # Brand adoption curve: logistic midpoint (a calendar month) and time scale in months.
 ADOPTION_CURVE: dict[str, tuple[date, float]] = {
@@ -354,21 +356,31 @@ def true_value(scenario: Scenario, rows: pl.DataFrame) -> np.ndarray:
     return world * planned_achievement(scenario, rows).to_numpy()
 
 
-def survey_gaps(scenario: Scenario) -> list:
-    """The planted gaps that scale a survey's (or NRx's) true value; the others are access
-    shocks in the world (e2i_synth.world.timelines)."""
-    return [g for g in scenario.gaps if g.metric_name not in SHOCK_METRICS]
+# The survey metric that measures the refills taken: every refill shock scales it.
+REFILL_SURVEY_METRIC = "adherence_rate"
+
+
+def surveyed_series(gap: GapSpec) -> str | None:
+    """The survey series whose true value a planted gap scales: its own, unless it is a refill
+    shock, which scales adherence_rate (the world's volumes show the rest); None for none."""
+    if gap.metric_name not in SHOCK_METRICS:
+        return gap.metric_name
+    return REFILL_SURVEY_METRIC if REFILL_SURVEY_METRIC in BRAND_METRICS[gap.brand] else None
 
 
 def planned_achievement(scenario: Scenario, rows: pl.DataFrame) -> pl.Series:
-    """The planted rate of each row (brand, region, metric_name, metric_date) of a survey gap:
-    its achievement_rate from its start_month (to its end_month, if it recovers), else 1."""
+    """The planted rate of each row (brand, region, metric_name, metric_date) of a surveyed
+    series (surveyed_series): the gap's achievement_rate from its start_month (to its end_month,
+    if it recovers), else 1."""
     rate = pl.lit(1.0)
-    for gap in sorted(survey_gaps(scenario), key=lambda g: g.start_month):
+    for gap in sorted(scenario.gaps, key=lambda g: g.start_month):
+        surveyed = surveyed_series(gap)
+        if surveyed is None:
+            continue
         hit = (
             (pl.col("brand") == gap.brand)
             & (pl.col("region") == gap.region)
-            & (pl.col("metric_name") == gap.metric_name)
+            & (pl.col("metric_name") == surveyed)
             & (pl.col("metric_date") >= gap.start_month)
         )
         if gap.end_month is not None:  # a gap that recovers: on target again after end_month

@@ -30,7 +30,7 @@ from e2i_synth.tables.entities import assets as entities
 from e2i_synth.tables.entities.checks import ENTITY_CHECKS
 from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
 from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
-from e2i_synth.world.timelines import access_shocks
+from e2i_synth.world.timelines import refill_shocks
 from e2i_synth_tests.pipeline import failed_checks, run
 
 
@@ -238,9 +238,9 @@ def test_refill_gaps_follow_a_lapse_known_by_their_date(full):
 def test_a_fill_is_resolved_within_the_churn_models_horizon(full, scenario):
     """RESOLVED_AFTER_SUPPLY_DAYS: a next fill or the stop comes at most that long after a
     fill's supply ran out (so a fill that far from the journey's end has a known outcome).
-    Outside the access shocks: a shock's lost refills leave longer gaps, as it should."""
+    Outside the refill shocks: a shock's lost refills leave longer gaps, as it should."""
     shocked = pl.DataFrame(
-        [(g.brand, g.region) for g in access_shocks(scenario)],
+        [(g.brand, g.region) for g in refill_shocks(scenario)],
         schema=["brand", "region"],
         orient="row",
     )

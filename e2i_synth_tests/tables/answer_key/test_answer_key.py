@@ -133,17 +133,24 @@ def _assert_gaps_recovered(scenario: Scenario, database: Database) -> None:
     answers = gaps.gap_answers(scenario, scored)
     assert len(answers) == len(gaps.gap_series(scenario))
     for answer in answers:
-        assert answer.months > 0 and answer.detectable, answer
-        assert answer.months_flagged >= answer.months / 2, answer
-    # Exactly the planted series and the shocks' imprints, found from their start month; an
-    # access shock's imprint varies month to month with the refills it happens to take, so
-    # its first run of three significant months may start up to a quarter late.
+        assert answer.months > 0, answer
+        # A planted gap is sized to be found; a shock's imprint is as large as the world makes
+        # it (an adherence shock's on trx is diluted by first fills and carryover), its
+        # detectability recorded.
+        if answer.imprint_of is None:
+            assert answer.detectable, answer
+        if answer.detectable:
+            assert answer.months_flagged >= answer.months / 2, answer
+    # The planted series and the shocks' imprints, found from their start month; a shock's
+    # imprint varies month to month with the refills it happens to take, so its first run of
+    # three significant months may start up to a quarter late.
     found = {
         (f["brand"], f["region"], f["metric_name"]): date.fromisoformat(f["start_month"])
         for f in gaps.reference_gap_findings(scored)
     }
     planted = {(g.brand, g.region, g.metric_name): (g, of) for g, of in gaps.gap_series(scenario)}
-    assert set(found) == set(planted)
+    detectable = {(a.gap.brand, a.gap.region, a.gap.metric_name) for a in answers if a.detectable}
+    assert detectable <= set(found) <= set(planted)
     for key, onset in found.items():
         gap, imprint_of = planted[key]
         late = (onset.year - gap.start_month.year) * 12 + onset.month - gap.start_month.month
@@ -202,7 +209,7 @@ def _assert_answer_key(scenario: Scenario, database: Database, report: pl.DataFr
     assert dict(gap_rows.select("subject", "expected_value").iter_rows()) == expected_gaps
     for row in gap_rows.iter_rows(named=True):
         details = row["details"]
-        assert details["detectable"] is True
+        assert details["detectable"] is True or details["imprint_of"] is not None
         realised = details["realised"]
         # Measurement adds little to the world's shortfall ...
         assert abs(realised["mean_achievement"] - realised["world_mean_achievement"]) < 0.05, row

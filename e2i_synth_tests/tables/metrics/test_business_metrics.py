@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from e2i_synth.core.scenario import Scenario, load_scenario
+from e2i_synth.core.scenario import GapSpec, Scenario, load_scenario
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.table_spec import pg_type_for
 from e2i_synth.core.vocabulary import BRAND_METRICS, COMMON_METRICS
@@ -240,6 +240,50 @@ def test_an_access_shock_takes_refills_in_the_world_and_shows_in_trx_and_share(s
     nrx = inside.filter(pl.col("metric_name") == "nrx")
     assert (nrx["simulated_count"] == nrx["simulated_count_clean"]).all()
     outside = both.filter(~hit)
+    assert (outside["value"] == outside["value_clean"]).all()
+
+
+def test_an_adherence_gap_is_missed_refills_in_the_world_and_shows_in_trx_share_and_adherence():
+    """A planted adherence_rate gap is patients missing refills: the world dispenses fewer
+    refills (treatment_events' fills), so trx and market_share fall against the plan, adherence
+    falls by the planted rate, and the answer key lists trx and market_share as its imprint."""
+    gap = GapSpec(
+        brand="Fabhalta",
+        region="northeast",
+        metric_name="adherence_rate",
+        start_month=date(2025, 4, 1),
+        achievement_rate=0.8,
+    )
+    base = load_scenario(None, scale="full")
+    clean = base.model_copy(update={"gaps": ()})
+    planted = base.model_copy(update={"gaps": (gap,)})
+    both = _generate(planted).join(_generate(clean), on="metric_id", suffix="_clean")
+    inside = both.filter(
+        (pl.col("brand") == gap.brand)
+        & (pl.col("region") == gap.region)
+        & (pl.col("metric_date") >= gap.start_month)
+    )
+
+    def rows(metric: str) -> pl.DataFrame:
+        return inside.filter(pl.col("metric_name") == metric)
+
+    trx, nrx = rows("trx"), rows("nrx")
+    assert trx["simulated_count"].sum() < 0.9 * trx["simulated_count_clean"].sum()
+    assert (trx["target"] == trx["target_clean"]).all()
+    assert (nrx["simulated_count"] == nrx["simulated_count_clean"]).all()
+    share = rows("market_share")
+    assert (share["simulated_count"] == trx["simulated_count"]).all()
+    # adherence's true value is its plan times the chance a refill is dispensed.
+    scored = scored_rows(planted, both.select(SPEC.columns))
+    adherence = scored.join(rows("adherence_rate").select("metric_id"), on="metric_id")
+    assert adherence.height == 15
+    assert (adherence["expected"] == adherence["target"] * gap.achievement_rate).all()
+    imprints = {g.metric_name: of for g, of in gap_series(planted)}
+    key = "Fabhalta/northeast/adherence_rate"
+    assert imprints == {"adherence_rate": None, "trx": key, "market_share": key}
+    # Outside the brand and region nothing moves.
+    outside = both.join(inside.select("metric_id"), on="metric_id", how="anti")
+    outside = outside.filter(pl.col("metric_date") >= gap.start_month)
     assert (outside["value"] == outside["value_clean"]).all()
 
 
