@@ -271,12 +271,15 @@ def _set_logged(conn: psycopg.Connection, schema: str) -> None:
 
 
 # The other sessions of this database whose oldest snapshot is older than `horizon` (an xid8):
-# such a snapshot may predate the staged load's last commits.
+# such a snapshot may predate the staged load's last commits. Not those waiting for an advisory
+# lock: another materialize or migrate waiting for the one swapping (the runner's lock), which
+# cannot go on before it, and reads with a new snapshot once it does.
 _OLDER_SNAPSHOTS = """
 SELECT pid FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid()
   AND backend_type = 'client backend' AND backend_xmin IS NOT NULL
   AND age(backend_xmin) > age(xid(%s::xid8))
+  AND (wait_event_type, wait_event) IS DISTINCT FROM ('Lock', 'advisory')
 ORDER BY pid
 """
 
