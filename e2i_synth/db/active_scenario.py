@@ -128,8 +128,8 @@ def prepare_staging(
     a previous failed run's schema is dropped), recording the scenario being loaded into it.
 
     LOGGED, as public's are: the tables are renamed into public as they are, and the rows reach
-    the WAL once, in the load. (`unlogged`: created UNLOGGED and set LOGGED just before the
-    swap, which rewrites every table and writes it all to the WAL then: measured slower.)"""
+    the WAL once, in the load. (`unlogged`: created UNLOGGED and set LOGGED by swap_in() before
+    its transaction, which rewrites every table then; README.md has the measurements.)"""
     s = sql.Identifier(schema)
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(s))
