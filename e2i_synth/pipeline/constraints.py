@@ -4,9 +4,8 @@ A rule a constraint enforces is stated once, as the constraint: PostgreSQL refus
 that breaks it, so a check scanning for such rows cannot fail. What can go wrong is the
 constraint itself (dropped, NOT VALID, its foreign-key triggers disabled), and that the catalog
 says without reading a row. sql/schema.sql (the migrations' result, proven equal by a test) is
-the declaration; the catalog is read for the table `search_path` finds (the staging copy
-during a scenario change, whose UNIQUE constraints get other names: so definitions, not names,
-are compared).
+the declaration; the catalog is read for the table `search_path` finds (the staging clone
+during a scenario change, which has public's names too; definitions, not names, are compared).
 """
 
 import re

@@ -71,12 +71,13 @@ def _staging_left(database: Database) -> bool:
 # --- a kill at several moments ------------------------------------------------------------------
 
 # Kill points: after the progress line starting with the text (and a pause, so a load is under
-# way), or "swap": inside the swap transaction, after every DELETE and INSERT, blocked before
-# commit on the recorded scenario's row, which the test holds locked.
+# way), or "swap": inside the swap transaction, after every data table has been renamed (public's
+# into the old schema, staging's into public), blocked before commit on the lock of the recorded
+# scenario's table, the last one it locks, which the test holds (a row lock: ROW SHARE).
 KILL_POINTS = ("[1/4]", "[2/4]", "[3/4]", "[4/4]", "swap")
 QUICK_KILL_POINTS = ("[2/4]", "swap")
 SWAP_BLOCKED = """SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
-                  AND query LIKE 'INSERT INTO "e2i_active_scenario"%'"""
+                  AND query LIKE 'LOCK TABLE public."e2i_active_scenario"%'"""
 
 
 def _kill_cli_at(url: str, scenario_file: Path, point: str) -> str:
