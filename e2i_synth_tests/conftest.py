@@ -89,13 +89,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """On an xdist worker under `make` (DAGSTER_HOME = the project's dagster.yaml): run storage
+    in a database of its own, as the serial suite had one instance to itself (a check reads its
+    asset's latest materialization: the other worker's run of another scenario is not it)."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not hasattr(config, "workerinput") or not home or not Path(home, "dagster.yaml").exists():
+        return
+    import yaml
+
+    settings = yaml.safe_load(Path(home, "dagster.yaml").read_text())
+    settings["storage"]["custom"]["config"]["database"] += f"_{config.workerinput['workerid']}"
+    folder = Path(tempfile.mkdtemp(prefix="e2i-dagster-home-"))
+    (folder / "dagster.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    os.environ["DAGSTER_HOME"] = str(folder)
+    config.stash[_WORKER_HOME] = str(folder)
+
+
+_WORKER_HOME = pytest.StashKey[str]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _WORKER_HOME in config.stash:
+        shutil.rmtree(config.stash[_WORKER_HOME], ignore_errors=True)
+
+
 # xdist's loadgroup reads xdist_group marks by renaming item.nodeid, which pytest 9.2 no longer
 # allows (the groups were silently lost): the workers' groups reach the scheduler as a file.
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:
     if node.config.getoption("dist") == "loadgroup":
-        folder = node.config.stash.setdefault(_GROUPS_FOLDER, tempfile.mkdtemp(prefix="e2i-xd-"))
-        node.workerinput[GROUPS_FILE] = str(Path(folder) / "groups")
+        if _GROUPS_FOLDER not in node.config.stash:
+            node.config.stash[_GROUPS_FOLDER] = tempfile.mkdtemp(prefix="e2i-xd-")
+        node.workerinput[GROUPS_FILE] = str(Path(node.config.stash[_GROUPS_FOLDER]) / "groups")
 
 
 _GROUPS_FOLDER = pytest.StashKey[str]()
