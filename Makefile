@@ -41,18 +41,23 @@ run: $(STAMP)
 
 # The suite against a real PostgreSQL (embedded, started by the tests), minutes; the slow tests
 # (marked soak) are skipped here and run by `make soak`. PYTEST_ARGS: extra pytest arguments.
+# XDIST: two pytest-xdist workers, each with its own embedded server; tests are grouped by the
+# template they share and the longest groups go first (e2i_synth_tests/conftest.py).
+# `make test XDIST=` runs the suite in one process.
+XDIST ?= -n 2 --dist loadgroup --no-loadscope-reorder
 test: $(STAMP)
 	$(BIN)/ruff check e2i_synth e2i_synth_tests bench tools examples
 	$(BIN)/ruff format --check e2i_synth e2i_synth_tests bench tools examples
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 # The slow tests (every test marked soak, and all of e2i_synth_tests/soak): SIGKILL during a
 # 1M-row COPY, a server crash mid-load, outages, kills of a scenario change, the blocking checks
 # on hundreds of seeds, runs in a process per run or per step (--parallel), the celery backfill
 # with a worker killed (needs redis-server: apt-get install -y redis-server). `make test` and
 # `make soak` together run the whole suite (.ci/run does).
+# Serial (no xdist): these kill processes and servers, and time what they measure.
 soak: $(DISTRIBUTED)
-	E2I_SOAK=1 $(BIN)/pytest -q -m soak $(PYTEST_ARGS)
+	E2I_SOAK=1 $(BIN)/pytest -q -m soak -p no:xdist $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check e2i_synth e2i_synth_tests bench tools examples

@@ -150,6 +150,8 @@ def test_password_never_shown_by_the_cli_or_stored_by_dagster(
         f"host=127.0.0.1 port=1 user=agent password={PASSWORD} dbname=e2i",
         f"postgresql://agent:{PASSWORD}@no-such-host.invalid/e2i",
     ],
+    # ids without the password: each xdist worker draws its own, and they must collect alike
+    ids=["url_port_1", "query_password", "keyword_dsn", "unknown_host"],
 )
 def test_connection_failure_never_shows_the_password(url, monkeypatch, capsys):
     outcome, seconds = bounded(lambda: connect(url))
