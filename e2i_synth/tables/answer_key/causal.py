@@ -129,7 +129,11 @@ def causal_answer(scenario: Scenario, journeys: pl.DataFrame) -> CausalAnswer:
     weights = np.linalg.solve(x.T @ x, x.T)[1]
     variances = p * (1 - p)
     sd = float(np.sqrt(np.sum(weights**2 * variances)))
+    bound = bernstein_bound(weights, variances)
     naive_slope = float(np.polyfit(x[:, 1], p, 1)[0])
+    # The design and its solve (a few arrays of patients x coefficients) freed before the
+    # reference method's regressions build their own.
+    del x, p, y, u, weights, variances
     estimate = estimate_ate_from_frame(journeys)
     return CausalAnswer(
         **common,
@@ -140,7 +144,7 @@ def causal_answer(scenario: Scenario, journeys: pl.DataFrame) -> CausalAnswer:
         naive=estimate.naive,
         estimator_sd=sd,
         power=float(power_two_sided(causal.true_ate / sd)) if sd > 0 else 1.0,
-        bound=bernstein_bound(weights, variances),
+        bound=bound,
     )
 
 
