@@ -41,16 +41,22 @@ def estimate_ate_from_frame(journeys: pl.DataFrame, alpha: float = 0.05) -> AteE
     treatment = journeys[TREATMENT].cast(pl.Float64).to_numpy()
     covariates = journeys.select(pl.col(c).cast(pl.Float64) for c in ADJUSTMENT_SET).to_numpy()
     ones = np.ones_like(y)
+    # One model at a time, each freed once read: statsmodels keeps several arrays of the
+    # design's size per fit (the pseudo-inverse, residuals, the HC1 sandwich's terms).
     adjusted = sm.OLS(y, np.column_stack([ones, treatment, covariates])).fit(cov_type="HC1")
+    del covariates
+    (lo, hi), estimate, std_error = adjusted.conf_int(alpha)[1], adjusted.params[1], adjusted.bse[1]
+    del adjusted
     naive = sm.OLS(y, np.column_stack([ones, treatment])).fit(cov_type="HC1")
-    lo, hi = adjusted.conf_int(alpha)[1]
     naive_lo, naive_hi = naive.conf_int(alpha)[1]
+    naive_estimate = naive.params[1]
+    del naive
     return AteEstimate(
-        adjusted=float(adjusted.params[1]),
+        adjusted=float(estimate),
         ci_lower=float(lo),
         ci_upper=float(hi),
-        std_error=float(adjusted.bse[1]),
-        naive=float(naive.params[1]),
+        std_error=float(std_error),
+        naive=float(naive_estimate),
         naive_ci_lower=float(naive_lo),
         naive_ci_upper=float(naive_hi),
         n=len(y),

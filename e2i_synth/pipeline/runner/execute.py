@@ -49,6 +49,13 @@ BOOKKEEPING_ENV = {
     "DAGSTER_EVENT_BATCH_SIZE": "10000",
     "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
 }
+# The isolated runs' processes: glibc's malloc serves every block above 256 kB with its own
+# mmap, so a large array goes back to the OS when freed. By default the threshold rises (up to
+# 32 MB) as large blocks are freed, and arrays under it then come from the heap, where memory
+# freed below a live block stays with the process: a run's peak would add up the frames of its
+# steps. Read by glibc at a process's start: it applies to the processes started while it is
+# set (the children), not to this one.
+CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "262144"}
 
 
 def _silent(line: str) -> None:
@@ -195,7 +202,7 @@ def run_all(scenario: Scenario, database: Database, options: Options, checks: li
         else None
     )
     try:
-        with environment(BOOKKEEPING_ENV):
+        with environment(BOOKKEEPING_ENV | (CHILD_ENV if children is not None else {})):
             for run in runs:
                 progress(run.label)
                 tags = {

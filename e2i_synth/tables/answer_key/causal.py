@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import polars as pl
 
+from e2i_synth.core.sampling import in_key_order
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.stats.causal import ADJUSTMENT_SET, OUTCOME, TREATMENT, estimate_ate_from_frame
 from e2i_synth.tables.answer_key.bounds import (
@@ -95,7 +96,8 @@ def _design(journeys: pl.DataFrame) -> np.ndarray:
 
 def causal_answer(scenario: Scenario, journeys: pl.DataFrame) -> CausalAnswer:
     """The causal answer for `journeys` (COLUMNS, any row order) under `scenario`."""
-    journeys = journeys.sort("patient_id")
+    # Not re-sorted (a copy of every column) when already in order, as read from PostgreSQL.
+    journeys = in_key_order(journeys, COLUMNS, "patient_id")
     causal = scenario.causal
     x = _design(journeys)
     p = np.clip(causal.treatment_probability(x[:, 1], x[:, 2], x[:, 3]), 0.0, 1.0)
@@ -127,7 +129,11 @@ def causal_answer(scenario: Scenario, journeys: pl.DataFrame) -> CausalAnswer:
     weights = np.linalg.solve(x.T @ x, x.T)[1]
     variances = p * (1 - p)
     sd = float(np.sqrt(np.sum(weights**2 * variances)))
+    bound = bernstein_bound(weights, variances)
     naive_slope = float(np.polyfit(x[:, 1], p, 1)[0])
+    # The design and its solve (a few arrays of patients x coefficients) freed before the
+    # reference method's regressions build their own.
+    del x, p, y, u, weights, variances
     estimate = estimate_ate_from_frame(journeys)
     return CausalAnswer(
         **common,
@@ -138,7 +144,7 @@ def causal_answer(scenario: Scenario, journeys: pl.DataFrame) -> CausalAnswer:
         naive=estimate.naive,
         estimator_sd=sd,
         power=float(power_two_sided(causal.true_ate / sd)) if sd > 0 else 1.0,
-        bound=bernstein_bound(weights, variances),
+        bound=bound,
     )
 
 

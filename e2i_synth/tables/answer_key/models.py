@@ -21,7 +21,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 from scipy.special import ndtri
-from scipy.stats import norm, rankdata
+from scipy.stats import norm
 
 from e2i_synth.core.scenario import Scenario
 from e2i_synth.tables.activity import ml_predictions as mp
@@ -118,13 +118,34 @@ def _months(start: date, end: date) -> list[tuple[date, date]]:
     return windows
 
 
+def _twice_below(ordered: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per value, twice (the entries of `ordered` (sorted) below it plus half those equal to
+    it): an integer, so its sums are exact."""
+    return np.searchsorted(ordered, values, "left") + np.searchsorted(ordered, values, "right")
+
+
 def auc(score: np.ndarray, outcome: np.ndarray) -> float | None:
-    """P(a positive scores above a negative), ties half (Mann-Whitney U from average ranks)."""
+    """P(a positive scores above a negative), ties half (Mann-Whitney U: per positive, the
+    negatives below it, by binary search in the sorted negatives, not ranks of every row)."""
     positives, negatives = int(outcome.sum()), int((~outcome).sum())
     if positives == 0 or negatives == 0:
         return None
-    ranks = rankdata(score)
-    return float((ranks[outcome].sum() - positives * (positives + 1) / 2) / positives / negatives)
+    u = int(_twice_below(np.sort(score[~outcome]), score[outcome]).sum()) / 2
+    return float(u / positives / negatives)
+
+
+def _influence(s: np.ndarray, outcome: np.ndarray, m: int, n: int) -> np.ndarray:
+    """A score's DeLong influence value of each row, in row order: for a positive, the share
+    of negatives below it (ties half), centred, over m; for a negative, the share of
+    positives above it, centred, over n (binary searches in the sorted other class)."""
+    pos, neg = s[outcome], s[~outcome]
+    v10 = _twice_below(np.sort(neg), pos) / 2 / n
+    v01 = 1 - _twice_below(np.sort(pos), neg) / 2 / m
+    del pos, neg
+    row = np.empty(outcome.size)
+    row[outcome] = (v10 - v10.mean()) / m
+    row[~outcome] = (v01 - v01.mean()) / n
+    return row
 
 
 def delong(
@@ -137,26 +158,24 @@ def delong(
     m, n = int(outcome.sum()), int((~outcome).sum())
     if m < 2 or n < 2:
         return None
-    influence = []
-    for s in scores:
-        pos, neg = s[outcome], s[~outcome]
-        # Placement values: for each positive the share of negatives below it (ties half),
-        # and for each negative the share of positives above it.
-        ranks = rankdata(np.concatenate([pos, neg]))
-        v10 = (ranks[:m] - rankdata(pos)) / n
-        v01 = 1 - (ranks[m:] - rankdata(neg)) / m
-        row = np.empty(outcome.size)
-        row[outcome] = (v10 - v10.mean()) / m
-        row[~outcome] = (v01 - v01.mean()) / n
-        influence.append(row)
-    psi = np.array(influence)
     if groups is None:  # each row its own group: DeLong's S10 / m + S01 / n
+        psi = np.array([_influence(s, outcome, m, n) for s in scores])
         return (
             np.atleast_2d(np.cov(psi[:, outcome])) * m + np.atleast_2d(np.cov(psi[:, ~outcome])) * n
         )
-    _, cluster = np.unique(groups, return_inverse=True)
-    k = int(cluster.max()) + 1
-    sums = np.array([np.bincount(cluster, row, k) for row in psi])
+    # Per score, its influence values summed per group (groups in sorted order, as np.unique
+    # numbers them), one score at a time. Patient indices (non-negative integers) are summed
+    # by bincount straight on them, keeping the groups that occur.
+    if np.issubdtype(groups.dtype, np.integer) and groups.min() >= 0:
+        index = groups.astype(np.intp, copy=False)
+        present = np.bincount(index) > 0
+    else:
+        _, index = np.unique(groups, return_inverse=True)
+        present = np.ones(int(index.max()) + 1, dtype=bool)
+    sums = np.array(
+        [np.bincount(index, _influence(s, outcome, m, n), present.size)[present] for s in scores]
+    )
+    k = int(present.sum())
     return (sums @ sums.T) * k / max(k - 1, 1)
 
 
@@ -285,9 +304,10 @@ def model_answers(
 ) -> dict[str, dict]:
     """Per prediction_type of ml_predictions: its outcome, true probability and figures."""
     judged = judged_rows(scenario, hcp_profiles, patient_journeys)
-    answers = {
-        kind: {"outcome": OUTCOMES[kind], "oracle": ORACLES[kind], **judge(rows)}
-        for kind, rows in judged.items()
-    }
+    answers = {}
+    for kind in list(judged):
+        rows = judged.pop(kind)  # each model's rows freed once judged
+        answers[kind] = {"outcome": OUTCOMES[kind], "oracle": ORACLES[kind], **judge(rows)}
+        del rows
     answers.update({kind: {"outcome": None, "note": note} for kind, note in NOT_JUDGED.items()})
     return answers
