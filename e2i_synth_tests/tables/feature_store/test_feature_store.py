@@ -500,12 +500,8 @@ def test_generation_is_deterministic(full: Data):
     assert not other.values["value"].equals(full.values["value"])
 
 
-def test_generation_is_fast_and_bounded_at_large_scale(full: Data):
-    import time
-
-    started = time.perf_counter()
-    Data.window(full, full.scenario.start_date, full.scenario.end_date + timedelta(days=1))
-    assert time.perf_counter() - started < 5.0
+def test_generation_is_bounded_at_large_scale(full: Data):
+    # How fast it runs is the benchmark's business (bench/); the bound on rows is a rule.
     # At scale 1000 every feature is sampled at MAX_VALUES_PER_DAY: 15 x 150 x 913 days.
     large = full.scenario.model_copy(update={"scale": 1000.0})
     assert expected_feature_values(large, full.patients) <= 15 * 150 * 913
