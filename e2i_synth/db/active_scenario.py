@@ -122,21 +122,20 @@ def prepare_staging(
     scenario_hash: str,
     scenario_yaml: str,
     schema: str = STAGING_SCHEMA,
-    unlogged: bool = False,
 ) -> None:
     """An empty staging schema whose tables are exact clones of the public ones (db/catalog.py;
     a previous failed run's schema is dropped), recording the scenario being loaded into it.
 
     LOGGED, as public's are: the tables are renamed into public as they are, and the rows reach
-    the WAL once, in the load. (`unlogged`: created UNLOGGED and set LOGGED by swap_in() before
-    its transaction, which rewrites every table then; README.md has the measurements.)"""
+    the WAL once, in the load (UNLOGGED tables set LOGGED before the swap were measured no
+    better: README.md)."""
     s = sql.Identifier(schema)
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(s))
         cur.execute(sql.SQL("CREATE SCHEMA {}").format(s))
         # The clone's foreign keys join the staging tables, so a load into staging is refused
         # exactly as a load into public would be.
-        clone_tables(cur, [*TABLES, ACTIVE_TABLE], schema, unlogged=unlogged)
+        clone_tables(cur, [*TABLES, ACTIVE_TABLE], schema)
         _record(
             cur,
             sql.SQL("{}.{}").format(s, sql.Identifier(ACTIVE_TABLE)),
@@ -180,7 +179,6 @@ def swap_in(
     default 600), the same bound as every other lock wait of ours."""
     wait = lock_timeout_s() if wait is None else wait
     deadline = time.monotonic() + wait
-    _set_logged(conn, schema)
     _wait_for_older_snapshots(conn, deadline)
     attempt = 0
     while True:
@@ -247,27 +245,6 @@ def _swap(conn: psycopg.Connection, schema: str, lock_timeout: str) -> tuple[str
         cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(old))
         cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(s))
     return scenario_hash, scenario_yaml
-
-
-def _set_logged(conn: psycopg.Connection, schema: str) -> None:
-    """Staging's UNLOGGED tables (prepare_staging(unlogged=True)) set LOGGED, referenced
-    tables first: each is rewritten and written to the WAL, before the swap's locks."""
-    with conn.transaction(), conn.cursor() as cur:
-        unlogged = {
-            r[0]
-            for r in cur.execute(
-                """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                   WHERE n.nspname = %s AND c.relkind = 'r' AND c.relpersistence = 'u'""",
-                (schema,),
-            )
-        }
-        for name in [*TABLES, ACTIVE_TABLE]:
-            if name in unlogged:
-                cur.execute(
-                    sql.SQL("ALTER TABLE {}.{} SET LOGGED").format(
-                        sql.Identifier(schema), sql.Identifier(name)
-                    )
-                )
 
 
 # The other sessions of this database whose oldest snapshot is older than `horizon` (an xid8):

@@ -210,7 +210,6 @@ def clone_tables(
     names: Sequence[str],
     target: str,
     source: str = "public",
-    unlogged: bool = False,
 ) -> None:
     """Create in schema `target` (which exists, empty) an exact clone of each of `source`'s
     tables `names`, empty; CloneError (before creating anything) on what it cannot clone.
@@ -254,10 +253,10 @@ def clone_tables(
         _kind, _persistence, rls, force_rls, replident, options, owner, comment = about["table"][:8]
         cur.execute(
             sql.SQL(
-                "CREATE {unlogged}TABLE {d}.{t} (LIKE {s}.{t} INCLUDING DEFAULTS INCLUDING "
+                "CREATE TABLE {d}.{t} (LIKE {s}.{t} INCLUDING DEFAULTS INCLUDING "
                 "CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMPRESSION "
                 "INCLUDING COMMENTS)"
-            ).format(unlogged=sql.SQL("UNLOGGED " if unlogged else ""), d=dst, s=src, t=table)
+            ).format(d=dst, s=src, t=table)
         )
         target_table = sql.SQL("{}.{}").format(dst, table)
         if options:
