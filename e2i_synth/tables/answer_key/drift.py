@@ -33,6 +33,7 @@ from functools import cached_property
 import numpy as np
 import polars as pl
 
+from e2i_synth.core.sampling import in_key_order
 from e2i_synth.core.scenario import DriftSpec, Scenario
 from e2i_synth.core.seeds import rng_for
 from e2i_synth.core.vocabulary import FEATURE_GROUPS, FEATURES
@@ -206,19 +207,11 @@ class WorldDrift:
         return cdf / cdf[-1]
 
 
-def _in_patient_order(patient_journeys: pl.DataFrame) -> pl.DataFrame:
-    """The journeys in patient_id order; not re-sorted (a copy of every column, millions of
-    string keys) when already in it, as read from PostgreSQL."""
-    if patient_journeys["patient_id"].is_sorted():
-        return patient_journeys
-    return patient_journeys.sort("patient_id")
-
-
 def world_drift(scenario: Scenario, drift: DriftSpec, patient_journeys: pl.DataFrame) -> WorldDrift:
     """How the current window observes the world drift `drift` (see WorldDrift)."""
     w = scenario.monitoring
     # In patient_id order: the sampling and the sums must not depend on how rows were read.
-    patient_journeys = _in_patient_order(patient_journeys)
+    patient_journeys = in_key_order(patient_journeys, patient_journeys.columns, "patient_id")
     start = patient_journeys["journey_start_date"].cast(pl.Int64).to_numpy()
     end = patient_journeys["journey_end_date"].cast(pl.Int64).to_numpy()
     share = diagnosis_share(drift, start)
@@ -400,7 +393,9 @@ def shows_in(
     if patient_journeys is None:
         raise ValueError(f"where the world drift of {drift.feature} shows needs patient_journeys")
     column = JOURNEY_ATTRIBUTES[drift.feature]
-    patient_journeys = _in_patient_order(patient_journeys)  # sums in a fixed order
+    patient_journeys = in_key_order(
+        patient_journeys, patient_journeys.columns, "patient_id"
+    )  # sums in a fixed order
     start = patient_journeys["journey_start_date"].cast(pl.Int64).to_numpy()
     after = diagnosis_share(drift, start)
     after = after[after > 0]
