@@ -62,7 +62,7 @@ def _one_seed(name: str, seed: int) -> dict:
         ),
     }
     margins = {
-        "causal_model_holds": abs(c.adjusted - truth) / c.bound,
+        "causal_model_holds": abs(c.adjusted - truth - c.start_shock_shift) / c.bound,
         "feature_values_stationary_unless_planted": alpha / min(unplanted_p),
         "business_metrics_match_plan": float(scored["z"].max()) / gaps.bonferroni_z(scored.height),
     }

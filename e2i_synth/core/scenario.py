@@ -196,15 +196,27 @@ class DriftSpec(_Strict):
 # Gaps on these metrics are refill shocks in the world (e2i_synth.world.timelines): on trx or
 # market_share an access shock (renewals denied), on adherence_rate patients missing refills.
 SHOCK_METRICS = ("trx", "market_share", "adherence_rate")
+# Gaps on these are start shocks in the world (e2i_synth.world.initiation): fewer of the
+# patients diagnosed in the gap's months start therapy.
+START_SHOCK_METRICS = ("nrx", "conversion_rate")
+# Why a gap cannot be planted on the other metrics: it would have no cause in the world.
+NO_WORLD_CAUSE = {
+    "hcp_engagement_score": "the world does not simulate the HCPs' contacts with the brand",
+    "os_rate": "overall survival is a clinical outcome the world does not simulate",
+}
 
 
 class GapSpec(_Strict):
     """A planted shortfall: from `start_month`, the series reaches only `achievement_rate` of
-    its target (for example 0.8 = 20% below target). On a SHOCK_METRICS series it is a refill
-    shock in the world: each refill of the brand's patients in the region is dispensed with
-    chance `achievement_rate` (e2i_synth.world.timelines), so adherence falls by that rate and
-    TRx and share by a little less (first fills are untouched). With `end_month` the gap
-    recovers: that month is the last one short, the series is back on target from the next."""
+    its target (for example 0.8 = 20% below target), through a cause in the world. On a
+    SHOCK_METRICS series it is a refill shock: each refill of the brand's patients in the region
+    is dispensed with chance `achievement_rate` (e2i_synth.world.timelines), so adherence falls
+    by that rate and TRx and share by a little less (first fills are untouched). On a
+    START_SHOCK_METRICS series it is a start shock: each start of the brand's patients in the
+    region diagnosed in the gap's months goes ahead with chance `achievement_rate`
+    (e2i_synth.world.initiation), so conversion falls by that rate, NRx by about it a few weeks
+    later, TRx and share by a growing part of it. With `end_month` the gap recovers: that month
+    is the last one short (a start shock's patients keep their lost refills' imprint on TRx)."""
 
     brand: str
     region: str
@@ -221,6 +233,13 @@ class GapSpec(_Strict):
         if self.metric_name not in allowed:
             raise ValueError(
                 f"unknown metric_name {self.metric_name!r} for {self.brand}; known: {list(allowed)}"
+            )
+        if self.metric_name in NO_WORLD_CAUSE:
+            plantable = [m for m in allowed if m in SHOCK_METRICS + START_SHOCK_METRICS]
+            raise ValueError(
+                f"metric_name {self.metric_name!r}: a planted gap needs a cause in the simulated "
+                f"world, and {NO_WORLD_CAUSE[self.metric_name]}; gaps can be planted on "
+                f"{plantable}"
             )
         if self.start_month.day != 1:
             raise ValueError(f"start_month {self.start_month} must be the first day of a month")
@@ -356,21 +375,35 @@ class Scenario(_Strict):
         return self
 
     def _check_one_shock_at_a_time(self) -> None:
-        """Two refill shocks on one brand and region must not overlap in time: the world draws
-        one chance per refill, and each shock's answer (the refills it took) would count the
-        other's."""
-        shocks = [(i, g) for i, g in enumerate(self.gaps) if g.metric_name in SHOCK_METRICS]
-        for n, (i, a) in enumerate(shocks):
-            for j, b in shocks[n + 1 :]:
-                if (a.brand, a.region) != (b.brand, b.region):
-                    continue
-                a_end, b_end = a.end_month or date.max, b.end_month or date.max
-                if a.start_month <= b_end and b.start_month <= a_end:
-                    kinds = ", ".join(SHOCK_METRICS)
+        """Two shocks of one kind on one brand and region must not overlap in time: the world
+        draws one chance per refill (per start), and each shock's answer (the refills or starts
+        it took) would count the other's. A start shock and a refill shock may not share a
+        brand and region at all."""
+        for metrics, kind in ((SHOCK_METRICS, "refill"), (START_SHOCK_METRICS, "start")):
+            shocks = [(i, g) for i, g in enumerate(self.gaps) if g.metric_name in metrics]
+            for n, (i, a) in enumerate(shocks):
+                for j, b in shocks[n + 1 :]:
+                    if (a.brand, a.region) != (b.brand, b.region):
+                        continue
+                    a_end, b_end = a.end_month or date.max, b.end_month or date.max
+                    if a.start_month <= b_end and b.start_month <= a_end:
+                        raise ValueError(
+                            f"gaps.{j}: {b.metric_name} overlaps gaps.{i} ({a.metric_name}) on "
+                            f"{b.brand}/{b.region}: both are {kind} shocks "
+                            f"({', '.join(metrics)}), at most one per brand and region at a "
+                            "time; the other series show its imprint anyway"
+                        )
+        refills = [(i, g) for i, g in enumerate(self.gaps) if g.metric_name in SHOCK_METRICS]
+        for j, b in (
+            (j, g) for j, g in enumerate(self.gaps) if g.metric_name in START_SHOCK_METRICS
+        ):
+            for i, a in refills:
+                if (a.brand, a.region) == (b.brand, b.region):
                     raise ValueError(
-                        f"gaps.{j}: {b.metric_name} overlaps gaps.{i} ({a.metric_name}) on "
-                        f"{b.brand}/{b.region}: both are refill shocks ({kinds}), at most one "
-                        "per brand and region at a time; the other series show its imprint anyway"
+                        f"gaps.{j}: {b.metric_name} (a start shock) and gaps.{i} "
+                        f"({a.metric_name}, a refill shock) are on the same {b.brand}/{b.region}: "
+                        "the patients a start shock keeps out would have refilled for months, "
+                        "so the two would move TRx together; plant them on different series"
                     )
 
     def _check_seasonal(self) -> None:

@@ -10,8 +10,9 @@ add carryover TRx, a planned curve decaying with the brand's persistence, split 
 by REGION_WEIGHTS. So a region-month's TRx is carryover + weight x fills, its NRx weight x first
 fills, and national volumes are the sum of the regions.
 
-The counterfactual market (trx_without_shock) is the same world without the access shocks of
-the planted gaps (e2i_synth.world.timelines): what a perfect forecaster would have planned.
+The counterfactual market (trx_without_shock, nrx_without_shock) is the same world without the
+refill and start shocks of the planted gaps (e2i_synth.world.timelines and .initiation): what
+a perfect forecaster would have planned.
 
 Counts are summed block by block of patients, so no more than one block's fills is held.
 """
@@ -43,6 +44,7 @@ COUNT_SCHEMA = {
     "trx": pl.Int64,
     "nrx": pl.Int64,
     "trx_without_shock": pl.Int64,
+    "nrx_without_shock": pl.Int64,
 }
 
 
@@ -90,6 +92,7 @@ def _block_counts(t: Timelines) -> pl.DataFrame:
         trx=np.ones(t.fill_patient.size, dtype=np.int64),
         nrx=(t.fill_number == 0).astype(np.int64),
         lost=np.zeros(t.fill_patient.size, dtype=np.int64),
+        lost_nrx=np.zeros(t.fill_patient.size, dtype=np.int64),
     )
     lost = by_month(
         t.lost_patient,
@@ -97,17 +100,14 @@ def _block_counts(t: Timelines) -> pl.DataFrame:
         trx=np.zeros(t.lost_patient.size, dtype=np.int64),
         nrx=np.zeros(t.lost_patient.size, dtype=np.int64),
         lost=np.ones(t.lost_patient.size, dtype=np.int64),
+        lost_nrx=(t.lost_number == 0).astype(np.int64),
     )
-    return (
-        pl.concat([fills, lost])
-        .group_by(KEYS)
-        .agg(pl.col("trx").sum(), pl.col("nrx").sum(), pl.col("lost").sum())
-    )
+    return pl.concat([fills, lost]).group_by(KEYS).agg(pl.all().sum())
 
 
 def world_counts(scenario: Scenario, patient_journeys: pl.DataFrame) -> pl.DataFrame:
-    """Simulated trx, nrx and trx_without_shock (the counterfactual) of every (brand, region,
-    month index) of the scenario, zero where no fill falls."""
+    """Simulated trx and nrx, and both without the shocks (the counterfactual), of every
+    (brand, region, month index) of the scenario, zero where no fill falls."""
     first, last = month_index(scenario.start_date), month_index(scenario.end_date)
     grid = pl.DataFrame(
         [
@@ -123,12 +123,18 @@ def world_counts(scenario: Scenario, patient_journeys: pl.DataFrame) -> pl.DataF
     counts = (
         pl.concat(blocks).group_by(KEYS).agg(pl.all().sum())
         if blocks
-        else pl.DataFrame(schema={**COUNT_SCHEMA, "lost": pl.Int64}).drop("trx_without_shock")
+        else pl.DataFrame(
+            schema={"brand": pl.String, "region": pl.String, "_month": pl.Int64}
+            | dict.fromkeys(("trx", "nrx", "lost", "lost_nrx"), pl.Int64)
+        )
     )
     return (
         grid.join(counts, on=list(KEYS), how="left")
-        .with_columns(pl.col("trx", "nrx", "lost").fill_null(0).cast(pl.Int64))
-        .with_columns(trx_without_shock=pl.col("trx") + pl.col("lost"))
+        .with_columns(pl.col("trx", "nrx", "lost", "lost_nrx").fill_null(0).cast(pl.Int64))
+        .with_columns(
+            trx_without_shock=pl.col("trx") + pl.col("lost"),
+            nrx_without_shock=pl.col("nrx") + pl.col("lost_nrx"),
+        )
         .select(list(COUNT_SCHEMA))
         .cast(COUNT_SCHEMA)
     )

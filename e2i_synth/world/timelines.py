@@ -38,6 +38,7 @@ import polars as pl
 from e2i_synth.core.keyed import KeyedStream, entity_numbers
 from e2i_synth.core.sampling import in_key_order
 from e2i_synth.core.scenario import SHOCK_METRICS, GapSpec, Scenario
+from e2i_synth.world.initiation import kept_out, keyed_waits, start_factor, would_start
 
 PATIENT_BLOCK = 20_000  # memory only: the rows do not depend on it
 _EPOCH = date(1970, 1, 1)
@@ -72,7 +73,9 @@ TIMELINE_COLUMNS = (
     "journey_end_date",
     "treatment_initiated",
     "days_to_treatment",
-    "region",  # where the scenario's refill shocks strike
+    "region",  # where the scenario's refill and start shocks strike
+    "disease_severity",  # with academic_hcp, the causal model's draw a start shock replays
+    "academic_hcp",
 )
 
 
@@ -91,8 +94,9 @@ class Timelines:
     fill_patient: np.ndarray  # row of each fill's patient in the block
     fill_day: np.ndarray
     fill_number: np.ndarray  # 0 for the first fill (the prescription), then the refills
-    lost_patient: np.ndarray  # refills a refill shock took (not dispensed): patient row
-    lost_day: np.ndarray  # and day; empty without a shock
+    lost_patient: np.ndarray  # fills a shock took (not dispensed): patient row
+    lost_day: np.ndarray  # day
+    lost_number: np.ndarray  # and number in the world without shocks; empty without a shock
 
     @property
     def therapy_end(self) -> np.ndarray:
@@ -126,11 +130,27 @@ def iter_timelines(scenario: Scenario, patient_journeys: pl.DataFrame) -> Iterat
     patients = in_key_order(patient_journeys, TIMELINE_COLUMNS, "patient_id")
     draw = KeyedStream(scenario.seed, "timelines")
     for start in range(0, patients.height, PATIENT_BLOCK):
-        timelines = _block_timelines(draw, patients.slice(start, PATIENT_BLOCK))
+        block = patients.slice(start, PATIENT_BLOCK)
+        timelines = _block_timelines(draw, block, _kept_out(scenario, block))
         if shocks:
             # The stream's name predates adherence shocks; renaming it would change the data.
             timelines = _shocked(timelines, shocks, draw.named("access_shock"))
         yield timelines
+
+
+def _kept_out(scenario: Scenario, patients: pl.DataFrame) -> np.ndarray:
+    """The block's patients a start shock kept from starting (world.initiation): the causal
+    model starts them, the shock's draw stops them, so treatment_initiated is false."""
+    factor = start_factor(
+        scenario, patients["brand"], patients["region"], patients["journey_start_date"]
+    )
+    if not (factor < 1).any():
+        return np.zeros(patients.height, dtype=bool)
+    return (
+        would_start(scenario, patients)
+        & kept_out(scenario, patients["patient_id"], factor)
+        & ~patients["treatment_initiated"].to_numpy()
+    )
 
 
 def _shocked(t: Timelines, shocks: list[GapSpec], stream: KeyedStream) -> Timelines:
@@ -159,8 +179,9 @@ def _shocked(t: Timelines, shocks: list[GapSpec], stream: KeyedStream) -> Timeli
         fill_patient=patient,
         fill_day=t.fill_day[kept],
         fill_number=number,
-        lost_patient=t.fill_patient[lost],
-        lost_day=t.fill_day[lost],
+        lost_patient=np.concatenate([t.lost_patient, t.fill_patient[lost]]),
+        lost_day=np.concatenate([t.lost_day, t.fill_day[lost]]),
+        lost_number=np.concatenate([t.lost_number, t.fill_number[lost]]),
     )
 
 
@@ -168,18 +189,26 @@ def _month_after(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
-def _block_timelines(draw: KeyedStream, patients: pl.DataFrame) -> Timelines:
+def _block_timelines(draw: KeyedStream, patients: pl.DataFrame, barred: np.ndarray) -> Timelines:
+    """The block's timelines; `barred`: the patients a start shock kept from starting, whose
+    timelines as if they had started are the world without the shock (lost_*)."""
     n = patients.height
     keys = entity_numbers(patients["patient_id"])
     duration = (
         (patients["journey_end_date"] - patients["journey_start_date"]).dt.total_days().to_numpy()
     )
     hazard = stop_hazard(patients)
-    treated = np.flatnonzero(patients["treatment_initiated"].to_numpy())
+    initiated = patients["treatment_initiated"].to_numpy()
+    treated = np.flatnonzero(initiated | barred)
     key = keys[treated]
     supply = patients["brand"].replace_strict(DAYS_SUPPLY, return_dtype=pl.Int64).to_numpy()
     supply = supply[treated]
-    first = patients["days_to_treatment"].to_numpy()[treated].astype(np.int64)
+    # A kept-out patient's wait is not in patient_journeys: drawn here, never past the end.
+    waits = patients["days_to_treatment"].fill_null(0).to_numpy().astype(np.int64)
+    if barred.any():
+        unseen = keyed_waits(draw.named("kept_out_wait"), keys[barred])
+        waits[barred] = np.minimum(unseen, duration[barred]).astype(np.int64)
+    first = waits[treated]
     planned = draw.named("planned").geometric(hazard[treated], key)
     room = duration[treated] - first
     # Never more candidate fills than fit in the journey at the shortest refill interval.
@@ -213,6 +242,9 @@ def _block_timelines(draw: KeyedStream, patients: pl.DataFrame) -> Timelines:
     stop[treated[stopped]] = stop_day[stopped]
     stop_kind = np.full(n, -1, dtype=np.int8)
     stop_kind[treated[stopped]] = np.where(switched[stopped], 0, 1)
+    # The kept-out patients never start: their fills are the shock's loss.
+    lost = barred[treated][who]
+    first_fill[barred], stop[barred], stop_kind[barred] = NO_DAY, NO_DAY, -1
     return Timelines(
         patients=patients,
         key=keys,
@@ -221,11 +253,12 @@ def _block_timelines(draw: KeyedStream, patients: pl.DataFrame) -> Timelines:
         first_fill=first_fill,
         stop=stop,
         stop_kind=stop_kind,
-        fill_patient=treated[who],
-        fill_day=day,
-        fill_number=nth,
-        lost_patient=np.empty(0, dtype=np.int64),
-        lost_day=np.empty(0, dtype=np.int64),
+        fill_patient=treated[who][~lost],
+        fill_day=day[~lost],
+        fill_number=nth[~lost],
+        lost_patient=treated[who][lost],
+        lost_day=day[lost],
+        lost_number=nth[lost],
     )
 
 

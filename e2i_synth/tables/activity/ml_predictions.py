@@ -42,7 +42,7 @@ from e2i_synth.tables.activity.ml_predictions_model import (
     PREDICTION_MODELS,
     SPEC,
 )
-from e2i_synth.world.initiation import still_waiting
+from e2i_synth.world.initiation import start_factor, still_waiting
 from e2i_synth.world.timelines import (
     DAYS_SUPPLY,
     LATE_REFILL_DAYS,
@@ -102,7 +102,7 @@ class Population:
     first_rx: np.ndarray  # day number of the first prescription; NEVER if not initiated
     therapy_end: np.ndarray  # day number of the last day on therapy (before the first_rx if none)
     stop_hazard: np.ndarray  # chance of stopping after each fill (the timeline's)
-    p_true: np.ndarray  # P(treatment_initiated) of the causal model
+    p_true: np.ndarray  # P(treatment_initiated) in the world (true_treatment_probability)
     fill_day: np.ndarray  # int32 day number of each fill
     fill_patient: np.ndarray  # int32 patient index of each fill
     fill_last: np.ndarray  # the patient's last fill in the journey
@@ -145,7 +145,7 @@ class Population:
 # The columns of the inputs that predictions and triggers derive from (their assets read only
 # these).
 # The timeline's columns and what the scores read besides.
-PATIENT_COLUMNS = (*TIMELINE_COLUMNS, "hcp_id", "disease_severity", "academic_hcp")
+PATIENT_COLUMNS = (*TIMELINE_COLUMNS, "hcp_id")
 HCP_COLUMNS = ("hcp_id", "brand_focus", "decile", "digital_engagement", "kol_flag", "academic_hcp")
 
 
@@ -247,11 +247,15 @@ def _block_fills(
 
 
 def true_treatment_probability(scenario: Scenario, patients: pl.DataFrame) -> np.ndarray:
-    """P(treatment_initiated) of each patient under the scenario's causal model."""
+    """P(treatment_initiated) of each patient in the world: the scenario's causal model, times
+    the chance that a start goes ahead under a planted start shock (world.initiation; the
+    shock is in force from before the diagnosis of every patient it reaches)."""
     return scenario.causal.treatment_probability(
         patients["engagement_score"].to_numpy(),
         patients["disease_severity"].to_numpy(),
         patients["academic_hcp"].to_numpy(),
+    ) * start_factor(
+        scenario, patients["brand"], patients["region"], patients["journey_start_date"]
     )
 
 

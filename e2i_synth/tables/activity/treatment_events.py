@@ -111,7 +111,7 @@ BASELINE_LAB_DAYS = 14
 OFFICE_VISITS_PER_YEAR = 5.0
 LAB_TESTS_PER_YEAR: dict[str, float] = {"Remibrutinib": 2.0, "Fabhalta": 5.0, "Kisqali": 7.0}
 # The columns of patient_journeys the events derive from (the asset reads only these).
-PATIENT_COLUMNS = tuple(dict.fromkeys((*TIMELINE_COLUMNS, "hcp_id", "disease_severity")))
+PATIENT_COLUMNS = (*TIMELINE_COLUMNS, "hcp_id")
 
 
 def iter_treatment_events(

@@ -1,14 +1,23 @@
 """The gap answer: business_metrics against target, by series and month.
 
-planted   the scenario's GapSpecs (series, start_month, achievement_rate). A gap on trx,
-          market_share or adherence_rate is a refill shock in the world
-          (e2i_synth.world.timelines: that share of the brand's refills in the region
-          dispensed), so it shows in all three of the brand's series: the others are gaps too,
-          its imprint (same months); NRx (first fills) stay on target. A gap on nrx or another
-          survey metric scales that series' true value.
-expected  per month, the achievement the plant gives in expectation: for a shock's trx and
-          market_share, 1 - (1 - achievement_rate) x the counterfactual refills' part of
-          planned TRx; for adherence_rate and a survey gap, achievement_rate.
+planted   the scenario's GapSpecs (series, start_month, achievement_rate), each a shock in
+          the world that shows in other series of its brand and region too, its imprint:
+          - a gap on trx, market_share or adherence_rate is a refill shock
+            (e2i_synth.world.timelines: that share of the brand's refills in the region
+            dispensed): it shows in all three series in the same months; NRx (first fills) stay
+            on target;
+          - a gap on nrx or conversion_rate is a start shock (e2i_synth.world.initiation: that
+            share of the starts of the patients diagnosed in its months goes ahead): it shows
+            in conversion_rate in the same months, in NRx as the kept-out patients' first fills
+            would have come (to a month after the gap), and in TRx and share from its start
+            for as long as those patients would have refilled (to the scenario's end).
+expected  per month, the achievement the plant gives in expectation: for a refill shock's trx
+          and market_share, 1 - (1 - achievement_rate) x the counterfactual refills' part of
+          planned TRx; for a start shock's nrx, 1 - (1 - achievement_rate) x the part of the
+          month's first fills from patients diagnosed in the gap's months (waits from
+          world.initiation, diagnoses spread evenly); for adherence_rate and conversion_rate,
+          achievement_rate. A start shock's trx and market_share move as the world's draw of
+          who starts makes them: their expectation is the world's (true value / target).
 realised  the mean observed achievement over the gap's months in this sample.
 recovered the reference Gap Analyzer rule on the row's own statistics: a month is short when
           value < target and statistical_significance >= 0.95.
@@ -23,12 +32,13 @@ the standard error it was drawn with, so a correct generator fails it with proba
 """
 
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import polars as pl
-from scipy.stats import binomtest
+from scipy.stats import binomtest, gamma
 
-from e2i_synth.core.scenario import SHOCK_METRICS, GapSpec, Scenario
+from e2i_synth.core.scenario import SHOCK_METRICS, START_SHOCK_METRICS, GapSpec, Scenario
 from e2i_synth.core.vocabulary import BRAND_METRICS, COMMON_METRICS
 from e2i_synth.tables.answer_key.bounds import (
     DETECTABLE_POWER,
@@ -45,6 +55,7 @@ from e2i_synth.tables.metrics.business_metrics import (
     true_value,
 )
 from e2i_synth.tables.metrics.business_metrics_model import WORLD_METRICS
+from e2i_synth.world.initiation import WAIT_GAMMA_SCALE_DAYS, WAIT_GAMMA_SHAPE
 from e2i_synth.world.market import carryover, month_index, patient_weight
 
 SERIES = ("brand", "region", "metric_name")
@@ -110,13 +121,9 @@ class GapAnswer:
         return self.min_power is not None and self.min_power >= DETECTABLE_POWER
 
     def as_details(self) -> dict:
-        shock = self.gap.metric_name in SHOCK_METRICS
         return {
             "planted": self.gap.model_dump(mode="json"),
-            "mechanism": _mechanism(self.gap.metric_name)
-            if shock
-            else "the series' true value times achievement_rate (a survey or reporting "
-            "shortfall, with no cause in the simulated world)",
+            "mechanism": _mechanism(self.gap.metric_name),
             "imprint_of": self.imprint_of,
             "expected": {"achievement_by_month": self.expected_by_month},
             "realised": {
@@ -136,6 +143,15 @@ class GapAnswer:
 
 
 def _mechanism(metric: str) -> str:
+    if metric in START_SHOCK_METRICS:
+        return (
+            "start shock, a new-patient access barrier (formulary exclusion, new starts' prior "
+            "authorisations denied): each patient of the brand and region diagnosed in the gap's "
+            "months whom the causal model starts goes ahead with chance achievement_rate "
+            "(patient_journeys.treatment_initiated is false for the others; conversion_rate "
+            "falls by achievement_rate, nrx about as much from a few weeks later, trx and "
+            "market_share by the refills those patients would have taken)"
+        )
     cause = (
         "patients miss refills (non-adherence)"
         if metric == "adherence_rate"
@@ -189,9 +205,11 @@ def scored_rows(scenario: Scenario, metrics: pl.DataFrame) -> pl.DataFrame:
 
 def _design_achievement(scenario: Scenario, frame: pl.DataFrame) -> pl.Series:
     """Each row's achievement under the plants, in expectation: a surveyed series' rate
-    (planned_achievement); for the trx and market_share rows of a shock, 1 - (1 - rate) x the
-    part of planned TRx that is simulated refills ((trx target - carryover - nrx target) / trx
-    target); else 1."""
+    (planned_achievement); for the trx and market_share rows of a refill shock, 1 - (1 - rate)
+    x the part of planned TRx that is simulated refills ((trx target - carryover - nrx target)
+    / trx target); for the nrx rows of a start shock, 1 - (1 - rate) x the part of the month's
+    first fills from the patients diagnosed in its months (_diagnosed_in_window), for its trx
+    and market_share rows the world's (true value / target); else 1."""
     rate = planned_achievement(scenario, frame).to_numpy().copy()
     trx = frame.filter(pl.col("metric_name") == "trx").select(
         "brand", "region", "metric_date", _trx="target"
@@ -214,15 +232,56 @@ def _design_achievement(scenario: Scenario, frame: pl.DataFrame) -> pl.Series:
             refills = np.maximum(planned - carry - rows["_nrx"].to_numpy(), 0)
             part = np.where(planned > 0, refills / np.maximum(planned, 1e-300), 0)
             rate[rows["_i"].to_numpy()] = 1 - (1 - gap.achievement_rate) * part
+    world = None
+    for gap in scenario.gaps:
+        if gap.metric_name not in START_SHOCK_METRICS:
+            continue
+        for imprint in imprints(gap):
+            rows = plan.with_row_index("_i").filter(_gap_rows(imprint))
+            index = rows["_i"].to_numpy()
+            if imprint.metric_name == "nrx":
+                part = _diagnosed_in_window(gap, rows["metric_date"].to_list())
+                rate[index] = 1 - (1 - gap.achievement_rate) * part
+            elif imprint.metric_name in ("trx", "market_share") and index.size:
+                if world is None:
+                    target = frame["target"].to_numpy()
+                    expected = true_value(scenario, frame)
+                    world = np.where(target > 0, expected / np.where(target > 0, target, 1), 1)
+                rate[index] = world[index]
     return pl.Series("design", rate)
 
 
+def _diagnosed_in_window(gap: GapSpec, months: list[date]) -> np.ndarray:
+    """Per month, the part of the first fills that come from patients diagnosed in the gap's
+    months, diagnoses spread evenly in time: a first fill on day t comes from a diagnosis in
+    [S, E) with probability F(t - S) - F(t - E), F the wait's distribution (world.initiation;
+    a rounded wait is at most x days when the gamma is below x + 0.5), averaged over the
+    month's days."""
+
+    def waited(days: np.ndarray) -> np.ndarray:
+        return np.where(
+            days >= 0, gamma.cdf(days + 0.5, WAIT_GAMMA_SHAPE, scale=WAIT_GAMMA_SCALE_DAYS), 0.0
+        )
+
+    end = None if gap.end_month is None else _month_start(month_index(gap.end_month) + 1)
+    parts = []
+    for month in months:
+        after = _month_start(month_index(month) + 1)
+        days = np.arange((after - month).days, dtype=float)
+        since_start = (month - gap.start_month).days + days
+        part = waited(since_start)
+        if end is not None:
+            part = part - waited((month - end).days + days)
+        parts.append(float(part.mean()))
+    return np.array(parts)
+
+
 def _shock_rows(scenario: Scenario) -> pl.Expr:
-    """Rows of a declared shock's series (shock_series) in its months."""
+    """Rows of the series a declared shock shows in (imprints), in the months it does."""
     hit = pl.lit(False)
-    for gap in shock_gaps(scenario):
-        for metric in shock_series(gap):
-            hit = hit | _gap_rows(gap, metric)
+    for gap in scenario.gaps:
+        for imprint in imprints(gap):
+            hit = hit | _gap_rows(imprint)
     return hit
 
 
@@ -259,18 +318,39 @@ def shock_gaps(scenario: Scenario) -> list[GapSpec]:
     return [g for g in scenario.gaps if g.metric_name in SHOCK_METRICS]
 
 
+def imprints(gap: GapSpec) -> list[GapSpec]:
+    """The series a planted gap's shock shows in, each with the months it shows in: a refill
+    shock in shock_series over its own months; a start shock in conversion_rate over its own
+    months, in nrx to the month after its end (first fills come after diagnosis), in trx and
+    market_share from its start to the scenario's end (the patients who did not start would
+    have kept refilling)."""
+    if gap.metric_name in SHOCK_METRICS:
+        return [gap.model_copy(update={"metric_name": m}) for m in shock_series(gap)]
+    nrx_end = None if gap.end_month is None else _month_start(month_index(gap.end_month) + 1)
+    return [
+        gap.model_copy(update={"metric_name": "conversion_rate"}),
+        gap.model_copy(update={"metric_name": "nrx", "end_month": nrx_end}),
+        gap.model_copy(update={"metric_name": "trx", "end_month": None}),
+        gap.model_copy(update={"metric_name": "market_share", "end_month": None}),
+    ]
+
+
+def _month_start(index: int) -> date:
+    return date(index // 12, index % 12 + 1, 1)
+
+
 def gap_series(scenario: Scenario) -> list[tuple[GapSpec, str | None]]:
     """Every series short by a plant: the planted gaps, then each shock's imprint on the other
-    series of its brand and region it shows in (shock_series; unless planted too), with the
+    series of its brand and region it shows in (imprints; unless planted too), with the
     shock's key."""
     planted = {(g.brand, g.region, g.metric_name) for g in scenario.gaps}
     series: list[tuple[GapSpec, str | None]] = [(g, None) for g in scenario.gaps]
-    for gap in shock_gaps(scenario):
-        for metric in shock_series(gap):
-            if (gap.brand, gap.region, metric) not in planted:
-                planted.add((gap.brand, gap.region, metric))
+    for gap in scenario.gaps:
+        for imprint in imprints(gap):
+            if (gap.brand, gap.region, imprint.metric_name) not in planted:
+                planted.add((gap.brand, gap.region, imprint.metric_name))
                 key = f"{gap.brand}/{gap.region}/{gap.metric_name}"
-                series.append((gap.model_copy(update={"metric_name": metric}), key))
+                series.append((imprint, key))
     return series
 
 

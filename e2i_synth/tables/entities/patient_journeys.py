@@ -5,6 +5,9 @@ treatment_initiated; engagement_score adds exactly `causal.true_ate` to that pro
 point (see scenario.CausalModel). So a naive comparison is biased and a backdoor-adjusted one
 recovers the truth.
 
+A planted gap on nrx or conversion_rate is a start shock (world.initiation): some of the
+patients of its brand and region diagnosed in its months who would start do not.
+
 A planted drift of a patient attribute (world.drift.JOURNEY_ATTRIBUTES) is drawn here: the
 patients diagnosed from its start get the moved attribute before anything is computed from it,
 so the attributes drawn from it, treatment_initiated (the causal model's draw at the realised
@@ -22,7 +25,7 @@ from e2i_synth.core.seeds import rng_for
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import INSURANCE_TYPES
 from e2i_synth.world.drift import diagnosis_share, move_numeric, move_payers
-from e2i_synth.world.initiation import draw_waits
+from e2i_synth.world.initiation import draw_waits, kept_out, start_factor, treatment_uniforms
 
 # Typical patient ages per brand: (mean, sd).
 AGE_BY_BRAND = {"Remibrutinib": (42, 14), "Fabhalta": (48, 15), "Kisqali": (58, 11)}
@@ -71,15 +74,6 @@ class _Drifts:
         rng = rng_for(self.scenario.seed, "patient_journeys", "drift", "insurance_tier")
         share = diagnosis_share(drift, self.diagnosed)
         return move_payers(drift, payers, share, age >= MEDICARE_AGE, rng)
-
-
-def treatment_uniforms(scenario: Scenario) -> np.ndarray:
-    """The uniform draw behind each patient's treatment_initiated (initiated when it is below
-    the patient's probability), in patient_id order. A stream of its own, so the answer key can
-    replay it: with it, the sample's realised effect of engagement is known exactly."""
-    return rng_for(scenario.seed, "patient_journeys", "treatment_initiated").random(
-        scenario.n_patients
-    )
 
 
 def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) -> pl.DataFrame:
@@ -133,6 +127,11 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
     initiated = treatment_uniforms(scenario) < causal.treatment_probability(
         engagement, severity, academic
     )
+    ids = padded_ids("PAT", n, 7)
+    span_start = pl.Series(start_offset).cast(pl.Int64) + (scenario.start_date - _EPOCH).days
+    factor = start_factor(scenario, brand, hcps["region"], span_start.cast(pl.Date))
+    # A start shock keeps some of them from starting (world.initiation).
+    initiated &= ~kept_out(scenario, ids, factor)
     # Time to first prescription: right-skewed, never past the end of the journey.
     wait = np.minimum(draw_waits(rng, n), duration).astype(np.int32)
 
@@ -140,7 +139,7 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
     return (
         pl.DataFrame(
             {
-                "patient_id": padded_ids("PAT", n, 7),
+                "patient_id": ids,
                 "hcp_id": hcps["hcp_id"],
                 "brand": brand,
                 "region": hcps["region"],

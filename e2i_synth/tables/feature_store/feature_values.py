@@ -387,14 +387,7 @@ HCP_COLUMNS = (
     "patient_volume_monthly",
 )
 # The timeline's columns and the attributes the features read besides.
-PATIENT_COLUMNS = (
-    *TIMELINE_COLUMNS,
-    "hcp_id",
-    "age_at_diagnosis",
-    "prior_treatment_count",
-    "disease_severity",
-    "academic_hcp",
-)
+PATIENT_COLUMNS = (*TIMELINE_COLUMNS, "hcp_id", "age_at_diagnosis", "prior_treatment_count")
 BRAND_FEATURES = ("trx_30d", "nrx_30d", "conversion_rate")
 
 

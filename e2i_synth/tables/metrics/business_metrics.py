@@ -4,18 +4,21 @@ Each series is (brand, region, metric). Volumes and share are the world's (e2i_s
 TRx is carryover + patient weight x the region-month's fills, NRx weight x its first fills, and
 market_share the brand's TRx over market_trx, the class's TRx (all brands, competitors
 included), which the row stores as its denominator. The target of these is the same world
-without the refill shocks of the planted gaps: the plan of a perfect forecaster, so an
-unplanted series is exactly on target before measurement and a shock shows in TRx and share
-alike (NRx are first fills, which a refill shock leaves alone). market_trx is planned: the
-brand's counterfactual TRx over its planned share (the adoption curve below).
+without the refill and start shocks of the planted gaps: the plan of a perfect forecaster, so
+an unplanted series is exactly on target before measurement, a refill shock shows in TRx and
+share alike (NRx are first fills, which it leaves alone) and a start shock in NRx, then in TRx
+and share as the patients who did not start do not refill. market_trx is planned: the brand's
+counterfactual TRx over its planned share (the adoption curve below).
 
 The other metrics (conversion, engagement, adherence, OS) are a survey of a plan: a brand
 adoption curve (a logistic between a floor and a cap, anchored on fixed calendar months) times a
-monthly seasonality profile, with a fixed per-region tilt of +-5%. adherence_rate measures the
-refills taken: a refill shock in its brand and region (planted on adherence_rate, trx or
-market_share) scales its true value by the shock's achievement_rate, the chance that a refill is
-dispensed. A planted gap on nrx or another survey metric scales that series' true value only (no
-cause in the world yet: the README says why).
+monthly seasonality profile, with a fixed per-region tilt of +-5%. Two of them measure the
+world's shocks (surveyed_series): adherence_rate the refills taken, so a refill shock in its
+brand and region (planted on adherence_rate, trx or market_share) scales its true value by the
+shock's achievement_rate, the chance that a refill is dispensed; conversion_rate the new
+patients who start, so a start shock (planted on nrx or conversion_rate) scales it by the chance
+that a start goes ahead, in the months of diagnosis it strikes. No gap can be planted on
+hcp_engagement_score or os_rate: the world has no cause for one (core.scenario.NO_WORLD_CAUSE).
 
 The observed value adds the measurement's own sampling error, drawn with the standard error of
 the true value at the row's sample_size (a pharmacy panel projection for volumes, a survey for
@@ -35,7 +38,7 @@ import numpy as np
 import polars as pl
 from scipy.special import erf
 
-from e2i_synth.core.scenario import SHOCK_METRICS, GapSpec, Scenario
+from e2i_synth.core.scenario import START_SHOCK_METRICS, GapSpec, Scenario
 from e2i_synth.core.seeds import rng_for
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import BRAND_METRICS, COMMON_METRICS, REGION_WEIGHTS
@@ -223,7 +226,7 @@ def _monthly_values(scenario: Scenario, months: list[int], counts: pl.DataFrame)
     grid = (
         calendar.join(_series_frame(scenario), how="cross")
         .join(counts, on=["brand", "region", "_month"], how="left", maintain_order="left")
-        .with_columns(pl.col("trx", "nrx", "trx_without_shock").fill_null(0))
+        .with_columns(pl.col("trx", "nrx", "trx_without_shock", "nrx_without_shock").fill_null(0))
     )
     col = {name: grid[name].to_numpy() for name in grid.columns}
     month, metric = col["_month"], col["metric_name"]
@@ -246,7 +249,7 @@ def _monthly_values(scenario: Scenario, months: list[int], counts: pl.DataFrame)
     )
     planned = np.select(
         [metric == "trx", metric == "nrx", metric == "market_share"],
-        [planned_trx, weight * col["nrx"], planned_trx / market_trx],
+        [planned_trx, weight * col["nrx_without_shock"], planned_trx / market_trx],
         default=survey_plan,
     )
     decimals = col["_decimals"]
@@ -340,7 +343,7 @@ def true_value(scenario: Scenario, rows: pl.DataFrame) -> np.ndarray:
     """The true value of each row (brand, region, metric_name, metric_date, target,
     simulated_count, market_trx) before measurement: the world's for trx, nrx and market_share
     (carryover + patient weight x simulated_count; over market_trx for the share), else the
-    target; times the planted rate of a survey gap (planned_achievement)."""
+    target times the planted rate of a shock the survey measures (planned_achievement)."""
     metric = rows["metric_name"].to_numpy()
     weight = rows["brand"].replace_strict(
         {b: patient_weight(scenario, b) for b in scenario.brands}, return_dtype=pl.Float64
@@ -356,15 +359,18 @@ def true_value(scenario: Scenario, rows: pl.DataFrame) -> np.ndarray:
     return world * planned_achievement(scenario, rows).to_numpy()
 
 
-# The survey metric that measures the refills taken: every refill shock scales it.
+# The survey metrics that measure the world's shocks: the refills taken (every refill shock
+# scales it) and the new patients who start (every start shock scales it).
 REFILL_SURVEY_METRIC = "adherence_rate"
+START_SURVEY_METRIC = "conversion_rate"
 
 
 def surveyed_series(gap: GapSpec) -> str | None:
-    """The survey series whose true value a planted gap scales: its own, unless it is a refill
-    shock, which scales adherence_rate (the world's volumes show the rest); None for none."""
-    if gap.metric_name not in SHOCK_METRICS:
-        return gap.metric_name
+    """The survey series whose true value a planted gap's shock scales: conversion_rate for a
+    start shock, adherence_rate for a refill shock where the brand reports it (the world's
+    volumes show the rest); None for none."""
+    if gap.metric_name in START_SHOCK_METRICS:
+        return START_SURVEY_METRIC
     return REFILL_SURVEY_METRIC if REFILL_SURVEY_METRIC in BRAND_METRICS[gap.brand] else None
 
 
