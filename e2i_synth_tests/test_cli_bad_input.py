@@ -49,6 +49,9 @@ BAD_SCENARIO_ERRORS: dict[str, tuple[str, ...]] = {
     "monitoring_reversed.yaml": ("monitoring", "baseline_start < baseline_end"),
     "gap_mid_month.yaml": ("gaps.0", "first day of a month"),
     "overlapping_shocks.yaml": ("gaps.1", "overlaps gaps.0", "refill shocks"),
+    "overlapping_start_shocks.yaml": ("gaps.1", "overlaps gaps.0", "start shocks"),
+    "start_and_refill_shock.yaml": ("gaps.1", "a start shock", "gaps.0", "a refill shock"),
+    "gap_without_world_cause.yaml": ("gaps.0", "os_rate", "cause in the simulated world"),
     "impossible_ate.yaml": ("causal", "true_ate=0.2", "outside [0, 1]"),
     "impossible_negative_ate.yaml": ("causal", "true_ate=-0.2", "outside [0, 1]"),
     # Accepted before the fixes in scenario.py; now refused with these words.

@@ -29,15 +29,12 @@ WAIT_GAMMA_SCALE_DAYS = 14.0
 _EPOCH = date(1970, 1, 1)
 
 
-def draw_waits(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n waits in days (before any cap at the journey's end)."""
-    return np.round(rng.gamma(WAIT_GAMMA_SHAPE, WAIT_GAMMA_SCALE_DAYS, n))
-
-
-def keyed_waits(stream: KeyedStream, keys: np.ndarray) -> np.ndarray:
-    """Waits in days from the same distribution, keyed by patient (by inversion): the wait of a
-    start that a shock prevented, which patient_journeys does not hold."""
-    return np.round(gamma.ppf(stream.uniform(keys), WAIT_GAMMA_SHAPE, scale=WAIT_GAMMA_SCALE_DAYS))
+def waits(scenario: Scenario, patient_ids: pl.Series) -> np.ndarray:
+    """Each patient's wait in days from diagnosis to a first prescription (before any cap at
+    the journey's end), keyed by patient: patient_journeys holds it for the patients who
+    start, and the world replays it for those a start shock kept out."""
+    u = KeyedStream(scenario.seed, "patient_journeys", "wait").uniform(entity_numbers(patient_ids))
+    return np.round(gamma.ppf(u, WAIT_GAMMA_SHAPE, scale=WAIT_GAMMA_SCALE_DAYS))
 
 
 def still_waiting(days: np.ndarray) -> np.ndarray:
@@ -61,7 +58,8 @@ def start_shocks(scenario: Scenario) -> list[GapSpec]:
     return [g for g in scenario.gaps if g.metric_name in START_SHOCK_METRICS]
 
 
-def _month_after(month: date) -> date:
+def month_after(month: date) -> date:
+    """The first day of the month after `month`'s."""
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
@@ -79,7 +77,7 @@ def start_factor(
         hit = (brand == gap.brand) & (region == gap.region)
         hit &= day >= (gap.start_month - _EPOCH).days
         if gap.end_month is not None:
-            hit &= day < (_month_after(gap.end_month) - _EPOCH).days
+            hit &= day < (month_after(gap.end_month) - _EPOCH).days
         factor[hit] = gap.achievement_rate
     return factor
 

@@ -38,7 +38,13 @@ import polars as pl
 from e2i_synth.core.keyed import KeyedStream, entity_numbers
 from e2i_synth.core.sampling import in_key_order
 from e2i_synth.core.scenario import SHOCK_METRICS, GapSpec, Scenario
-from e2i_synth.world.initiation import kept_out, keyed_waits, start_factor, would_start
+from e2i_synth.world.initiation import (
+    kept_out,
+    month_after,
+    start_factor,
+    waits,
+    would_start,
+)
 
 PATIENT_BLOCK = 20_000  # memory only: the rows do not depend on it
 _EPOCH = date(1970, 1, 1)
@@ -131,7 +137,7 @@ def iter_timelines(scenario: Scenario, patient_journeys: pl.DataFrame) -> Iterat
     draw = KeyedStream(scenario.seed, "timelines")
     for start in range(0, patients.height, PATIENT_BLOCK):
         block = patients.slice(start, PATIENT_BLOCK)
-        timelines = _block_timelines(draw, block, _kept_out(scenario, block))
+        timelines = _block_timelines(scenario, draw, block, _kept_out(scenario, block))
         if shocks:
             # The stream's name predates adherence shocks; renaming it would change the data.
             timelines = _shocked(timelines, shocks, draw.named("access_shock"))
@@ -164,7 +170,7 @@ def _shocked(t: Timelines, shocks: list[GapSpec], stream: KeyedStream) -> Timeli
     lost = np.zeros(t.fill_patient.size, dtype=bool)
     for gap in shocks:
         first = (gap.start_month - _EPOCH).days
-        end = _month_after(gap.end_month) if gap.end_month is not None else None
+        end = month_after(gap.end_month) if gap.end_month is not None else None
         hit = (brand == gap.brand) & (region == gap.region) & (fill_date >= first)
         if end is not None:
             hit &= fill_date < (end - _EPOCH).days
@@ -185,11 +191,9 @@ def _shocked(t: Timelines, shocks: list[GapSpec], stream: KeyedStream) -> Timeli
     )
 
 
-def _month_after(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
-
-
-def _block_timelines(draw: KeyedStream, patients: pl.DataFrame, barred: np.ndarray) -> Timelines:
+def _block_timelines(
+    scenario: Scenario, draw: KeyedStream, patients: pl.DataFrame, barred: np.ndarray
+) -> Timelines:
     """The block's timelines; `barred`: the patients a start shock kept from starting, whose
     timelines as if they had started are the world without the shock (lost_*)."""
     n = patients.height
@@ -204,11 +208,11 @@ def _block_timelines(draw: KeyedStream, patients: pl.DataFrame, barred: np.ndarr
     supply = patients["brand"].replace_strict(DAYS_SUPPLY, return_dtype=pl.Int64).to_numpy()
     supply = supply[treated]
     # A kept-out patient's wait is not in patient_journeys: drawn here, never past the end.
-    waits = patients["days_to_treatment"].fill_null(0).to_numpy().astype(np.int64)
+    wait = patients["days_to_treatment"].fill_null(0).to_numpy().astype(np.int64)
     if barred.any():
-        unseen = keyed_waits(draw.named("kept_out_wait"), keys[barred])
-        waits[barred] = np.minimum(unseen, duration[barred]).astype(np.int64)
-    first = waits[treated]
+        unseen = waits(scenario, patients["patient_id"].filter(pl.Series(barred)))
+        wait[barred] = np.minimum(unseen, duration[barred]).astype(np.int64)
+    first = wait[treated]
     planned = draw.named("planned").geometric(hazard[treated], key)
     room = duration[treated] - first
     # Never more candidate fills than fit in the journey at the shortest refill interval.

@@ -1,6 +1,8 @@
-"""The simulated market (e2i_synth.world.market) and the access shock of a planted volume gap
-(e2i_synth.world.timelines): counts are the world's fills, the shock takes refills only, in
-its brand, region and months, and leaves initiation and stops alone."""
+"""The simulated market (e2i_synth.world.market), the access shock of a planted volume gap
+(e2i_synth.world.timelines) and the start shock of a planted conversion gap
+(e2i_synth.world.initiation): counts are the world's fills; the access shock takes refills
+only, in its brand, region and months, and leaves initiation and stops alone; the start shock
+takes whole timelines of patients diagnosed in its months, which the counterfactual keeps."""
 
 from datetime import date
 
@@ -8,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from e2i_synth.core.scenario import load_scenario
+from e2i_synth.core.scenario import GapSpec, load_scenario
 from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
 from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 from e2i_synth.world import market
@@ -17,8 +19,9 @@ from e2i_synth.world.timelines import iter_timelines, patient_timelines
 
 @pytest.fixture(scope="module")
 def world() -> dict:
-    scenario = load_scenario(scale="full")
-    shock = next(g for g in scenario.gaps if g.metric_name == "trx")
+    default = load_scenario(scale="full")
+    shock = next(g for g in default.gaps if g.metric_name == "trx")
+    scenario = default.model_copy(update={"gaps": (shock,)})
     patients = generate_patient_journeys(scenario, generate_hcp_profiles(scenario))
     clean = scenario.model_copy(update={"gaps": ()})
     return {"scenario": scenario, "clean": clean, "shock": shock, "patients": patients}
@@ -77,3 +80,42 @@ def test_weights_keep_volumes_scale_free_and_the_carryover_decays():
         later = market.carryover(full, brand, "south", np.array([first, first + 12]))
         assert later[1] < later[0]
     assert market.month_index(date(2026, 1, 31)) == 2026 * 12
+
+
+def test_a_start_shock_takes_whole_timelines_and_the_counterfactual_keeps_them():
+    base = load_scenario(scale="full")
+    gap = GapSpec(
+        brand="Kisqali",
+        region="south",
+        metric_name="nrx",
+        start_month=date(2025, 1, 1),
+        end_month=date(2025, 12, 1),
+        achievement_rate=0.5,
+    )
+    planted = base.model_copy(update={"gaps": (gap,)})
+    clean = base.model_copy(update={"gaps": ()})
+    hcps = generate_hcp_profiles(base)
+    patients = generate_patient_journeys(planted, hcps)
+    clean_patients = generate_patient_journeys(clean, hcps)
+    kept_out = patients.join(clean_patients, on="patient_id", suffix="_clean").filter(
+        pl.col("treatment_initiated_clean") & ~pl.col("treatment_initiated")
+    )
+    assert kept_out.height > 5
+    assert (kept_out["journey_start_date"] >= gap.start_month).all()
+    assert (kept_out["journey_start_date"] < date(2026, 1, 1)).all()
+    # The kept-out patients have no fill and no stop in the world.
+    timelines, fills = patient_timelines(planted, patients)
+    assert fills.join(kept_out.select("patient_id"), on="patient_id").is_empty()
+    out = timelines.join(kept_out.select("patient_id"), on="patient_id")
+    assert out["first_fill_date"].is_null().all() and out["stop_date"].is_null().all()
+    # The counterfactual is the world without the shock, exactly: the kept-out patients'
+    # timelines replay the draws (keyed by patient) they have in the clean world.
+    counts = market.world_counts(planted, patients)
+    without = market.world_counts(clean, clean_patients)
+    assert (counts["nrx_without_shock"] == without["nrx"]).all()
+    assert (counts["trx_without_shock"] == without["trx"]).all()
+    assert counts["nrx"].sum() == without["nrx"].sum() - kept_out.height
+    moved = counts.filter(pl.col("nrx") != pl.col("nrx_without_shock"))
+    assert moved.height > 0
+    assert (moved["brand"] == gap.brand).all() and (moved["region"] == gap.region).all()
+    assert (counts["trx"] <= counts["trx_without_shock"]).all()

@@ -55,7 +55,7 @@ from e2i_synth.tables.metrics.business_metrics import (
     true_value,
 )
 from e2i_synth.tables.metrics.business_metrics_model import WORLD_METRICS
-from e2i_synth.world.initiation import WAIT_GAMMA_SCALE_DAYS, WAIT_GAMMA_SHAPE
+from e2i_synth.world.initiation import WAIT_GAMMA_SCALE_DAYS, WAIT_GAMMA_SHAPE, month_after
 from e2i_synth.world.market import carryover, month_index, patient_weight
 
 SERIES = ("brand", "region", "metric_name")
@@ -263,10 +263,10 @@ def _diagnosed_in_window(gap: GapSpec, months: list[date]) -> np.ndarray:
             days >= 0, gamma.cdf(days + 0.5, WAIT_GAMMA_SHAPE, scale=WAIT_GAMMA_SCALE_DAYS), 0.0
         )
 
-    end = None if gap.end_month is None else _month_start(month_index(gap.end_month) + 1)
+    end = None if gap.end_month is None else month_after(gap.end_month)
     parts = []
     for month in months:
-        after = _month_start(month_index(month) + 1)
+        after = month_after(month)
         days = np.arange((after - month).days, dtype=float)
         since_start = (month - gap.start_month).days + days
         part = waited(since_start)
@@ -326,17 +326,13 @@ def imprints(gap: GapSpec) -> list[GapSpec]:
     have kept refilling)."""
     if gap.metric_name in SHOCK_METRICS:
         return [gap.model_copy(update={"metric_name": m}) for m in shock_series(gap)]
-    nrx_end = None if gap.end_month is None else _month_start(month_index(gap.end_month) + 1)
+    nrx_end = None if gap.end_month is None else month_after(gap.end_month)
     return [
         gap.model_copy(update={"metric_name": "conversion_rate"}),
         gap.model_copy(update={"metric_name": "nrx", "end_month": nrx_end}),
         gap.model_copy(update={"metric_name": "trx", "end_month": None}),
         gap.model_copy(update={"metric_name": "market_share", "end_month": None}),
     ]
-
-
-def _month_start(index: int) -> date:
-    return date(index // 12, index % 12 + 1, 1)
 
 
 def gap_series(scenario: Scenario) -> list[tuple[GapSpec, str | None]]:

@@ -25,7 +25,7 @@ from e2i_synth.core.seeds import rng_for
 from e2i_synth.core.split import split_for_dates
 from e2i_synth.core.vocabulary import INSURANCE_TYPES
 from e2i_synth.world.drift import diagnosis_share, move_numeric, move_payers
-from e2i_synth.world.initiation import draw_waits, kept_out, start_factor, treatment_uniforms
+from e2i_synth.world.initiation import kept_out, start_factor, treatment_uniforms, waits
 
 # Typical patient ages per brand: (mean, sd).
 AGE_BY_BRAND = {"Remibrutinib": (42, 14), "Fabhalta": (48, 15), "Kisqali": (58, 11)}
@@ -132,8 +132,9 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
     factor = start_factor(scenario, brand, hcps["region"], span_start.cast(pl.Date))
     # A start shock keeps some of them from starting (world.initiation).
     initiated &= ~kept_out(scenario, ids, factor)
-    # Time to first prescription: right-skewed, never past the end of the journey.
-    wait = np.minimum(draw_waits(rng, n), duration).astype(np.int32)
+    # Time to first prescription: right-skewed, never past the end of the journey; keyed by
+    # patient, so the world can replay the start a shock prevented.
+    wait = np.minimum(waits(scenario, ids), duration).astype(np.int32)
 
     start = pl.lit(scenario.start_date) + pl.duration(days=pl.col("_start_offset"))
     return (

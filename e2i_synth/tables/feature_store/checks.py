@@ -24,6 +24,7 @@ from e2i_synth.tables.feature_store import feature_values as feature_values_gene
 from e2i_synth.tables.feature_store.catalog import INSURANCE_TIERS
 from e2i_synth.tables.feature_store.feature_values import as_of, tolerance
 from e2i_synth.tables.feature_store.feature_values_model import STALE_WINDOWS
+from e2i_synth.world.initiation import month_after, start_shocks
 
 VALUE_RULES = {
     "wrong_entity_key": "entity_values names the feature's entity key",
@@ -124,9 +125,10 @@ def _expected_sources(
     expected = c.expected_engagement(severity, academic)
     propensity = c.treatment_probability(expected, severity, academic)
     initiation = c.treatment_probability(SqlExpr("p.engagement_score"), severity, academic)
+    factor = _start_factor_sql(scenario)
 
     def probability(expr: SqlExpr) -> sql.Composable:
-        return sql.SQL("least(1.0, greatest(0.0, {}))").format(expr.sql)
+        return sql.SQL("least(1.0, greatest(0.0, {})) * {}").format(expr.sql, factor)
 
     numbers["treatment_propensity"] = probability(propensity)
     # Success needs initiation first (the persistence factor is the world's stop hazard).
@@ -141,6 +143,32 @@ def _expected_sources(
         "insurance_tier": sql.SQL("CASE p.insurance_type {} END").format(tiers),
     }
     return numbers, texts, bounds
+
+
+def _start_factor_sql(scenario: Scenario) -> sql.Composable:
+    """world.initiation.start_factor over patient_journeys p, as SQL: the chance a start goes
+    ahead under the start shock the patient's brand, region and diagnosis date fall in."""
+    cases = []
+    for gap in start_shocks(scenario):
+        until = sql.SQL("")
+        if gap.end_month is not None:
+            until = sql.SQL(" AND p.journey_start_date < {}").format(
+                sql.Literal(month_after(gap.end_month))
+            )
+        cases.append(
+            sql.SQL(
+                "WHEN p.brand = {} AND p.region = {} AND p.journey_start_date >= {}{} THEN {}"
+            ).format(
+                sql.Literal(gap.brand),
+                sql.Literal(gap.region),
+                sql.Literal(gap.start_month),
+                until,
+                sql.Literal(gap.achievement_rate),
+            )
+        )
+    if not cases:
+        return sql.SQL("1.0")
+    return sql.SQL("(CASE {} ELSE 1.0 END)").format(sql.SQL(" ").join(cases))
 
 
 # Features keyed by an HCP or a patient: each has a source row to agree with.

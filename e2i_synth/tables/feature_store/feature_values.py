@@ -58,6 +58,7 @@ from e2i_synth.tables.feature_store.catalog import (
 )
 from e2i_synth.tables.feature_store.feature_values_model import SPEC, STALE_WINDOWS
 from e2i_synth.world.drift import is_world_drift
+from e2i_synth.world.initiation import start_factor
 from e2i_synth.world.timelines import NO_DAY, TIMELINE_COLUMNS, iter_timelines, stop_hazard
 
 # Values of one feature per day, at most (a 7-day window of 1,050, plenty for a drift test):
@@ -346,10 +347,11 @@ def causal_features(scenario: Scenario, patient_journeys: pl.DataFrame) -> pl.Da
 
     treatment_propensity: P(treatment_initiated) of scenario.causal at the expected engagement
     given the confounders (the model is linear in engagement: the probability averaged over
-    engagement's noise, before its clipping).
+    engagement's noise, before its clipping), times the chance a start goes ahead under a
+    planted start shock (world.initiation.start_factor: in force from before the diagnosis).
     outcome_probability: P(treatment success): initiated (the model at the patient's
-    engagement) and still on therapy at the SUCCESS_FILLS-th fill, each fill followed by a stop
-    with the world's stop hazard (world.timelines.stop_hazard).
+    engagement, times the same chance) and still on therapy at the SUCCESS_FILLS-th fill, each
+    fill followed by a stop with the world's stop hazard (world.timelines.stop_hazard).
     """
     c = scenario.causal
     severity = pl.col("disease_severity")
@@ -359,10 +361,18 @@ def causal_features(scenario: Scenario, patient_journeys: pl.DataFrame) -> pl.Da
     )
     initiation = c.treatment_probability(pl.col("engagement_score"), severity, academic)
     persistence = (1 - stop_hazard(patient_journeys)) ** (SUCCESS_FILLS - 1)
+    factor = pl.Series(
+        start_factor(
+            scenario,
+            patient_journeys["brand"],
+            patient_journeys["region"],
+            patient_journeys["journey_start_date"],
+        )
+    )
     return patient_journeys.select(
         "patient_id",
-        treatment_propensity=propensity.clip(0.0, 1.0),
-        outcome_probability=initiation.clip(0.0, 1.0) * pl.Series(persistence),
+        treatment_propensity=propensity.clip(0.0, 1.0) * factor,
+        outcome_probability=initiation.clip(0.0, 1.0) * factor * pl.Series(persistence),
     )
 
 

@@ -16,7 +16,7 @@ from e2i_synth.core.vocabulary import BRAND_METRICS, COMMON_METRICS
 from e2i_synth.db.copy import count_rows
 from e2i_synth.tables import TABLES
 from e2i_synth.tables.answer_key.bounds import bonferroni_z
-from e2i_synth.tables.answer_key.gaps import gap_series, scored_rows
+from e2i_synth.tables.answer_key.gaps import gap_answers, gap_series, scored_rows
 from e2i_synth.tables.entities import assets as entities
 from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
 from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
@@ -183,7 +183,12 @@ def test_rates_and_scores_stay_on_their_scales(frame):
 def test_planted_gaps_are_visible(scenario, frame):
     scored = scored_rows(scenario, frame)
     limit = bonferroni_z(scored.height)
-    for gap, _ in gap_series(scenario):
+    # The planted gaps, and the imprints of their shocks that the world made detectable (an
+    # imprint is as large as the world makes it: the default's conversion gap takes a start
+    # or two, too few for NRx to show at full scale).
+    judged = [a.gap for a in gap_answers(scenario, scored) if a.imprint_of is None or a.detectable]
+    assert {g.metric_name for g in judged} == {"trx", "market_share", "conversion_rate"}
+    for gap in judged:
         rows = scored.filter(
             pl.col("brand") == gap.brand,
             pl.col("region") == gap.region,
@@ -194,7 +199,8 @@ def test_planted_gaps_are_visible(scenario, frame):
         assert after.height > 0 and before.height > 0
         # Each month within its sampling error of the true value, short of target on average.
         assert (after["z"] <= limit).all(), gap
-        assert (after["value"] / after["target"]).mean() < 0.95, gap
+        planned = after.filter(pl.col("target") > 0)
+        assert (planned["value"] / planned["target"]).mean() < 0.95, gap
         assert _on_plan(before), gap
         # The row's own statistics show the gap: significant and below target in most months.
         assert after["flagged"].mean() >= 0.5, gap
@@ -210,9 +216,7 @@ def test_planted_gaps_are_visible(scenario, frame):
         .agg(pl.col("metric_date").min().dt.offset_by("-2mo"))
         .sort(SERIES)
     )
-    expected = sorted(
-        (g.brand, g.region, g.metric_name, g.start_month) for g, _ in gap_series(scenario)
-    )
+    expected = sorted((g.brand, g.region, g.metric_name, g.start_month) for g in judged)
     assert sorted(runs.iter_rows()) == expected
 
 
@@ -284,6 +288,70 @@ def test_an_adherence_gap_is_missed_refills_in_the_world_and_shows_in_trx_share_
     # Outside the brand and region nothing moves.
     outside = both.join(inside.select("metric_id"), on="metric_id", how="anti")
     outside = outside.filter(pl.col("metric_date") >= gap.start_month)
+    assert (outside["value"] == outside["value_clean"]).all()
+
+
+def test_a_conversion_gap_is_fewer_starts_in_the_world_and_shows_in_nrx_trx_and_share():
+    """A planted conversion_rate gap is a start shock: patients of the brand and region
+    diagnosed from its start_month start less often (patient_journeys), so NRx fall against a
+    target that is the world without the shock, TRx and share follow (the patients who did not
+    start do not refill), conversion_rate's true value is its plan times the planted rate, and
+    the answer key lists nrx, trx and market_share as its imprint."""
+    gap = GapSpec(
+        brand="Remibrutinib",
+        region="south",
+        metric_name="conversion_rate",
+        start_month=date(2025, 4, 1),
+        achievement_rate=0.5,
+    )
+    base = load_scenario(None, scale="full")
+    clean = base.model_copy(update={"gaps": ()})
+    planted = base.model_copy(update={"gaps": (gap,)})
+    hcps = generate_hcp_profiles(base)
+    journeys = generate_patient_journeys(planted, hcps)
+    journeys_clean = generate_patient_journeys(clean, hcps)
+    # Only patients of the brand and region diagnosed from start_month lose starts, and only
+    # starts: every other column and every other patient is as without the shock.
+    changed = journeys.join(journeys_clean, on="patient_id", suffix="_clean").filter(
+        pl.col("treatment_initiated") != pl.col("treatment_initiated_clean")
+    )
+    assert changed.height > 10
+    assert (~changed["treatment_initiated"]).all()
+    assert (changed["brand"] == gap.brand).all() and (changed["region"] == gap.region).all()
+    assert (changed["journey_start_date"] >= gap.start_month).all()
+    assert_frame_equal(
+        journeys.drop("treatment_initiated", "days_to_treatment"),
+        journeys_clean.drop("treatment_initiated", "days_to_treatment"),
+    )
+
+    both = _generate(planted).join(_generate(clean), on="metric_id", suffix="_clean")
+    inside = both.filter(
+        (pl.col("brand") == gap.brand)
+        & (pl.col("region") == gap.region)
+        & (pl.col("metric_date") >= gap.start_month)
+    )
+
+    def rows(metric: str) -> pl.DataFrame:
+        return inside.filter(pl.col("metric_name") == metric)
+
+    nrx, trx = rows("nrx"), rows("trx")
+    # The plan is the world without the shock: targets unchanged, the world's counts lower.
+    assert (nrx["target"] == nrx["target_clean"]).all()
+    assert (trx["target"] == trx["target_clean"]).all()
+    assert nrx["simulated_count"].sum() < 0.75 * nrx["simulated_count_clean"].sum()
+    assert trx["simulated_count"].sum() < 0.9 * trx["simulated_count_clean"].sum()
+    share = rows("market_share")
+    assert (share["simulated_count"] == trx["simulated_count"]).all()
+    # conversion_rate's true value is its plan times the chance a start goes ahead.
+    scored = scored_rows(planted, both.select(SPEC.columns))
+    conversion = scored.join(rows("conversion_rate").select("metric_id"), on="metric_id")
+    assert conversion.height == 15
+    assert (conversion["expected"] == conversion["target"] * gap.achievement_rate).all()
+    imprints = {g.metric_name: of for g, of in gap_series(planted)}
+    key = "Remibrutinib/south/conversion_rate"
+    assert imprints == {"conversion_rate": None, "nrx": key, "trx": key, "market_share": key}
+    # Before the shock and outside its brand and region nothing moves.
+    outside = both.join(inside.select("metric_id"), on="metric_id", how="anti")
     assert (outside["value"] == outside["value_clean"]).all()
 
 
@@ -381,7 +449,9 @@ def test_generation_is_deterministic_and_per_series(scenario, frame):
     clean = _generate(no_gaps)
     planted = _planted(frame, scenario)
     assert_frame_equal(clean.filter(~planted), frame.filter(~planted))
-    assert (clean.filter(planted)["achievement_rate"] > 0.9).all()
+    # and there, without the plants, each row is its target within its sampling error.
+    rescored = scored_rows(no_gaps, clean).filter(planted)
+    assert _on_plan(rescored) and (rescored["z"] <= bonferroni_z(clean.height)).all()
 
 
 def test_a_subset_of_regions_still_splits_the_national_figure(scenario):
