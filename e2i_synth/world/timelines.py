@@ -22,6 +22,11 @@ keeps the schedule: first fills (initiation) and stops are as without the shock,
 patient_journeys and the causal model are untouched, and the fills it took are kept aside
 (Timelines.lost_*) so the counterfactual market is known exactly.
 
+A planted gap on nrx or conversion_rate is a start shock (world.initiation): the patients it
+kept from starting are untreated here, and their timelines as if they had started (the same
+keyed draws, from the wait patient_journeys would have held) are kept aside as lost fills, so
+the counterfactual market is exact for them too.
+
 Every draw is keyed by its patient (and fill): a patient's timeline depends on that patient's
 row only, so a change to one patient (a drift planted after day t) moves nothing else, and no
 fill or stop dated before t. Patients are taken in blocks of PATIENT_BLOCK in patient_id order

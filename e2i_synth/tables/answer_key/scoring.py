@@ -15,8 +15,11 @@ gaps, drift   a detection task over a known set of candidates (series; features)
               nothing planted (the null scenario), recall is 1 and only false alarms count.
               A drift flag on a feature downstream of a planted world drift (ground_truth's
               downstream_of_planted) is neither a hit nor a false alarm: the plant moves it.
-              Gaps also get the end error: months between the reported and the planted last
-              month short (an open gap ends with the scenario's last month).
+              Likewise a gap on the imprint of a shock that the world left too small to detect
+              (ground_truth's imprint_of, detectable false): a start shock that kept out a
+              start or two may leave NRx on target, or not. Gaps also get the end error:
+              months between the reported and the planted last month short (an open gap ends
+              with the scenario's last month).
 effects       absolute and relative error of the estimate, whether the 95% interval covers the
               true value, whether the sign is right (for a null effect: the interval holds 0)
               and the interval's width. The headline is the interval score of Gneiting and
@@ -117,10 +120,15 @@ def _month(text: str | None) -> date | None:
     return None if text is None else date.fromisoformat(text)
 
 
-def _gap_truth(truth: pl.DataFrame) -> tuple[dict[str, dict], set[str]]:
-    planted, detectable = {}, set()
+def _gap_truth(truth: pl.DataFrame) -> tuple[dict[str, dict], set[str], set[str]]:
+    """The planted gaps and the imprints a detection must find (key -> onset and end), the
+    detectable ones, and the imprints too small to detect (neither required nor false)."""
+    planted, detectable, excused = {}, set(), set()
     for row in truth.filter(pl.col("kind") == "gap").iter_rows(named=True):
         details = _details(row["details"])
+        if details.get("imprint_of") and not details.get("detectable"):
+            excused.add(row["subject"])
+            continue
         spec = details["planted"]
         planted[row["subject"]] = {
             "onset": _month(spec["start_month"]),
@@ -128,12 +136,16 @@ def _gap_truth(truth: pl.DataFrame) -> tuple[dict[str, dict], set[str]]:
         }
         if details.get("detectable"):
             detectable.add(row["subject"])
-    return planted, detectable
+    return planted, detectable, excused
 
 
 def _score_gaps(answers: Answers, truth: pl.DataFrame, last_month: date) -> dict:
-    planted, detectable = _gap_truth(truth)
-    reported = {g.key: {"onset": g.start_month, "end": g.end_month} for g in answers.gaps}
+    planted, detectable, excused = _gap_truth(truth)
+    reported = {
+        g.key: {"onset": g.start_month, "end": g.end_month}
+        for g in answers.gaps
+        if g.key not in excused
+    }
     card = _detection(reported, planted, detectable, "onset")
     ends = {
         k: _days(reported[k]["end"] or last_month, planted[k]["end"] or last_month)

@@ -70,8 +70,8 @@ class BusinessMetrics(pa.DataFrameModel):
     target: pl.Float64 = pa.Field(
         ge=0,
         description="planned value, rounded like value: for trx, nrx and market_share the same "
-        "simulated market without the planted refill shocks (0 NRx where that world had no first "
-        "fill); for the other metrics trend x seasonality",
+        "simulated market without the planted refill and start shocks (0 NRx where that world "
+        "had no first fill); for the other metrics trend x seasonality",
     )
     achievement_rate: pl.Float64 = pa.Field(
         ge=0,

@@ -48,6 +48,7 @@ from e2i_synth.tables.feature_store.feature_values import (
     tolerance,
 )
 from e2i_synth.world.drift import downstream_of
+from e2i_synth.world.initiation import start_factor
 from e2i_synth.world.timelines import patient_timelines, stop_hazard
 from e2i_synth_tests.pipeline import failed_checks, run
 
@@ -105,6 +106,9 @@ def _sources(data: Data) -> pl.DataFrame:
     c = data.scenario.causal
     h, p = data.hcps, data.patients
     academic = pl.col("academic_hcp").cast(pl.Float64)
+    # The chance a start goes ahead under a planted start shock (the default's conversion gap).
+    shock = pl.Series(start_factor(data.scenario, p["brand"], p["region"], p["journey_start_date"]))
+    assert (shock < 1).any()
     numeric = {
         "years_experience": h.select(pl.col("hcp_id"), pl.col("years_experience")),
         "patient_volume_monthly": h.select(pl.col("hcp_id"), pl.col("patient_volume_monthly")),
@@ -119,7 +123,8 @@ def _sources(data: Data) -> pl.DataFrame:
                 c.expected_engagement(pl.col("disease_severity"), academic),
                 pl.col("disease_severity"),
                 academic,
-            ).clip(0, 1),
+            ).clip(0, 1)
+            * shock,
         ),
         "outcome_probability": p.select(
             "patient_id",
@@ -129,6 +134,7 @@ def _sources(data: Data) -> pl.DataFrame:
                 + c.severity_on_treatment * pl.col("disease_severity")
                 + c.academic_on_treatment * academic
             ).clip(0, 1)
+            * shock
             * pl.Series((1 - stop_hazard(p)) ** (SUCCESS_FILLS - 1)),
         ),
     }
