@@ -203,6 +203,8 @@ def calibration(score: np.ndarray, outcome: np.ndarray) -> dict:
     (0 when calibrated); expected calibration error over deciles of the score, and the
     deciles themselves."""
     y = outcome.astype(float)
+    if not y.size:  # a model with no judged rows (a window too short for it): no figures
+        return {"brier": None, "mean_score": None, "outcome_rate": None}
     x = logit_score(score)
     result: dict = {
         "brier": float(np.mean((score - y) ** 2)),

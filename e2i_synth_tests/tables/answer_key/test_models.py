@@ -20,6 +20,14 @@ from e2i_synth.tables.entities.hcp_profiles import generate_hcp_profiles
 from e2i_synth.tables.entities.patient_journeys import generate_patient_journeys
 
 
+def test_a_model_with_no_judged_rows_states_no_figures(recwarn):
+    """A window too short for a model leaves it no rows: its calibration says none (null in
+    ground_truth), not NaN from the mean of nothing, and warns of nothing."""
+    fit = models.calibration(np.array([]), np.array([], dtype=bool))
+    assert fit == {"brier": None, "mean_score": None, "outcome_rate": None}
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_the_posterior_mean_is_calibrated_and_no_sharper_than_the_truth():
     rng = np.random.default_rng(1)
     q = rng.beta(2, 8, 200_000)
