@@ -91,11 +91,12 @@ def kept_out(scenario: Scenario, patient_ids: pl.Series, factor: np.ndarray) -> 
     return draw < 1 - factor
 
 
-def would_start(scenario: Scenario, patients: pl.DataFrame) -> np.ndarray:
+def would_start(scenario: Scenario, patients: pl.DataFrame, uniforms: np.ndarray) -> np.ndarray:
     """The causal model's draw for each patient of `patients` (patient_id, engagement_score,
-    disease_severity, academic_hcp), replayed from treatment_uniforms by patient number: whether
-    the patient starts in the world without start shocks."""
-    u = treatment_uniforms(scenario)[entity_numbers(patients["patient_id"]).astype(np.int64) - 1]
+    disease_severity, academic_hcp), replayed from `uniforms` (treatment_uniforms, drawn once
+    by the caller) by patient number: whether the patient starts in the world without start
+    shocks."""
+    u = uniforms[entity_numbers(patients["patient_id"]).astype(np.int64) - 1]
     return u < scenario.causal.treatment_probability(
         patients["engagement_score"].to_numpy(),
         patients["disease_severity"].to_numpy(),

@@ -47,6 +47,8 @@ from e2i_synth.world.initiation import (
     kept_out,
     month_after,
     start_factor,
+    start_shocks,
+    treatment_uniforms,
     waits,
     would_start,
 )
@@ -140,25 +142,32 @@ def iter_timelines(scenario: Scenario, patient_journeys: pl.DataFrame) -> Iterat
     shocks = refill_shocks(scenario)
     patients = in_key_order(patient_journeys, TIMELINE_COLUMNS, "patient_id")
     draw = KeyedStream(scenario.seed, "timelines")
+    # The causal draws a start shock's kept-out patients are found by, once per pass.
+    uniforms = treatment_uniforms(scenario) if start_shocks(scenario) else None
     for start in range(0, patients.height, PATIENT_BLOCK):
         block = patients.slice(start, PATIENT_BLOCK)
-        timelines = _block_timelines(scenario, draw, block, _kept_out(scenario, block))
+        barred = _kept_out(scenario, block, uniforms)
+        timelines = _block_timelines(scenario, draw, block, barred)
         if shocks:
             # The stream's name predates adherence shocks; renaming it would change the data.
             timelines = _shocked(timelines, shocks, draw.named("access_shock"))
         yield timelines
 
 
-def _kept_out(scenario: Scenario, patients: pl.DataFrame) -> np.ndarray:
+def _kept_out(
+    scenario: Scenario, patients: pl.DataFrame, uniforms: np.ndarray | None
+) -> np.ndarray:
     """The block's patients a start shock kept from starting (world.initiation): the causal
     model starts them, the shock's draw stops them, so treatment_initiated is false."""
+    if uniforms is None:
+        return np.zeros(patients.height, dtype=bool)
     factor = start_factor(
         scenario, patients["brand"], patients["region"], patients["journey_start_date"]
     )
     if not (factor < 1).any():
         return np.zeros(patients.height, dtype=bool)
     return (
-        would_start(scenario, patients)
+        would_start(scenario, patients, uniforms)
         & kept_out(scenario, patients["patient_id"], factor)
         & ~patients["treatment_initiated"].to_numpy()
     )
