@@ -70,6 +70,22 @@ def _generate(scenario: Scenario, start: date | None = None, end: date | None = 
     return generate_business_metrics(scenario, patients, start or window[0], end or window[1])
 
 
+def _with_and_without(gap: GapSpec) -> tuple[Scenario, pl.DataFrame, pl.DataFrame]:
+    """The full-scale default scenario with only `gap` planted; its rows joined with those of
+    the same scenario without it (suffix _clean); and the joined rows of the gap's brand and
+    region from its start_month on."""
+    base = load_scenario(None, scale="full")
+    planted = base.model_copy(update={"gaps": (gap,)})
+    clean = base.model_copy(update={"gaps": ()})
+    both = _generate(planted).join(_generate(clean), on="metric_id", suffix="_clean")
+    inside = both.filter(
+        (pl.col("brand") == gap.brand)
+        & (pl.col("region") == gap.region)
+        & (pl.col("metric_date") >= gap.start_month)
+    )
+    return planted, both, inside
+
+
 def _planted(frame: pl.DataFrame, scenario: Scenario) -> pl.Expr:
     """Rows from a planted gap's (or its imprint's) start_month on."""
     hit = pl.lit(False)
@@ -258,15 +274,7 @@ def test_an_adherence_gap_is_missed_refills_in_the_world_and_shows_in_trx_share_
         start_month=date(2025, 4, 1),
         achievement_rate=0.8,
     )
-    base = load_scenario(None, scale="full")
-    clean = base.model_copy(update={"gaps": ()})
-    planted = base.model_copy(update={"gaps": (gap,)})
-    both = _generate(planted).join(_generate(clean), on="metric_id", suffix="_clean")
-    inside = both.filter(
-        (pl.col("brand") == gap.brand)
-        & (pl.col("region") == gap.region)
-        & (pl.col("metric_date") >= gap.start_month)
-    )
+    planted, both, inside = _with_and_without(gap)
 
     def rows(metric: str) -> pl.DataFrame:
         return inside.filter(pl.col("metric_name") == metric)
@@ -324,12 +332,7 @@ def test_a_conversion_gap_is_fewer_starts_in_the_world_and_shows_in_nrx_trx_and_
         journeys_clean.drop("treatment_initiated", "days_to_treatment"),
     )
 
-    both = _generate(planted).join(_generate(clean), on="metric_id", suffix="_clean")
-    inside = both.filter(
-        (pl.col("brand") == gap.brand)
-        & (pl.col("region") == gap.region)
-        & (pl.col("metric_date") >= gap.start_month)
-    )
+    _, both, inside = _with_and_without(gap)
 
     def rows(metric: str) -> pl.DataFrame:
         return inside.filter(pl.col("metric_name") == metric)
