@@ -38,12 +38,14 @@ GENERATORS = {
 }
 
 
+@cache
 def _module_file(name: str) -> Path | None:
     spec = importlib.util.find_spec(name)
     return Path(spec.origin) if spec is not None and spec.origin else None
 
 
-def _imports(name: str, path: Path) -> set[str]:
+@cache  # the generators share most of their modules: each source is parsed once
+def _imports(name: str, path: Path) -> frozenset[str]:
     """The e2i_synth modules `path` imports (a `from package import module` counts the module)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -58,9 +60,10 @@ def _imports(name: str, path: Path) -> set[str]:
                 continue
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names if _is_module(f"{base}.{a.name}"))
-    return found
+    return frozenset(found)
 
 
+@cache
 def _is_module(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
