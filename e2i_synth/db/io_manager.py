@@ -39,6 +39,10 @@ def _window(
     return window.start, window.end
 
 
+def _partition_count(context: dg.OutputContext) -> int:
+    return len(context.asset_partition_keys) if context.has_asset_partitions else 0
+
+
 def _validate(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:
     """The frame checked against its model, or a Failure carrying the failure cases."""
     try:
@@ -84,6 +88,11 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         if window is not None:  # what this load replaced: the row-count check re-counts it
             metadata["e2i/window_start"] = window[0].isoformat()
             metadata["e2i/window_end"] = window[1].isoformat()
+        if _partition_count(context) > 1:
+            # Dagster copies a range's metadata into every partition's materialization: the
+            # column schema (the asset definition declares it too) would be serialised 1,066
+            # times for a small run's feature_values, most of Dagster's work for the table.
+            del metadata["dagster/column_schema"]
         context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
