@@ -44,6 +44,14 @@ def still_waiting(days: np.ndarray) -> np.ndarray:
     return np.where(d > 0, gamma.sf(d + 0.5, WAIT_GAMMA_SHAPE, scale=WAIT_GAMMA_SCALE_DAYS), 1.0)
 
 
+def waited_at_most(days: np.ndarray) -> np.ndarray:
+    """P(wait <= d) for d >= 0 days (0 before diagnosis): a rounded wait is at most d when the
+    gamma is below d + 0.5. still_waiting's complement, except on the day of diagnosis, where
+    still_waiting states what is known then."""
+    d = np.asarray(days, dtype=float)
+    return np.where(d >= 0, gamma.cdf(d + 0.5, WAIT_GAMMA_SHAPE, scale=WAIT_GAMMA_SCALE_DAYS), 0.0)
+
+
 def treatment_uniforms(scenario: Scenario) -> np.ndarray:
     """The uniform draw behind each patient's treatment_initiated (the model says initiated
     when it is below the patient's probability), in patient_id order. A stream of its own, so

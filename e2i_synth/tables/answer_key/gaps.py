@@ -36,7 +36,7 @@ from datetime import date
 
 import numpy as np
 import polars as pl
-from scipy.stats import binomtest, gamma
+from scipy.stats import binomtest
 
 from e2i_synth.core.scenario import SHOCK_METRICS, START_SHOCK_METRICS, GapSpec, Scenario
 from e2i_synth.core.vocabulary import BRAND_METRICS, COMMON_METRICS
@@ -55,7 +55,7 @@ from e2i_synth.tables.metrics.business_metrics import (
     true_value,
 )
 from e2i_synth.tables.metrics.business_metrics_model import WORLD_METRICS
-from e2i_synth.world.initiation import WAIT_GAMMA_SCALE_DAYS, WAIT_GAMMA_SHAPE, month_after
+from e2i_synth.world.initiation import month_after, waited_at_most
 from e2i_synth.world.market import carryover, month_index, patient_weight
 
 SERIES = ("brand", "region", "metric_name")
@@ -254,24 +254,17 @@ def _design_achievement(scenario: Scenario, frame: pl.DataFrame) -> pl.Series:
 def _diagnosed_in_window(gap: GapSpec, months: list[date]) -> np.ndarray:
     """Per month, the part of the first fills that come from patients diagnosed in the gap's
     months, diagnoses spread evenly in time: a first fill on day t comes from a diagnosis in
-    [S, E) with probability F(t - S) - F(t - E), F the wait's distribution (world.initiation;
-    a rounded wait is at most x days when the gamma is below x + 0.5), averaged over the
-    month's days."""
-
-    def waited(days: np.ndarray) -> np.ndarray:
-        return np.where(
-            days >= 0, gamma.cdf(days + 0.5, WAIT_GAMMA_SHAPE, scale=WAIT_GAMMA_SCALE_DAYS), 0.0
-        )
-
+    [S, E) with probability F(t - S) - F(t - E), F the wait's distribution
+    (world.initiation.waited_at_most), averaged over the month's days."""
     end = None if gap.end_month is None else month_after(gap.end_month)
     parts = []
     for month in months:
         after = month_after(month)
         days = np.arange((after - month).days, dtype=float)
         since_start = (month - gap.start_month).days + days
-        part = waited(since_start)
+        part = waited_at_most(since_start)
         if end is not None:
-            part = part - waited((month - end).days + days)
+            part = part - waited_at_most((month - end).days + days)
         parts.append(float(part.mean()))
     return np.array(parts)
 
