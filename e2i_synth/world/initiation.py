@@ -29,12 +29,13 @@ WAIT_GAMMA_SCALE_DAYS = 14.0
 _EPOCH = date(1970, 1, 1)
 
 
-def waits(scenario: Scenario, patient_ids: pl.Series) -> np.ndarray:
-    """Each patient's wait in days from diagnosis to a first prescription (before any cap at
-    the journey's end), keyed by patient: patient_journeys holds it for the patients who
-    start, and the world replays it for those a start shock kept out."""
+def waits(scenario: Scenario, patient_ids: pl.Series, duration: np.ndarray) -> np.ndarray:
+    """Each patient's wait in days from diagnosis to a first prescription, never past the
+    journey's end (`duration` days after diagnosis), keyed by patient: patient_journeys holds
+    it for the patients who start, and the world replays it for those a start shock kept out."""
     u = KeyedStream(scenario.seed, "patient_journeys", "wait").uniform(entity_numbers(patient_ids))
-    return np.round(gamma.ppf(u, WAIT_GAMMA_SHAPE, scale=WAIT_GAMMA_SCALE_DAYS))
+    wait = np.round(gamma.ppf(u, WAIT_GAMMA_SHAPE, scale=WAIT_GAMMA_SCALE_DAYS))
+    return np.minimum(wait, duration).astype(np.int64)
 
 
 def still_waiting(days: np.ndarray) -> np.ndarray:

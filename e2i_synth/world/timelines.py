@@ -221,11 +221,11 @@ def _block_timelines(
     key = keys[treated]
     supply = patients["brand"].replace_strict(DAYS_SUPPLY, return_dtype=pl.Int64).to_numpy()
     supply = supply[treated]
-    # A kept-out patient's wait is not in patient_journeys: drawn here, never past the end.
+    # A kept-out patient's wait is not in patient_journeys: replayed here.
     wait = patients["days_to_treatment"].fill_null(0).to_numpy().astype(np.int64)
     if barred.any():
-        unseen = waits(scenario, patients["patient_id"].filter(pl.Series(barred)))
-        wait[barred] = np.minimum(unseen, duration[barred]).astype(np.int64)
+        kept_out_ids = patients["patient_id"].filter(pl.Series(barred))
+        wait[barred] = waits(scenario, kept_out_ids, duration[barred])
     first = wait[treated]
     planned = draw.named("planned").geometric(hazard[treated], key)
     room = duration[treated] - first

@@ -132,9 +132,9 @@ def generate_patient_journeys(scenario: Scenario, hcp_profiles: pl.DataFrame) ->
     factor = start_factor(scenario, brand, hcps["region"], span_start.cast(pl.Date))
     # A start shock keeps some of them from starting (world.initiation).
     initiated &= ~kept_out(scenario, ids, factor)
-    # Time to first prescription: right-skewed, never past the end of the journey; keyed by
-    # patient, so the world can replay the start a shock prevented.
-    wait = np.minimum(waits(scenario, ids), duration).astype(np.int32)
+    # Time to first prescription: right-skewed, keyed by patient, so the world can replay the
+    # start a shock prevented.
+    wait = waits(scenario, ids, duration).astype(np.int32)
 
     start = pl.lit(scenario.start_date) + pl.duration(days=pl.col("_start_offset"))
     return (
