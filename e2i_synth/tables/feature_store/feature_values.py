@@ -525,8 +525,22 @@ def _numeric_values(
         else:  # variance_change: the spread's multiplier moves from 1 to magnitude
             moved = mean + (1 + share * (drift.magnitude - 1)) * (values - mean)
         values = np.where(share > 0, moved, values)
+    return as_stored(values, bounds, is_int, process.decimals)
+
+
+def feature_bounds(feature: dict) -> tuple[float, float]:
+    """A numeric feature's (min_value, max_value) from its features row, unbounded where null."""
+    low, high = feature["min_value"], feature["max_value"]
+    return (-np.inf if low is None else low, np.inf if high is None else high)
+
+
+def as_stored(
+    values: np.ndarray, bounds: tuple[float, float], is_int: bool, decimals: int
+) -> np.ndarray:
+    """Numeric values as feature_values stores them: clipped to the feature's bounds, and
+    rounded (whole for an int feature)."""
     values = np.clip(values, *bounds)
-    return np.round(values) if is_int else np.round(values, process.decimals) + 0.0
+    return np.round(values) if is_int else np.round(values, decimals) + 0.0
 
 
 def _category_codes(
@@ -650,10 +664,6 @@ def generate_feature_values(
             )
             value = _json_values(codes, value_type, categories[name])
         else:
-            bounds = (
-                -np.inf if row["min_value"] is None else row["min_value"],
-                np.inf if row["max_value"] is None else row["max_value"],
-            )
             numbers = _numeric_values(
                 process,
                 feature_moments,
@@ -662,7 +672,7 @@ def generate_feature_values(
                 u[:, _STEP].ravel(),
                 ts,
                 drift,
-                bounds,
+                feature_bounds(row),
                 value_type == "int",
                 seasonal.get(name),
             )

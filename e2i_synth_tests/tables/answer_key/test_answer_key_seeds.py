@@ -214,9 +214,10 @@ def test_a_plant_too_weak_for_the_scale_is_reported_not_detectable():
     weak = [p for p in detectability(small) if not p.detectable]
     # 250 patients for 4 points per engagement point; a window of about 100 patients (KS at
     # the effective size: a patient's repeated values are not new draws) for a 35% insurance
-    # tier mix; and the access shock on Kisqali northeast TRx meets a world of one or two fills
-    # a month there, some months none to take.
-    assert [p.field for p in weak] == ["causal.true_ate", "drifts.2", "gaps.0"]
+    # tier mix, or for comorbidity counts spread 2.5 times (partly clipped away at 0: flagged
+    # in 29 of seeds 1-60 at this scale); and the access shock on Kisqali northeast TRx meets
+    # a world of one or two fills a month there, some months none to take.
+    assert [p.field for p in weak] == ["causal.true_ate", "drifts.1", "drifts.2", "gaps.0"]
     assert 0.2 < weak[0].power < 0.6
     assert "NOT detectable" in weak[0].describe()
     # and the answer key says so for the data of that scale
