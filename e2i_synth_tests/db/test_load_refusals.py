@@ -136,6 +136,30 @@ def test_orphan_foreign_key_is_refused_at_commit_naming_table_and_field(loaded, 
         assert read_table(conn, PATIENTS).equals(before)
 
 
+def test_orphan_foreign_key_in_a_partition_window_is_refused_naming_table_and_field(loaded, frames):
+    # A window load checks its keys set-based over the window's rows (db/copy.py).
+    manager = PostgresIOManager(database=loaded)
+    march = _in_window(frames["triggers"], MARCH).with_columns(
+        _first_row("hcp_id", pl.lit("HCP999999"))
+    )
+    with loaded.connect() as conn:
+        before = read_table(conn, TRIGGERS)
+    with (
+        dg.build_output_context(
+            asset_key=dg.AssetKey("triggers"),
+            partition_key="2025-03-01",
+            asset_partitions_def=MONTHLY,
+        ) as context,
+        pytest.raises(LoadError) as error,
+    ):
+        manager.handle_output(context, march)
+    message = str(error.value)
+    assert "triggers" in message and "hcp_id" in message and "HCP999999" in message
+    assert "rolled back" in message
+    with loaded.connect() as conn:
+        assert read_table(conn, TRIGGERS).equals(before)
+
+
 def test_row_outside_its_partition_window_is_refused(loaded, frames):
     manager = PostgresIOManager(database=loaded)
     march = _in_window(frames["triggers"], MARCH)

@@ -75,7 +75,8 @@ def _python(args: list[str], env: dict[str, str], cwd: Path, **kw) -> subprocess
 # written rows when the test finds it; a sequence (not transactional) makes it happen once, so
 # the retry on the other worker does not wait. The server checks the client's socket while it
 # waits, so the killed worker's transaction ends as soon as its socket closes. The trigger
-# changes no row: the digests compare data only.
+# changes no row: the digests compare data only. ENABLE ALWAYS: loads run with the row triggers
+# off (session_replication_role = replica, for set-based foreign-key checks: db/copy.py).
 STALL_AT = 2_000
 STALL_ONCE = sql.SQL(
     """CREATE SEQUENCE e2i_test_rows;
@@ -88,7 +89,8 @@ STALL_ONCE = sql.SQL(
         RETURN NEW;
     END $$;
     CREATE TRIGGER e2i_test_stall BEFORE INSERT ON {victim}
-        FOR EACH ROW EXECUTE FUNCTION e2i_test_stall()"""
+        FOR EACH ROW EXECUTE FUNCTION e2i_test_stall();
+    ALTER TABLE {victim} ENABLE ALWAYS TRIGGER e2i_test_stall"""
 ).format(at=sql.Literal(STALL_AT), victim=sql.Identifier(VICTIM))
 
 
