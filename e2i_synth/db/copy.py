@@ -94,12 +94,18 @@ def _set_based_foreign_keys(cur: psycopg.Cursor, spec: TableSpec) -> list[Foreig
     return foreign_keys(cur, spec.name) if may_turn_row_triggers_off(cur) else []
 
 
-def _lock_other_tables(cur: psycopg.Cursor, spec: TableSpec, fks: list[ForeignKey]) -> None:
-    """SHARE locks on the tables on the other side of `fks`, until commit: nobody writes them
-    while the keys are checked set-based (readers never wait)."""
-    for other in sorted({fk.table for fk in fks} | {fk.ref_table for fk in fks}):
-        if other != spec.name:
-            cur.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.SQL(other)))
+def _lock_tables(cur: psycopg.Cursor, spec: TableSpec, fks: list[ForeignKey]) -> None:
+    """The load's locks, until commit: its own table's (_serialise_replacements), and SHARE on
+    the tables on the other side of `fks`, so nobody writes them while the keys are checked
+    set-based (readers never wait). Taken in one order, by table name, for every load: two
+    loads of tables that reference each other (a window of triggers and all of
+    patient_journeys) would otherwise each hold one lock and wait for the other's."""
+    others = {fk.table for fk in fks} | {fk.ref_table for fk in fks}
+    for name in sorted(others | {spec.name}):
+        if name == spec.name:
+            _serialise_replacements(cur, spec)
+        else:
+            cur.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.SQL(name)))
 
 
 def may_turn_row_triggers_off(cur: psycopg.Cursor) -> bool:
@@ -131,13 +137,11 @@ def delete_with_triggers_off(
 
     The DELETE's own checks (keys still referenced?) are set-based too when every key into the
     table only forbids (NO ACTION / RESTRICT); else its triggers stay on for the DELETE and only
-    the table's own keys are checked. Writers of the tables on the other side of each key wait
-    until commit (readers never do)."""
+    the table's own keys are checked. The caller holds the locks (_lock_tables)."""
     inbound = [fk for fk in fks if fk.ref_table == spec.name]
     skip_delete_triggers = all(fk.on_delete in ("a", "r") for fk in inbound)
     if not skip_delete_triggers:
         fks = [fk for fk in fks if fk.table == spec.name]
-    _lock_other_tables(cur, spec, fks)
     if fks and skip_delete_triggers:
         cur.execute("SET LOCAL session_replication_role = replica")
     cur.execute(delete, params)
@@ -216,11 +220,7 @@ def replace_rows(
             # the tables on the other side of each key wait until commit (readers never do). A
             # key into this table with an ON DELETE action keeps its triggers for the DELETE.
             fks = _set_based_foreign_keys(cur, spec)
-            if window is not None:
-                # Before this table's own lock: a whole-table load of a referenced table holds
-                # its own lock while it waits for this one's, and would deadlock with this load.
-                _lock_other_tables(cur, spec, fks)
-            _serialise_replacements(cur, spec)
+            _lock_tables(cur, spec, fks)
             delete = sql.SQL("DELETE FROM {table}").format(table=table) + _window_filter(
                 spec, window
             )

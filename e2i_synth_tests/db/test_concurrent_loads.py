@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import psycopg
+import pytest
 
-from e2i_synth.db.copy import count_rows
+from e2i_synth.db.copy import count_rows, replace_rows
 from e2i_synth.tables import TABLES
 from e2i_synth_tests.bounded import HANG_LIMIT
 
@@ -171,3 +173,46 @@ def test_a_backfill_and_a_day_inside_it_loaded_at_once_both_succeed(loaded, fram
     assert len(in_day) == 1 and next(iter(in_day.values())) == day.height
     rest = {k: v - in_day.get(k, 0) for k, v in _reasons(url, MARCH).items()}
     assert {k: v for k, v in rest.items() if v} == {"backfill": march.height - day.height}
+
+
+def _until_waiting(url: str, waiters: int) -> None:
+    """Until `waiters` lock requests are queued."""
+    deadline = time.monotonic() + HANG_LIMIT
+    with psycopg.connect(url, autocommit=True) as mon:
+        while mon.execute(WAITING).fetchone()[0] < waiters:
+            assert time.monotonic() < deadline, "the loads never queued for their locks"
+            time.sleep(0.01)
+
+
+@pytest.mark.parametrize("window", [MARCH, None], ids=["window", "whole"])
+def test_a_load_and_a_whole_load_of_its_parent_do_not_deadlock(loaded, frames, window):
+    """A load of triggers (a window, or all of it) and a whole-table load of patient_journeys
+    (which triggers reference) interleaved at their lock steps, both queued behind a writer of
+    hcp_profiles: each checks its keys set-based under SHARE locks on the other tables, so loads
+    that took their locks in different orders would deadlock here (PostgreSQL aborts one)."""
+    url = loaded.url
+    march = _in_window(frames["triggers"], MARCH) if window else frames["triggers"]
+    patients = frames["patient_journeys"]
+    results: dict[str, object] = {}
+
+    def load(name: str, table: str, frame: pl.DataFrame, window) -> None:
+        try:
+            with psycopg.connect(url) as conn:
+                results[name] = replace_rows(conn, TABLES[table], [frame], window)
+        except Exception as exc:  # reported by the assertion below
+            results[name] = exc
+
+    window_load = threading.Thread(target=load, args=("window", "triggers", march, window))
+    whole_load = threading.Thread(target=load, args=("whole", "patient_journeys", patients, None))
+    with psycopg.connect(url) as writer:
+        writer.execute("LOCK TABLE hcp_profiles IN ROW EXCLUSIVE MODE")
+        window_load.start()
+        _until_waiting(url, 1)
+        whole_load.start()
+        _until_waiting(url, 2)
+        writer.rollback()
+    window_load.join(HANG_LIMIT)
+    whole_load.join(HANG_LIMIT)
+    assert results == {"window": march.height, "whole": patients.height}
+    with loaded.connect() as conn:
+        assert count_rows(conn, "triggers") == frames["triggers"].height
