@@ -34,7 +34,10 @@ def _one_seed(name: str, seed: int) -> dict:
     scenario = base.model_copy(update={"seed": seed})
     tables = generate_answer_key_tables(scenario)
     c = causal.causal_answer(scenario, tables.patient_journeys)
-    d = drift.drift_answers(scenario, tables.features, tables.feature_values, with_power=False)
+    # With the power, as the pipeline runs it: drift_recovered requires detectable plants only.
+    d = drift.drift_answers(
+        scenario, tables.features, tables.feature_values, patient_journeys=tables.patient_journeys
+    )
     scored = gaps.scored_rows(scenario, tables.business_metrics)
     g = gaps.gap_answers(scenario, scored)
     verdicts = {
