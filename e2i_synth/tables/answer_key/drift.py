@@ -544,7 +544,7 @@ def drift_verdicts(scenario: Scenario, answers: list[DriftAnswer]) -> list[Verdi
         and (a.stationarity_pvalue is None or a.stationarity_pvalue < alpha)
     ]
     # A plant the reference rule finds less often than DETECTABLE_POWER is not required (as
-    # for gaps): ground_truth lists it as undetectable, with its power.
+    # in gaps_recovered): ground_truth lists it as undetectable, with its power.
     missed = [
         a.feature
         for a in answers

@@ -93,7 +93,7 @@ RULES = {
     "gaps_recovered": Rule(
         blocking=False,
         description="the reference rule (value < target, significance >= 0.95) flags at least "
-        "half the months of every planted gap and every detectable imprint of a shock, and "
+        "half the months of every detectable planted gap and imprint of a shock, and "
         "unplanted months near their nominal 2.5% (a warning; realised shortfall, recall and "
         "power are in ground_truth)",
     ),
@@ -397,8 +397,10 @@ def gap_verdicts(
     false_flags = int(unplanted["flagged"].sum())
     # The rule flags an on-target row (value below and significant) about alpha/2 of the time.
     nominal = REFERENCE_ALPHA / 2
-    # An imprint is as large as the world makes it: judged only when detectable.
-    judged = [a for a in answers if a.imprint_of is None or a.detectable]
+    # Judged only when detectable (power >= DETECTABLE_POWER), as drift_recovered judges
+    # plants: an imprint is as large as the world makes it, and a plant too weak for the scale
+    # is reported before the run (the CLI's note) and in ground_truth, not failed.
+    judged = [a for a in answers if a.detectable]
     weak = [a.key for a in judged if a.months and a.months_flagged < a.months / 2]
     gap_table = [
         {

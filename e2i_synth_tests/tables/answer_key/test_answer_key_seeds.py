@@ -226,6 +226,37 @@ def test_a_plant_too_weak_for_the_scale_is_reported_not_detectable():
     assert answer.detectable is False and answer.as_details()["detectable"] is False
 
 
+def test_plants_too_weak_for_the_scale_are_listed_not_required_by_the_warnings():
+    """The default scenario at scale small: the Kisqali TRx shock and the insurance tier mix,
+    reported not detectable before the run, are missed, and the warnings pass: they judge the
+    detectable plants (and would fail on these)."""
+    small = _bundled("default").model_copy(update={"scale": 0.1})
+    tables = generate_answer_key_tables(small)
+    scored = gaps.scored_rows(small, tables.business_metrics)
+    gap_answers = gaps.gap_answers(small, scored)
+    missed = [a.key for a in gap_answers if a.months_flagged < a.months / 2]
+    assert "Kisqali/northeast/trx" in missed
+    assert all(not a.detectable for a in gap_answers if a.key in missed)
+    drifts = drift.drift_answers(
+        small, tables.features, tables.feature_values, patient_journeys=tables.patient_journeys
+    )
+    unflagged = [a for a in drifts if a.planted is not None and not a.flagged]
+    assert [a.feature for a in unflagged] == ["insurance_tier"] and not unflagged[0].detectable
+    verdicts = {
+        v.name: v
+        for v in [
+            *gaps.gap_verdicts(small, scored, gap_answers),
+            *drift.drift_verdicts(small, drifts),
+        ]
+    }
+    assert verdicts["gaps_recovered"].passed, verdicts["gaps_recovered"].metadata
+    assert verdicts["drift_recovered"].passed, verdicts["drift_recovered"].metadata
+    assert verdicts["drift_recovered"].metadata["undetectable_planted"] == [
+        "comorbidity_count",
+        "insurance_tier",
+    ]
+
+
 def test_a_sample_too_small_to_estimate_still_passes_its_blocking_checks():
     tiny = _bundled("default").model_copy(update={"scale": 0.002})  # 5 patients
     tables = generate_answer_key_tables(tiny)
