@@ -4,6 +4,7 @@ initiation, neither better than the true probability behind the data (pure frame
 seed: tests of the generator, not blocking checks)."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -25,8 +26,10 @@ from e2i_synth.tables.feature_store import assets as feature_store
 from e2i_synth.tables.metrics import assets as metrics
 from e2i_synth_tests.pipeline import load_small, run, small_template_key
 
-# The small default scenario and the null rung (no effect, drift or gap), both at scale small.
+# The small default scenario and the null rung (no effect, drift or gap), both at scale small;
+# every other bundled scenario in the soak (test_every_other_bundled_scenario_is_coherent).
 SCENARIOS = ("default", "null")
+OTHER_SCENARIOS = tuple(n for n in e2i_synth.scenarios.LADDER if n not in SCENARIOS)
 
 
 @pytest.fixture(scope="module", params=SCENARIOS)
@@ -34,10 +37,16 @@ def loaded(request, server_url: str, templates) -> Iterator[tuple[Database, Scen
     """A database holding every table (the answer key aside), loaded through Dagster: for the
     default scenario a copy of the session's small one (conftest's small_db, every table and
     check, loaded once per session)."""
-    name = f"t_coherence_{request.param}"
-    path = str(e2i_synth.scenarios.bundled_path(request.param))
+    with _loaded(request.param, server_url, templates) as loaded:
+        yield loaded
+
+
+@contextmanager
+def _loaded(scenario_name: str, server_url: str, templates) -> Iterator[tuple[Database, Scenario]]:
+    name = f"t_coherence_{scenario_name}"
+    path = str(e2i_synth.scenarios.bundled_path(scenario_name))
     template = None
-    if request.param == "default":
+    if scenario_name == "default":
         assert load_scenario(path, "small") == load_scenario(scale="small")
         template = templates.template(small_template_key(), load_small)
     with psycopg.connect(server_url, autocommit=True) as conn:
@@ -52,6 +61,16 @@ def loaded(request, server_url: str, templates) -> Iterator[tuple[Database, Scen
     yield database, load_scenario(path, "small")
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("name", OTHER_SCENARIOS)
+def test_every_other_bundled_scenario_is_coherent(name, server_url, templates):
+    """Every rule returns no rows on each bundled scenario's world, at scale small."""
+    with _loaded(name, server_url, templates) as (database, scenario):
+        with database.connect() as conn:
+            found = coherence.violations(conn, scenario)
+        assert {rule: rows for rule, rows in found.items() if rows} == {}
 
 
 def test_every_rule_returns_no_rows(loaded):
