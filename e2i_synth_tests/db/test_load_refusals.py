@@ -136,12 +136,10 @@ def test_orphan_foreign_key_is_refused_at_commit_naming_table_and_field(loaded, 
         assert read_table(conn, PATIENTS).equals(before)
 
 
-def test_orphan_foreign_key_in_a_partition_window_is_refused_naming_table_and_field(loaded, frames):
-    # A window load checks its keys set-based over the window's rows (db/copy.py).
+def _refused_march_of_triggers(loaded, frame: pl.DataFrame) -> str:
+    """The error of loading `frame` as the March 2025 partition of triggers, which must be
+    refused with the table as it was."""
     manager = PostgresIOManager(database=loaded)
-    march = _in_window(frames["triggers"], MARCH).with_columns(
-        _first_row("hcp_id", pl.lit("HCP999999"))
-    )
     with loaded.connect() as conn:
         before = read_table(conn, TRIGGERS)
     with (
@@ -152,33 +150,27 @@ def test_orphan_foreign_key_in_a_partition_window_is_refused_naming_table_and_fi
         ) as context,
         pytest.raises(LoadError) as error,
     ):
-        manager.handle_output(context, march)
-    message = str(error.value)
-    assert "triggers" in message and "hcp_id" in message and "HCP999999" in message
-    assert "rolled back" in message
+        manager.handle_output(context, frame)
     with loaded.connect() as conn:
         assert read_table(conn, TRIGGERS).equals(before)
+    return str(error.value)
+
+
+def test_orphan_foreign_key_in_a_partition_window_is_refused_naming_table_and_field(loaded, frames):
+    # A window load checks its keys set-based over the window's rows (db/copy.py).
+    march = _in_window(frames["triggers"], MARCH).with_columns(
+        _first_row("hcp_id", pl.lit("HCP999999"))
+    )
+    message = _refused_march_of_triggers(loaded, march)
+    assert "triggers" in message and "hcp_id" in message and "HCP999999" in message
+    assert "rolled back" in message
 
 
 def test_row_outside_its_partition_window_is_refused(loaded, frames):
-    manager = PostgresIOManager(database=loaded)
     march = _in_window(frames["triggers"], MARCH)
     april = _in_window(frames["triggers"], (MARCH[1], datetime(2025, 5, 1, tzinfo=UTC)))
     # March's load with one April row (new key, so only the window count can object).
     stray = pl.concat([march, april.head(1).with_columns(trigger_id=pl.lit("TRG-20250402-999999"))])
-    with loaded.connect() as conn:
-        before = read_table(conn, TRIGGERS)
-    with (
-        dg.build_output_context(
-            asset_key=dg.AssetKey("triggers"),
-            partition_key="2025-03-01",
-            asset_partitions_def=MONTHLY,
-        ) as context,
-        pytest.raises(LoadError) as error,
-    ):
-        manager.handle_output(context, stray)
-    message = str(error.value)
+    message = _refused_march_of_triggers(loaded, stray)
     assert "triggers" in message and "partition window" in message
     assert f"copied {stray.height} rows" in message
-    with loaded.connect() as conn:
-        assert read_table(conn, TRIGGERS).equals(before)
