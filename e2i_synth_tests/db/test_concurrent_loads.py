@@ -191,7 +191,7 @@ def test_a_load_and_a_whole_load_of_its_parent_do_not_deadlock(loaded, frames, w
     hcp_profiles: each checks its keys set-based under SHARE locks on the other tables, so loads
     that took their locks in different orders would deadlock here (PostgreSQL aborts one)."""
     url = loaded.url
-    march = _in_window(frames["triggers"], MARCH) if window else frames["triggers"]
+    triggers = _in_window(frames["triggers"], MARCH) if window else frames["triggers"]
     patients = frames["patient_journeys"]
     results: dict[str, object] = {}
 
@@ -202,17 +202,17 @@ def test_a_load_and_a_whole_load_of_its_parent_do_not_deadlock(loaded, frames, w
         except Exception as exc:  # reported by the assertion below
             results[name] = exc
 
-    window_load = threading.Thread(target=load, args=("window", "triggers", march, window))
-    whole_load = threading.Thread(target=load, args=("whole", "patient_journeys", patients, None))
+    child = threading.Thread(target=load, args=("triggers", "triggers", triggers, window))
+    parent = threading.Thread(target=load, args=("patients", "patient_journeys", patients, None))
     with psycopg.connect(url) as writer:
         writer.execute("LOCK TABLE hcp_profiles IN ROW EXCLUSIVE MODE")
-        window_load.start()
+        child.start()
         _until_waiting(url, 1)
-        whole_load.start()
+        parent.start()
         _until_waiting(url, 2)
         writer.rollback()
-    window_load.join(HANG_LIMIT)
-    whole_load.join(HANG_LIMIT)
-    assert results == {"window": march.height, "whole": patients.height}
+    child.join(HANG_LIMIT)
+    parent.join(HANG_LIMIT)
+    assert results == {"triggers": triggers.height, "patients": patients.height}
     with loaded.connect() as conn:
         assert count_rows(conn, "triggers") == frames["triggers"].height

@@ -340,7 +340,7 @@ def drift_answers(
                 sizes,
                 effective=effective,
                 world=world,
-                bounds=feature_bounds(feature) if labels is None else (-np.inf, np.inf),
+                bounds=feature_bounds(feature),
             )
         answers.append(
             DriftAnswer(
